@@ -1,0 +1,176 @@
+"""Build the default model's components from configs alone (no downloads).
+
+The model is a standard diffusers ``StableDiffusionPipeline`` folder so that every plugin takes
+the code path a real Stable Diffusion checkpoint takes: a CLIP BPE tokenizer (vocab.json +
+merges.txt), a small ``CLIPTextModel``, a small ``AutoencoderKL`` (64x64x3 <-> 8x8x4), a small
+``UNet2DConditionModel`` and a DDIM scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .shapes import vocabulary
+
+MAX_TOKENS = 32  # captions are short; CLIP's 77 would only waste compute
+TEXT_HIDDEN = 128
+IMAGE_SIZE = 64
+LATENT_CHANNELS = 4
+LATENT_SIZE = 8
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable-character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def _bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Plain BPE: repeatedly merge the adjacent pair with the lowest rank."""
+    pieces = list(pieces)
+    while len(pieces) > 1:
+        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        best, i = min(pairs)
+        if best == 1 << 30:
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
+
+
+def tokenizer_files(words: list[str] | None = None) -> tuple[dict[str, int], list[str]]:
+    """A CLIP-format vocabulary in which every caption word is one token.
+
+    Other text still tokenizes (byte-level characters), so any prompt is accepted.
+    """
+    import re
+
+    byte_chars = list(_bytes_to_unicode().values())
+    vocab_list = byte_chars + [c + "</w>" for c in byte_chars]
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    words = words if words is not None else vocabulary()
+    # CLIP's pre-tokenizer splits letters runs and punctuation runs apart.
+    units = sorted({u for w in words for u in re.findall(r"[a-z]+|[^\sa-z]+", w)})
+    for unit in units:
+        start = list(unit[:-1]) + [unit[-1] + "</w>"]
+        while True:
+            pieces = _bpe(start, ranks)
+            if len(pieces) == 1:
+                break
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            if pair[0] + pair[1] not in vocab_list:
+                vocab_list.append(pair[0] + pair[1])
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    return vocab, [f"{a} {b}" for a, b in merges]
+
+
+def write_tokenizer(folder: Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = tokenizer_files()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    cfg = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": MAX_TOKENS,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "do_lower_case": True,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token")}, indent=2)
+    )
+
+
+def load_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=MAX_TOKENS)
+
+
+def text_encoder_config(vocab_size: int, eos_id: int, bos_id: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=TEXT_HIDDEN * 4,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=TEXT_HIDDEN,
+        hidden_act="quick_gelu",
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+
+
+def make_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=16,
+        sample_size=IMAGE_SIZE,
+        scaling_factor=1.0,  # set from the latent statistics after the VAE is trained
+    )
+
+
+def make_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(96, 128, 128),
+        layers_per_block=1,
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def make_text_encoder(tokenizer):
+    from transformers import CLIPTextModel
+
+    cfg = text_encoder_config(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id)
+    return CLIPTextModel(cfg)
+
+
+def make_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )

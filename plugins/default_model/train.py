@@ -1,0 +1,431 @@
+"""Train the bundled default model from nothing, on the CPU, resumably.
+
+    implicit-studio train-default-model --out DIR          (or: python -m plugins.default_model.train --out DIR)
+
+Stages, each checkpointed in DIR so an interrupted run resumes where it stopped:
+  1. ``vae``     AutoencoderKL on random 32x32 crops, then on full 64x64 images.
+  2. ``latents`` the training set (procedural shape images, see ``shapes.py``) encoded once.
+  3. ``unet``    UNet2DConditionModel and CLIPTextModel trained together on the latents with the
+                 epsilon objective (min-SNR weighting, 10% caption dropout for guidance), EMA weights.
+  4. ``export``  a diffusers StableDiffusionPipeline folder (safetensors) in DIR/pipeline.
+
+Checkpoints are safetensors files plus a JSON state file: nothing is ever unpickled.
+``--smoke`` runs a few steps of every stage on a few hundred images and checks the losses fall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    num_images: int = 100_000
+    vae_crop_steps: int = 1500
+    vae_full_steps: int = 300
+    vae_batch: int = 32
+    vae_full_batch: int = 16
+    vae_lr: float = 4e-4
+    unet_steps: int = 6000
+    unet_batch: int = 64
+    unet_lr: float = 3e-4
+    warmup: int = 200
+    ema_decay: float = 0.999
+    cond_drop: float = 0.1
+    min_snr_gamma: float = 5.0
+    threads: int = 2
+    seed: int = 0
+    checkpoint_every: int = 200
+
+    @classmethod
+    def smoke(cls) -> "TrainConfig":
+        return cls(num_images=384, vae_crop_steps=30, vae_full_steps=6, vae_batch=16, vae_full_batch=8,
+                   unet_steps=40, unet_batch=32, warmup=5, checkpoint_every=20, vae_lr=1e-3, unet_lr=5e-4)
+
+
+# ----------------------------------------------------------------------------- checkpoint helpers
+def _save_state(path: Path, tensors: dict, meta: dict) -> None:
+    """Write tensors (safetensors) and meta (JSON) atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp.safetensors")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path.with_suffix(".safetensors"))
+    mtmp = path.with_suffix(".tmp.json")
+    mtmp.write_text(json.dumps(meta))
+    mtmp.replace(path.with_suffix(".json"))
+
+
+def _load_state(path: Path):
+    from safetensors.torch import load_file
+
+    st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    if not (st.exists() and js.exists()):
+        return None, None
+    return load_file(str(st)), json.loads(js.read_text())
+
+
+def _pack(prefix: str, module) -> dict:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def _pack_optimizer(prefix: str, opt) -> dict:
+    out = {}
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            import torch
+
+            out[f"{prefix}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def _unpack(tensors: dict, prefix: str) -> dict:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _restore_optimizer(opt, tensors: dict, prefix: str) -> None:
+    sd = opt.state_dict()
+    state: dict = {}
+    for k, v in _unpack(tensors, prefix).items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Progress:
+    """A plain progress line with ETA (works in logs and terminals alike)."""
+
+    def __init__(self, name: str, total: int, start: int = 0):
+        self.name, self.total, self.start = name, total, start
+        self.t0 = time.time()
+        self.last = 0.0
+
+    def update(self, step: int, **metrics) -> None:
+        now = time.time()
+        if now - self.last < 2.0 and step < self.total:
+            return
+        self.last = now
+        done = step - self.start
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        width = 30
+        filled = int(width * step / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        m = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"[{self.name}] |{bar}| {step}/{self.total} {m} {rate:.2f} it/s ETA {eta/60:.1f} min", flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+def _images(cfg: TrainConfig, start: int, count: int):
+    import numpy as np
+
+    from .shapes import make_sample
+
+    imgs = np.empty((count, 64, 64, 3), np.uint8)
+    caps = []
+    for i in range(count):
+        s = make_sample(cfg.seed * 10_000_019 + start + i)
+        imgs[i] = s.image
+        caps.append(s.caption)
+    return imgs, caps
+
+
+def _to_tensor(imgs):
+    import torch
+
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+# ----------------------------------------------------------------------------- stage 1: VAE
+def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
+    import torch
+
+    from .build import make_vae
+
+    ck = out / "vae_ckpt"
+    vae = make_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    tensors, meta = _load_state(ck)
+    step, losses = 0, []
+    if tensors is not None:
+        vae.load_state_dict(_unpack(tensors, "vae"))
+        _restore_optimizer(opt, tensors, "opt")
+        step, losses = meta["step"], meta["losses"]
+        log(f"[vae] resuming at step {step}")
+    total = cfg.vae_crop_steps + cfg.vae_full_steps
+    if step >= total:
+        return losses
+    pool_n = min(cfg.num_images, 20_000)
+    imgs, _ = _images(cfg, 0, pool_n)
+    data = _to_tensor(imgs)
+    g = torch.Generator().manual_seed(cfg.seed + step)
+    prog = Progress("vae", total, step)
+    vae.train()
+    while step < total:
+        full = step >= cfg.vae_crop_steps
+        bs = cfg.vae_full_batch if full else cfg.vae_batch
+        idx = torch.randint(0, pool_n, (bs,), generator=g)
+        x = data[idx]
+        if not full:
+            oy, ox = (int(v) for v in torch.randint(0, 33, (2,), generator=g))
+            x = x[:, :, oy : oy + 32, ox : ox + 32]
+        lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.1 if full else 1.0)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        post = vae.encode(x).latent_dist
+        z = post.sample(generator=None)
+        rec = vae.decode(z).sample
+        kl = post.kl().mean() / x[0].numel()
+        loss = (rec - x).abs().mean() + (rec - x).pow(2).mean() + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        losses.append(float(loss))
+        prog.update(step, loss=sum(losses[-20:]) / len(losses[-20:]))
+        if step % cfg.checkpoint_every == 0 or step == total:
+            _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)}, {"step": step, "losses": losses})
+    return losses
+
+
+def load_vae(out: Path):
+    from .build import make_vae
+
+    vae = make_vae()
+    tensors, _ = _load_state(out / "vae_ckpt")
+    if tensors is None:
+        raise FileNotFoundError(f"no VAE checkpoint in {out}")
+    vae.load_state_dict(_unpack(tensors, "vae"))
+    return vae.eval()
+
+
+# ----------------------------------------------------------------------------- stage 2: latents
+def encode_latents(out: Path, cfg: TrainConfig, log=print):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from .build import MAX_TOKENS, load_tokenizer, write_tokenizer
+
+    path = out / "latents.safetensors"
+    tok_dir = out / "tokenizer"
+    if not (tok_dir / "vocab.json").exists():
+        write_tokenizer(tok_dir)
+    if path.exists():
+        return load_file(str(path))
+    vae = load_vae(out)
+    tok = load_tokenizer(tok_dir)
+    means, logvars, ids = [], [], []
+    chunk = 1000
+    prog = Progress("latents", cfg.num_images)
+    with torch.no_grad():
+        for start in range(0, cfg.num_images, chunk):
+            n = min(chunk, cfg.num_images - start)
+            imgs, caps = _images(cfg, start, n)
+            x = _to_tensor(imgs)
+            for b in range(0, n, 250):
+                d = vae.encode(x[b : b + 250]).latent_dist
+                means.append(d.mean)
+                logvars.append(d.logvar)
+            ids.append(tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids)
+            prog.update(start + n)
+    mean = torch.cat(means)
+    tensors = {
+        "mean": mean.contiguous(),
+        "logvar": torch.cat(logvars).contiguous(),
+        "ids": torch.cat(ids).contiguous(),
+        "scaling_factor": torch.tensor([1.0 / float(mean.std())]),
+        "empty_ids": tok([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids[0],
+    }
+    tmp = out / "latents.tmp.safetensors"
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    log(f"[latents] {cfg.num_images} encoded; latent std {float(mean.std()):.4f}")
+    return tensors
+
+
+# ----------------------------------------------------------------------------- stage 3: UNet
+def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
+    import copy
+
+    import torch
+
+    from .build import load_tokenizer, make_scheduler, make_text_encoder, make_unet
+
+    lat = encode_latents(out, cfg, log)
+    tok = load_tokenizer(out / "tokenizer")
+    unet, te = make_unet(), make_text_encoder(tok)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
+    ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
+    ck = out / "unet_ckpt"
+    tensors, meta = _load_state(ck)
+    step, losses = 0, []
+    if tensors is not None:
+        unet.load_state_dict(_unpack(tensors, "unet"))
+        te.load_state_dict(_unpack(tensors, "te"))
+        ema_unet.load_state_dict(_unpack(tensors, "ema_unet"))
+        ema_te.load_state_dict(_unpack(tensors, "ema_te"))
+        _restore_optimizer(opt, tensors, "opt")
+        step, losses = meta["step"], meta["losses"]
+        log(f"[unet] resuming at step {step}")
+    if step >= cfg.unet_steps:
+        return losses
+    sched = make_scheduler()
+    acp = sched.alphas_cumprod.float()
+    snr = acp / (1 - acp)
+    weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    sf = float(lat["scaling_factor"])
+    mean, std = lat["mean"], torch.exp(0.5 * lat["logvar"])
+    ids, empty = lat["ids"], lat["empty_ids"]
+    n = mean.shape[0]
+    g = torch.Generator().manual_seed(cfg.seed * 7 + step)
+    prog = Progress("unet", cfg.unet_steps, step)
+    ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
+    unet.train(), te.train()
+    while step < cfg.unet_steps:
+        idx = torch.randint(0, n, (cfg.unet_batch,), generator=g)
+        z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * sf
+        tok_ids = ids[idx].clone()
+        drop = torch.rand(cfg.unet_batch, generator=g) < cfg.cond_drop
+        tok_ids[drop] = empty
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.unet_batch,), generator=g)
+        noise = torch.randn(z0.shape, generator=g)
+        a = acp[t].sqrt().view(-1, 1, 1, 1)
+        s = (1 - acp[t]).sqrt().view(-1, 1, 1, 1)
+        zt = a * z0 + s * noise
+        warm = min(1.0, (step + 1) / cfg.warmup)
+        prog_frac = step / max(cfg.unet_steps, 1)
+        lr = cfg.unet_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog_frac)))
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        cond = te(tok_ids).last_hidden_state
+        pred = unet(zt, t, cond).sample
+        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (per * weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema_params, params):
+                pe.lerp_(p, 1 - d)
+        losses.append(float(per.mean()))
+        prog.update(step, loss=sum(losses[-50:]) / len(losses[-50:]), lr=lr)
+        if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
+            _save_state(
+                ck,
+                {**_pack("unet", unet), **_pack("te", te), **_pack("ema_unet", ema_unet),
+                 **_pack("ema_te", ema_te), **_pack_optimizer("opt", opt)},
+                {"step": step, "losses": losses, "config": asdict(cfg)},
+            )
+    return losses
+
+
+# ----------------------------------------------------------------------------- stage 4: export
+def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
+    """Assemble the EMA weights into a diffusers StableDiffusionPipeline folder."""
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from .build import load_tokenizer, make_scheduler, make_text_encoder, make_unet
+
+    dest = Path(dest or out / "pipeline")
+    tok = load_tokenizer(out / "tokenizer")
+    tensors, _ = _load_state(out / "unet_ckpt")
+    if tensors is None:
+        raise FileNotFoundError(f"no UNet checkpoint in {out}")
+    unet, te = make_unet(), make_text_encoder(tok)
+    unet.load_state_dict(_unpack(tensors, "ema_unet"))
+    te.load_state_dict(_unpack(tensors, "ema_te"))
+    vae = load_vae(out)
+    sf = float(load_file(str(out / "latents.safetensors"))["scaling_factor"])
+    vae.register_to_config(scaling_factor=sf)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=te, tokenizer=tok, unet=unet.eval(), scheduler=make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    log(f"[export] pipeline written to {dest}")
+    return dest
+
+
+def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "unet", "export"), log=print) -> dict:
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    report: dict = {}
+    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    for stage in stages:
+        t0 = time.time()
+        if stage == "vae":
+            report["vae_losses"] = train_vae(out, cfg, log)
+        elif stage == "latents":
+            encode_latents(out, cfg, log)
+        elif stage == "unet":
+            report["unet_losses"] = train_unet(out, cfg, log)
+        elif stage == "export":
+            report["pipeline"] = str(export_pipeline(out, log=log))
+        timings[stage] = timings.get(stage, 0.0) + (time.time() - t0)
+        (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    report["timings"] = timings
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="implicit-studio train-default-model", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="working folder (checkpoints; resumes if present)")
+    p.add_argument("--smoke", action="store_true", help="a few steps of every stage; checks the losses fall")
+    p.add_argument("--unet-steps", type=int, default=None)
+    p.add_argument("--num-images", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--stages", default="vae,latents,unet,export")
+    a = p.parse_args(argv)
+    cfg = TrainConfig.smoke() if a.smoke else TrainConfig()
+    if a.unet_steps:
+        cfg.unet_steps = a.unet_steps
+    if a.num_images:
+        cfg.num_images = a.num_images
+    if a.threads:
+        cfg.threads = a.threads
+    report = run(a.out, cfg, tuple(s.strip() for s in a.stages.split(",") if s.strip()))
+    if a.smoke:
+        ok = True
+        for key in ("vae_losses", "unet_losses"):
+            ls = report.get(key) or []
+            if len(ls) >= 10:
+                k = max(3, len(ls) // 5)
+                first, last = sum(ls[:k]) / k, sum(ls[-k:]) / k
+                print(f"[smoke] {key}: first {first:.4f} -> last {last:.4f}")
+                ok &= last < first
+        if not ok:
+            print("[smoke] FAILED: a loss did not fall", file=sys.stderr)
+            return 1
+        print("[smoke] ok: losses fall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
