@@ -16,7 +16,7 @@ from .shapes import vocabulary
 MAX_TOKENS = 32  # captions are short; CLIP's 77 would only waste compute
 TEXT_HIDDEN = 128
 IMAGE_SIZE = 64
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 16  # 64x64x3 -> 8x8x16: 12x compression keeps small shapes legible
 LATENT_SIZE = 8
 
 

@@ -1,0 +1,739 @@
+"""A tool's form, built from its typed parameter declarations.
+
+One editor per parameter kind: int/float (slider + spin box within the declared range), choice
+(combo box), bool (check box), text (line edit), multiline text, seed (spin box + dice button + a
+"random" toggle), image/mask (picker from the session or from a file, with a thumbnail), path, and
+model reference. Every editor has ``value()``, ``set_value(v)`` and a ``changed`` signal; the form
+collects ``values()`` as a plain dict and shows per-field validation messages.
+
+Edits are recorded on an optional ``QUndoStack`` (consecutive edits of one field merge), so
+Ctrl+Z / Ctrl+Shift+Z walk through form changes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPlainTextEdit,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QStyle,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui import adapters as ad
+
+def _file_dialog():
+    """QFileDialog, imported when a dialog is opened (its type costs ~6 ms to create)."""
+    from PySide6.QtWidgets import QFileDialog  # noqa: PLC0415
+
+    return QFileDialog
+
+
+SEED_MAX = 2**32 - 1
+SLIDER_STEPS = 1000
+
+
+class ParamEditor(QWidget):
+    changed = Signal()
+
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.param = param
+        self.name = ad.param_name(param)
+
+    def value(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def set_value(self, v: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def focus_widget(self) -> QWidget:
+        return self
+
+
+def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
+    lay = QHBoxLayout()
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(6)
+    for i, w in enumerate(widgets):
+        lay.addWidget(w, 1 if (i == 0 and stretch_first) else 0)
+    return lay
+
+
+class IntEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        lo, hi = ad.param_range(param)
+        step = ad.param_step(param) or 1
+        self.spin = QSpinBox()
+        self.spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
+        self.spin.setSingleStep(int(step))
+        self.spin.setFixedWidth(92)
+        self.slider: QSlider | None = None
+        if lo is not None and hi is not None and hi - lo <= 100000:
+            self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setRange(int(lo), int(hi))
+            self.slider.setSingleStep(int(step))
+            self.slider.setPageStep(max(int(step), int((hi - lo) / 10) or 1))
+            self.slider.valueChanged.connect(self.spin.setValue)
+            self.spin.valueChanged.connect(self._sync_slider)
+            self.setLayout(_row(self.slider, self.spin))
+        else:
+            self.setLayout(_row(self.spin))
+        self.spin.valueChanged.connect(lambda *_: self.changed.emit())
+
+    def _sync_slider(self, v: int) -> None:
+        if self.slider is not None and self.slider.value() != v:
+            self.slider.blockSignals(True)
+            self.slider.setValue(v)
+            self.slider.blockSignals(False)
+
+    def value(self) -> int:
+        return int(self.spin.value())
+
+    def set_value(self, v: Any) -> None:
+        self.spin.setValue(int(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.spin
+
+
+class FloatEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        lo, hi = ad.param_range(param)
+        step = ad.param_step(param)
+        self.spin = QDoubleSpinBox()
+        lo_f = float(lo) if lo is not None else -1e9
+        hi_f = float(hi) if hi is not None else 1e9
+        span = hi_f - lo_f
+        if not step:
+            step = span / 100 if (lo is not None and hi is not None and span > 0) else 0.1
+        decimals = getattr(param, "decimals", None) or (
+            max(2, min(6, int(math.ceil(-math.log10(step))) + 1)) if step < 1 else 2)
+        self.spin.setDecimals(decimals)
+        self.spin.setRange(lo_f, hi_f)
+        self.spin.setSingleStep(step)
+        self.spin.setFixedWidth(92)
+        self._lo, self._hi = lo_f, hi_f
+        self.slider: QSlider | None = None
+        if lo is not None and hi is not None and span > 0:
+            self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setRange(0, SLIDER_STEPS)
+            self.slider.valueChanged.connect(self._from_slider)
+            self.spin.valueChanged.connect(self._sync_slider)
+            self.setLayout(_row(self.slider, self.spin))
+        else:
+            self.setLayout(_row(self.spin))
+        self.spin.valueChanged.connect(lambda *_: self.changed.emit())
+
+    def _from_slider(self, pos: int) -> None:
+        v = self._lo + (self._hi - self._lo) * pos / SLIDER_STEPS
+        step = self.spin.singleStep()
+        if step > 0:
+            v = self._lo + round((v - self._lo) / step) * step
+        self.spin.setValue(v)
+
+    def _sync_slider(self, v: float) -> None:
+        if self.slider is None:
+            return
+        pos = int(round((v - self._lo) / (self._hi - self._lo) * SLIDER_STEPS))
+        if self.slider.value() != pos:
+            self.slider.blockSignals(True)
+            self.slider.setValue(pos)
+            self.slider.blockSignals(False)
+
+    def value(self) -> float:
+        return float(self.spin.value())
+
+    def set_value(self, v: Any) -> None:
+        self.spin.setValue(float(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.spin
+
+
+class ChoiceEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.combo = QComboBox()
+        for c, label in zip(ad.param_choices(param), ad.param_choice_labels(param)):
+            self.combo.addItem(str(label), c)
+        self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.combo))
+
+    def value(self) -> Any:
+        return self.combo.currentData()
+
+    def set_value(self, v: Any) -> None:
+        for i in range(self.combo.count()):
+            if self.combo.itemData(i) == v or self.combo.itemText(i) == str(v):
+                self.combo.setCurrentIndex(i)
+                return
+        raise ValueError(f"{v!r} is not one of the choices for {self.name}")
+
+    def focus_widget(self) -> QWidget:
+        return self.combo
+
+
+class BoolEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.check = QCheckBox()
+        self.check.toggled.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.check))
+
+    def value(self) -> bool:
+        return self.check.isChecked()
+
+    def set_value(self, v: Any) -> None:
+        if isinstance(v, str):
+            v = v.strip().lower() in ("1", "true", "yes", "on")
+        self.check.setChecked(bool(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.check
+
+
+class TextEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.edit = QLineEdit()
+        ph = ad.param_placeholder(param)
+        if ph:
+            self.edit.setPlaceholderText(ph)
+        self.edit.textChanged.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.edit))
+
+    def value(self) -> str:
+        return self.edit.text()
+
+    def set_value(self, v: Any) -> None:
+        self.edit.setText("" if v is None else str(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.edit
+
+
+class MultilineEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.edit = QPlainTextEdit()
+        self.edit.setTabChangesFocus(True)
+        ph = ad.param_placeholder(param)
+        if ph:
+            self.edit.setPlaceholderText(ph)
+        fm = self.edit.fontMetrics()
+        self.edit.setFixedHeight(fm.lineSpacing() * 4 + 14)
+        self.edit.textChanged.connect(self.changed.emit)
+        self.setLayout(_row(self.edit))
+
+    def value(self) -> str:
+        return self.edit.toPlainText()
+
+    def set_value(self, v: Any) -> None:
+        text = "" if v is None else str(v)
+        if text != self.edit.toPlainText():
+            self.edit.setPlainText(text)
+
+    def focus_widget(self) -> QWidget:
+        return self.edit
+
+
+class SeedEditor(ParamEditor):
+    """Seed: a number, a dice button for a new random one, and "random each run".
+
+    ``value()`` is ``-1`` while "random" is ticked (the runner then draws a seed and records it),
+    else the number shown.
+    """
+
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        from app.ui.icons import icon  # noqa: PLC0415
+
+        # a double spin box with no decimals holds every 32-bit seed exactly (QSpinBox stops at 2**31-1)
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(0)
+        self.spin.setRange(0, SEED_MAX)
+        self.spin.setSingleStep(1)
+        self.spin.setMinimumWidth(110)
+        self.dice = QToolButton()
+        self.dice.setIcon(icon("dice", themed=True))
+        self.dice.setIconSize(QSize(18, 18))
+        self.dice.setToolTip("New random seed")
+        self.dice.setObjectName("dice")
+        self.dice.clicked.connect(self.roll)
+        self.random_each = QCheckBox("random")
+        self.random_each.setToolTip("Pick a new seed for every run (the seed used is recorded with the run)")
+        self.random_each.toggled.connect(self.spin.setDisabled)
+        self.spin.valueChanged.connect(lambda *_: self.changed.emit())
+        self.random_each.toggled.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.spin, self.dice, self.random_each))
+
+    def roll(self) -> int:
+        v = random.SystemRandom().randint(0, SEED_MAX)
+        self.random_each.setChecked(False)
+        self.spin.setValue(v)
+        return v
+
+    def value(self) -> int:
+        return -1 if self.random_each.isChecked() else int(self.spin.value())
+
+    def set_value(self, v: Any) -> None:
+        if v is None or int(v) < 0:
+            self.random_each.setChecked(True)
+            return
+        if int(v) > SEED_MAX:
+            raise ValueError(f"seed {v} is larger than {SEED_MAX}")
+        self.random_each.setChecked(False)
+        self.spin.setValue(int(v))
+
+    def show_used(self, seed: int) -> None:
+        """Show the concrete seed a run used without leaving "random" mode."""
+        self.spin.blockSignals(True)
+        self.spin.setValue(int(seed))
+        self.spin.blockSignals(False)
+
+    def focus_widget(self) -> QWidget:
+        return self.spin
+
+
+class PathEditor(ParamEditor):
+    def __init__(self, param: Any, parent: QWidget | None = None, *, directory: bool = False, filters: str = "",
+                 save: bool = False):
+        super().__init__(param, parent)
+        self._save = save
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("Choose a folder…" if directory else "Choose a file…")
+        self.browse = QToolButton()
+        self.browse.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
+        self.browse.setToolTip("Browse…")
+        self._directory = directory
+        self._filters = filters or ad.param_file_filter(param)
+        self.browse.clicked.connect(self._pick)
+        self.edit.textChanged.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.edit, self.browse))
+
+    def _pick(self) -> None:
+        if self._directory:
+            p = _file_dialog().getExistingDirectory(self, f"Choose {ad.param_label(self.param)}", self.edit.text())
+        elif self._save:
+            p, _ = _file_dialog().getSaveFileName(self, f"Choose {ad.param_label(self.param)}", self.edit.text(), self._filters)
+        else:
+            p, _ = _file_dialog().getOpenFileName(self, f"Choose {ad.param_label(self.param)}", self.edit.text(), self._filters)
+        if p:
+            self.edit.setText(p)
+
+    def value(self) -> str | None:
+        t = self.edit.text().strip()
+        return t or None
+
+    def set_value(self, v: Any) -> None:
+        self.edit.setText("" if v is None else str(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.edit
+
+
+class ModelEditor(ParamEditor):
+    """Model reference: a combo of known models (declared choices / the bundled default) that also
+    accepts a folder or file typed or browsed."""
+
+    def __init__(self, param: Any, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.combo = QComboBox()
+        self.combo.setEditable(True)
+        self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        for c in ad.param_choices(param):
+            self.combo.addItem(str(c), c)
+        self.browse = QToolButton()
+        self.browse.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
+        self.browse.setToolTip("Use a model folder or file…")
+        self.browse.clicked.connect(self._pick)
+        self.combo.currentTextChanged.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.combo, self.browse))
+
+    def _pick(self) -> None:
+        p = _file_dialog().getExistingDirectory(self, "Choose a model folder")
+        if p:
+            self.set_value(p)
+
+    def value(self) -> str | None:
+        t = self.combo.currentText().strip()
+        return t or None
+
+    def set_value(self, v: Any) -> None:
+        text = "" if v is None else str(v)
+        i = self.combo.findText(text)
+        if i < 0 and text:
+            self.combo.addItem(text, text)
+            i = self.combo.count() - 1
+        if i >= 0:
+            self.combo.setCurrentIndex(i)
+        else:
+            self.combo.setEditText(text)
+
+    def focus_widget(self) -> QWidget:
+        return self.combo
+
+
+class ImageEditor(ParamEditor):
+    """Image or mask input: from a session result (menu of recent results) or from a file.
+
+    The value is whatever ``ad.session_ref`` makes of a result id (e.g. ``"result:12"``) or a file
+    path string; ``None`` when nothing is chosen.
+    """
+
+    THUMB = 56
+
+    def __init__(self, param: Any, parent: QWidget | None = None, session_images: Callable[[], list] | None = None):
+        super().__init__(param, parent)
+        self._value: Any = None
+        self._session_images = session_images
+        self.thumb = QLabel()
+        self.thumb.setFixedSize(self.THUMB, self.THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.setObjectName("muted")
+        self.thumb.setStyleSheet("border: 1px dashed palette(mid); border-radius: 4px;")
+        self.caption = QLabel("none")
+        self.caption.setObjectName("muted")
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.pick = QToolButton()
+        self.pick.setText("Choose…")
+        self.pick.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.pick.setStyleSheet("QToolButton { border: 1px solid palette(mid); padding: 3px 8px; }"
+                                "QToolButton::menu-indicator { image: none; }")
+        self.pick.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.menu = QMenu(self.pick)
+        self.menu.aboutToShow.connect(self._fill_menu)
+        self.pick.setMenu(self.menu)
+        self.clear_btn = QToolButton()
+        self.clear_btn.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogDiscardButton))
+        self.clear_btn.setToolTip("Clear")
+        self.clear_btn.clicked.connect(lambda: self.set_value(None, emit=True))
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.setSpacing(4)
+        right.addWidget(self.caption)
+        buttons = _row(self.pick, self.clear_btn, stretch_first=False)
+        buttons.addStretch(1)
+        right.addLayout(buttons)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(10)
+        lay.addWidget(self.thumb)
+        lay.addLayout(right, 1)
+
+    def _fill_menu(self) -> None:
+        self.menu.clear()
+        act = self.menu.addAction(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), "From file…")
+        act.triggered.connect(self._from_file)
+        items = []
+        if self._session_images is not None:
+            try:
+                items = list(self._session_images())
+            except Exception as exc:  # a storage hiccup must not break the form
+                self.menu.addAction(f"(session unavailable: {exc})").setEnabled(False)
+        if items:
+            self.menu.addSection("From this session")
+            for ref, label, thumb_path in items[:30]:
+                icon = QIcon(str(thumb_path)) if thumb_path else QIcon()
+                a = self.menu.addAction(icon, label)
+                a.triggered.connect(lambda _=False, r=ref, l=label, t=thumb_path: self._choose(r, l, t))
+
+    def _from_file(self) -> None:
+        p, _ = _file_dialog().getOpenFileName(self, f"Choose {ad.param_label(self.param)}", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
+        if p:
+            self._choose(p, Path(p).name, p)
+
+    def _choose(self, ref: Any, label: str, thumb_path: Any) -> None:
+        self._set(ref, label, thumb_path)
+        self.changed.emit()
+
+    def _set(self, ref: Any, label: str, thumb_path: Any) -> None:
+        self._value = ref
+        self.caption.setText(label if ref is not None else "none")
+        self.caption.setToolTip(str(ref) if ref is not None else "")
+        pm = QPixmap(str(thumb_path)) if thumb_path else QPixmap()
+        if not pm.isNull():
+            self.thumb.setPixmap(pm.scaled(QSize(self.THUMB - 4, self.THUMB - 4), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+        else:
+            self.thumb.setPixmap(QPixmap())
+            self.thumb.setText("—" if ref is None else "img")
+
+    def value(self) -> Any:
+        return self._value
+
+    def set_value(self, v: Any, emit: bool = False) -> None:
+        if v is None or v == "":
+            self._set(None, "none", None)
+        else:
+            thumb = v if isinstance(v, (str, Path)) and Path(str(v)).is_file() else None
+            self._set(v, Path(str(v)).name if thumb else str(v), thumb)
+        if emit:
+            self.changed.emit()
+
+    def focus_widget(self) -> QWidget:
+        return self.pick
+
+
+def make_editor(param: Any, session_images: Callable[[], list] | None = None) -> ParamEditor:
+    kind = ad.param_kind(param)
+    if kind == "int":
+        return IntEditor(param)
+    if kind == "float":
+        return FloatEditor(param)
+    if kind == "choice":
+        return ChoiceEditor(param)
+    if kind == "bool":
+        return BoolEditor(param)
+    if kind == "multiline":
+        return MultilineEditor(param)
+    if kind == "seed":
+        return SeedEditor(param)
+    if kind in ("image", "mask"):
+        return ImageEditor(param, session_images=session_images)
+    if kind == "path":
+        return PathEditor(param, directory=ad.param_is_directory(param), save=ad.param_is_save(param))
+    if kind == "model":
+        return ModelEditor(param)
+    return TextEditor(param)
+
+
+class _EditCommand(QUndoCommand):
+    """Undo record for one field; consecutive edits of the same field merge."""
+
+    ID = 0x5157
+
+    def __init__(self, form: "ParamForm", name: str, old: Any, new: Any):
+        super().__init__(f"Change {name}")
+        self.form, self.name, self.old, self.new = form, name, old, new
+        self._first = True
+
+    def id(self) -> int:
+        return self.ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if isinstance(other, _EditCommand) and other.form is self.form and other.name == self.name:
+            self.new = other.new
+            return True
+        return False
+
+    def redo(self) -> None:
+        if self._first:  # the widget already shows the new value
+            self._first = False
+            return
+        self.form._apply_silently(self.name, self.new)
+
+    def undo(self) -> None:
+        self.form._apply_silently(self.name, self.old)
+
+
+class ParamForm(QWidget):
+    """The form of one tool. ``values()`` -> dict name -> value; ``set_values(d)`` restores."""
+
+    changed = Signal()
+
+    def __init__(self, tool: Any, parent: QWidget | None = None, undo_stack: QUndoStack | None = None,
+                 session_images: Callable[[], list] | None = None):
+        super().__init__(parent)
+        self.tool = tool
+        self.undo_stack = undo_stack
+        self.editors: dict[str, ParamEditor] = {}
+        self._errors: dict[str, QLabel] = {}
+        self._last: dict[str, Any] = {}
+        self._silent = False
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(2, 2, 2, 2)
+        outer.setSpacing(6)
+        form = self._new_form()
+        outer.addLayout(form)
+        self.layout_ = form
+        self.advanced_box: QWidget | None = None
+        adv_form: QFormLayout | None = None
+        for p in ad.tool_params(tool):
+            target = form
+            if ad.param_advanced(p):
+                if adv_form is None:
+                    self.advanced_toggle = QToolButton()
+                    self.advanced_toggle.setText("Advanced")
+                    self.advanced_toggle.setCheckable(True)
+                    self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+                    self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+                    self.advanced_box = QWidget()
+                    adv_form = self._new_form()
+                    adv_form.setContentsMargins(0, 0, 0, 0)
+                    self.advanced_box.setLayout(adv_form)
+                    self.advanced_box.hide()
+                    self.advanced_toggle.toggled.connect(self._toggle_advanced)
+                    outer.addWidget(self.advanced_toggle)
+                    outer.addWidget(self.advanced_box)
+                target = adv_form
+            self._add_param(target, p, session_images)
+        outer.addStretch(1)
+
+    @staticmethod
+    def _new_form() -> QFormLayout:
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(10)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        return form
+
+    def _toggle_advanced(self, on: bool) -> None:
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        if self.advanced_box is not None:
+            self.advanced_box.setVisible(on)
+
+    def _add_param(self, form: QFormLayout, p: Any, session_images) -> None:
+        ed = make_editor(p, session_images)
+        default = ad.param_default(p)
+        if default is not None:
+            try:
+                ed.set_value(default)
+            except (ValueError, TypeError):
+                pass
+        ed.setObjectName(f"param_{ed.name}")
+        tip = ad.param_help(p)
+        label = QLabel(ad.param_label(p))
+        if tip:
+            label.setToolTip(tip)
+            ed.setToolTip(tip)
+        err = QLabel()
+        err.setObjectName("error")
+        err.setStyleSheet("color: #e5484d;")
+        err.setWordWrap(True)
+        err.hide()
+        box = QWidget()
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(2)
+        v.addWidget(ed)
+        v.addWidget(err)
+        if ad.param_kind(p) == "multiline":
+            form.addRow(label)
+            form.addRow(box)
+        else:
+            form.addRow(label, box)
+        self.editors[ed.name] = ed
+        self._errors[ed.name] = err
+        self._last[ed.name] = ed.value()
+        ed.changed.connect(lambda n=ed.name: self._on_changed(n))
+
+    # --- values -------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        return {n: e.value() for n, e in self.editors.items()}
+
+    def set_values(self, values: dict[str, Any], record_undo: bool = True) -> list[str]:
+        """Set known fields; returns names that could not be set (unknown or invalid)."""
+        bad = []
+        old = self.values()
+        self._silent = True
+        try:
+            for k, v in values.items():
+                ed = self.editors.get(k)
+                if ed is None:
+                    bad.append(k)
+                    continue
+                try:
+                    ed.set_value(v)
+                except (ValueError, TypeError):
+                    bad.append(k)
+        finally:
+            self._silent = False
+        new = self.values()
+        if self.undo_stack is not None and record_undo and new != old:
+            self.undo_stack.push(_BulkCommand(self, old, new))
+        self._last = dict(new)
+        self.changed.emit()
+        return bad
+
+    def _apply_silently(self, name: str, value: Any) -> None:
+        ed = self.editors.get(name)
+        if ed is None:
+            return
+        self._silent = True
+        try:
+            ed.set_value(value)
+        finally:
+            self._silent = False
+        self._last[name] = ed.value()
+        self.changed.emit()
+
+    def _on_changed(self, name: str) -> None:
+        self.clear_error(name)
+        if self._silent:
+            return
+        new = self.editors[name].value()
+        old = self._last.get(name)
+        self._last[name] = new
+        if self.undo_stack is not None and new != old:
+            self.undo_stack.push(_EditCommand(self, name, old, new))
+        self.changed.emit()
+
+    # --- errors --------------------------------------------------------------------
+    def show_error(self, name: str | None, message: str) -> bool:
+        """Show ``message`` under the field ``name``; False if there is no such field."""
+        lab = self._errors.get(name or "")
+        if lab is None:
+            return False
+        if self.advanced_box is not None and self.advanced_box.isAncestorOf(lab):
+            self.advanced_toggle.setChecked(True)
+        lab.setText(message)
+        lab.show()
+        self.editors[name].focus_widget().setFocus()
+        return True
+
+    def clear_error(self, name: str) -> None:
+        lab = self._errors.get(name)
+        if lab is not None:
+            lab.hide()
+            lab.clear()
+
+    def clear_errors(self) -> None:
+        for n in self._errors:
+            self.clear_error(n)
+
+    def error_text(self, name: str) -> str:
+        lab = self._errors.get(name)
+        return lab.text() if lab is not None and not lab.isHidden() else ""
+
+
+class _BulkCommand(QUndoCommand):
+    def __init__(self, form: ParamForm, old: dict, new: dict):
+        super().__init__("Restore parameters")
+        self.form, self.old, self.new = form, old, new
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        for k, v in self.new.items():
+            self.form._apply_silently(k, v)
+
+    def undo(self) -> None:
+        for k, v in self.old.items():
+            self.form._apply_silently(k, v)

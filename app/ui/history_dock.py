@@ -1,0 +1,521 @@
+"""The history / gallery dock.
+
+Two views of the session's runs, newest first: a gallery of result thumbnails and a tree of
+runs where a run made from another run's result is that run's child. Filters by tool, tag and
+prompt text (the store's full-text search). Actions on the selection: open, use parameters,
+reproduce (re-run with identical parameters and seed and report a bit-for-bit match), compare two
+results side by side with a parameter diff, tag, rate and export.
+
+The dock reads the session through :class:`app.ui.session_view.SessionView` (no SQL here) and asks
+the window to do anything that runs a tool.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QStackedWidget,
+    QTabBar,
+    QToolBar,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.icons import std
+from app.ui.thumbs import THUMB, ThumbnailLoader
+
+log = logging.getLogger("implicit_studio.ui.history")
+
+PAGE = 100
+STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
+
+
+class _FetchSignals(QObject):
+    done = Signal(int, object, object)  # generation, data, error
+
+
+class _Fetch(QRunnable):
+    def __init__(self, gen: int, fn, signals: _FetchSignals):
+        super().__init__()
+        self.gen, self.fn, self.signals = gen, fn, signals
+
+    def run(self) -> None:
+        try:
+            data, err = self.fn(), None
+        except Exception as exc:  # reported in the dock
+            data, err = None, f"{type(exc).__name__}: {exc}"
+        try:
+            self.signals.done.emit(self.gen, data, err)
+        except RuntimeError:
+            pass
+
+
+class HistoryDock(QWidget):
+    openRequested = Signal(object, object)  # run id, result id (or None)
+    useParamsRequested = Signal(object)  # run id
+    reproduceRequested = Signal(object)  # run id
+    compareRequested = Signal(object, object)  # (run id, result id), (run id, result id)
+    exportRequested = Signal(object, object)  # run id, result id
+    refreshed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.source: Any = None  # SessionView
+        self.runs: dict[Any, Any] = {}
+        self._limit = PAGE
+        self._generation = 0
+        self._pending = False
+        self._known_tools: list[str] = []
+        self._seen_tools: list[str] = []
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)  # reads in order, one at a time
+        self._fetch_signals = _FetchSignals()
+        self._fetch_signals.done.connect(self._apply, Qt.ConnectionType.QueuedConnection)
+        self.loader = ThumbnailLoader(THUMB, self)
+        self.loader.ready.connect(self._thumb_ready)
+        self._gallery_items: dict[Any, QListWidgetItem] = {}
+        self._tree_items: dict[Any, QTreeWidgetItem] = {}
+
+        # filters
+        self.tool_filter = QComboBox()
+        self.tool_filter.addItem("All tools", None)
+        self.tool_filter.setToolTip("Show runs of one tool")
+        self.tag_filter = QComboBox()
+        self.tag_filter.addItem("All tags", None)
+        self.tag_filter.setToolTip("Show runs with this tag")
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Search prompts…")
+        self.text_filter.setClearButtonEnabled(True)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self.refresh)
+        self.text_filter.textChanged.connect(lambda *_: self._debounce.start())
+        self.tool_filter.currentIndexChanged.connect(lambda *_: self.refresh())
+        self.tag_filter.currentIndexChanged.connect(lambda *_: self.refresh())
+
+        self.mode = QTabBar()
+        self.mode.addTab("Gallery")
+        self.mode.addTab("Tree")
+        self.mode.setDrawBase(False)
+        self.mode.setExpanding(False)
+
+        # gallery
+        self.gallery = QListWidget()
+        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(THUMB, THUMB))
+        self.gallery.setGridSize(QSize(THUMB + 16, THUMB + 34))
+        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.gallery.setMovement(QListWidget.Movement.Static)
+        self.gallery.setUniformItemSizes(True)
+        self.gallery.setWordWrap(True)
+        self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.gallery.itemDoubleClicked.connect(lambda it: self._open_item(it))
+        self.gallery.itemSelectionChanged.connect(self._selection_changed)
+        self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.gallery.customContextMenuRequested.connect(lambda pos: self._menu(self.gallery.viewport().mapToGlobal(pos)))
+        self.gallery.verticalScrollBar().valueChanged.connect(self._maybe_more)
+
+        # tree
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Run", "Tool", "Status", "When"])
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setIconSize(QSize(40, 40))
+        self.tree.itemDoubleClicked.connect(lambda it, _c: self._open_item(it))
+        self.tree.itemSelectionChanged.connect(self._selection_changed)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(lambda pos: self._menu(self.tree.viewport().mapToGlobal(pos)))
+        self.tree.setColumnWidth(0, 150)
+
+        self.empty = QLabel("No runs yet.\nResults you make appear here, newest first.")
+        self.empty.setObjectName("placeholder")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.gallery)
+        self.stack.addWidget(self.tree)
+        self.stack.addWidget(self.empty)
+        self.mode.currentChanged.connect(lambda _i: self._show_view())
+
+        # actions
+        self.open_btn = self._button("Open", "DialogOpenButton", "Show the selected result", self._open_selected)
+        self.use_btn = self._button("Use", "ArrowBack", "Put this run's tool and parameters into the form", self._use_selected)
+        self.repro_btn = self._button("Reproduce", "BrowserReload", "Run again with identical parameters and seed, and check the output matches bit for bit", self._repro_selected)
+        self.compare_btn = self._button("Compare", "FileDialogContentsView", "Compare two selected results side by side", self._compare_selected)
+        self.more_btn = QToolButton()
+        self.more_btn.setIcon(std("TitleBarUnshadeButton"))
+        self.more_btn.setToolTip("Tag, rate, note, export…")
+        self.more_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        more = QMenu(self.more_btn)
+        more.aboutToShow.connect(lambda: self._fill_menu(more))
+        self.more_btn.setMenu(more)
+        self.more_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("muted")
+
+        filters = QHBoxLayout()
+        filters.setContentsMargins(0, 0, 0, 0)
+        filters.setSpacing(4)
+        filters.addWidget(self.tool_filter, 1)
+        filters.addWidget(self.tag_filter, 1)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.mode)
+        top.addStretch(1)
+        top.addWidget(self.count_label)
+        # a tool bar folds buttons that do not fit into its extension menu, so the dock stays narrow
+        self.actions_bar = QToolBar()
+        self.actions_bar.setIconSize(QSize(16, 16))
+        self.actions_bar.setStyleSheet("QToolBar { padding: 0; spacing: 2px; }")
+        for b in (self.open_btn, self.use_btn, self.repro_btn, self.compare_btn, self.more_btn):
+            self.actions_bar.addWidget(b)
+        actions = QHBoxLayout()
+        actions.setContentsMargins(0, 0, 0, 0)
+        actions.addWidget(self.actions_bar, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(6)
+        lay.addWidget(self.text_filter)
+        lay.addLayout(filters)
+        lay.addLayout(top)
+        lay.addWidget(self.stack, 1)
+        lay.addLayout(actions)
+        self._show_view()
+
+    def _button(self, text: str, icon: str, tip: str, slot) -> QToolButton:
+        b = QToolButton()
+        b.setText(text)
+        b.setIcon(std(icon))
+        b.setToolTip(tip)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        b.clicked.connect(slot)
+        return b
+
+    # --- data -------------------------------------------------------------------------
+    def set_source(self, source: Any) -> None:
+        self.source = source
+        self.refresh()
+
+    def set_known_tools(self, tool_ids: list[str]) -> None:
+        """Tool ids offered in the tool filter besides those found in the session."""
+        self._known_tools = sorted(set(tool_ids))
+        self._fill_combo(self.tool_filter, sorted(set(self._known_tools) | set(self._seen_tools)), "All tools")
+
+    def refresh_filters(self) -> None:
+        """The tag and tool lists are re-read with the next :meth:`refresh`."""
+        self.refresh()
+
+    @staticmethod
+    def _fill_combo(combo: QComboBox, values: list, all_label: str) -> None:
+        cur = combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(all_label, None)
+        for v in values:
+            combo.addItem(str(v), v)
+        i = combo.findData(cur)
+        if i < 0 and cur is not None:  # keep a filter the person chose even if it has no runs now
+            combo.addItem(str(cur), cur)
+            i = combo.count() - 1
+        combo.setCurrentIndex(max(0, i))
+        combo.blockSignals(False)
+
+    def filters(self) -> dict:
+        return {
+            "tool": self.tool_filter.currentData(),
+            "tag": self.tag_filter.currentData(),
+            "text": self.text_filter.text().strip() or None,
+        }
+
+    def set_text_filter(self, text: str) -> None:
+        self.text_filter.setText(text)
+        self._debounce.stop()
+        self.refresh()
+
+    def set_tool_filter(self, tool_id: str | None) -> None:
+        i = self.tool_filter.findData(tool_id)
+        if i < 0 and tool_id is not None:
+            self.tool_filter.addItem(tool_id, tool_id)
+            i = self.tool_filter.count() - 1
+        self.tool_filter.setCurrentIndex(max(0, i))
+
+    def set_tag_filter(self, tag: str | None) -> None:
+        i = self.tag_filter.findData(tag)
+        if i < 0 and tag is not None:
+            self.tag_filter.addItem(tag, tag)
+            i = self.tag_filter.count() - 1
+        self.tag_filter.setCurrentIndex(max(0, i))
+
+    def refresh(self, keep_limit: bool = False) -> None:
+        """Re-read the session (on a worker thread; the dock updates when the answer arrives and
+        emits ``refreshed``). Only the newest request is applied."""
+        if not keep_limit:
+            self._limit = PAGE
+        if self.source is None:
+            return
+        self._generation += 1
+        gen, limit, filters, source = self._generation, self._limit, self.filters(), self.source
+
+        def fetch():
+            runs = source.list_runs(limit=limit, **filters)
+            tags = source.all_tags()
+            return runs, tags
+
+        self._pending = True
+        self._pool.start(_Fetch(gen, fetch, self._fetch_signals))
+
+    def wait_idle(self, msecs: int = 10000) -> bool:
+        """Block until queued reads finished and their answers were applied (tests, closing)."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer  # noqa: PLC0415
+
+        deadline = QDeadlineTimer(msecs)
+        while self._pending and not deadline.hasExpired():
+            self._pool.waitForDone(20)
+            QCoreApplication.processEvents()
+        return not self._pending
+
+    def _apply(self, gen: int, data: Any, error: Any) -> None:
+        if gen != self._generation:
+            return  # an older request; a newer one is on its way
+        self._pending = False
+        if error is not None:
+            log.error("history: listing runs failed: %s", error)
+            self.count_label.setText(f"cannot list runs: {error}")
+            self.refreshed.emit()
+            return
+        runs, tags = data
+        self._seen_tools = sorted({r.tool_id for r in runs} | set(self._seen_tools))
+        self._fill_combo(self.tool_filter, sorted(set(self._known_tools) | set(self._seen_tools)), "All tools")
+        self._fill_combo(self.tag_filter, list(tags), "All tags")
+        sel = self.selected()
+        self.runs = {r.id: r for r in runs}
+        self._fill_gallery(runs)
+        self._fill_tree(runs)
+        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + ("+" if len(runs) >= self._limit else ""))
+        filtered = any(v for v in self.filters().values())
+        self.empty.setText("No runs match these filters." if filtered else
+                           "No runs yet.\nResults you make appear here, newest first.")
+        self._show_view()
+        if sel:
+            self.select(*sel[0])
+        self._selection_changed()
+        self.refreshed.emit()
+
+    def _show_view(self) -> None:
+        if not self.runs:
+            self.stack.setCurrentWidget(self.empty)
+        else:
+            self.stack.setCurrentIndex(self.mode.currentIndex())
+        self._selection_changed()
+
+    def _maybe_more(self, value: int) -> None:
+        sb = self.gallery.verticalScrollBar()
+        if value >= sb.maximum() - 10 and len(self.runs) >= self._limit:
+            self._limit += PAGE
+            self.refresh(keep_limit=True)
+
+    def _placeholder_icon(self, run: Any) -> QIcon:
+        return std({"failed": "MessageBoxCritical", "cancelled": "BrowserStop"}.get(run.status, "FileIcon"))
+
+    def _fill_gallery(self, runs: list) -> None:
+        self.gallery.clear()
+        self._gallery_items.clear()
+        for run in runs:
+            results = [r for r in run.results if r.kind in ("image", "mask")] or run.results[:1]
+            if not results:
+                results = [None]
+            for res in results:
+                rid = res.id if res is not None else None
+                caption = f"{STATUS_MARK.get(run.status, '')}#{run.id} {run.tool_id}"
+                it = QListWidgetItem(self._placeholder_icon(run), caption)
+                it.setData(Qt.ItemDataRole.UserRole, (run.id, rid))
+                it.setToolTip(run.tooltip())
+                it.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+                self.gallery.addItem(it)
+                self._gallery_items[(run.id, rid)] = it
+                if res is not None and res.kind in ("image", "mask"):
+                    self.loader.request(("g", run.id, rid), res.thumb_path or res.path)
+
+    def _fill_tree(self, runs: list) -> None:
+        self.tree.clear()
+        items: dict[Any, QTreeWidgetItem] = {}
+        self._tree_items = items  # before any thumbnail request: cached ones answer at once
+        by_id = {r.id: r for r in runs}
+        # parents first so children can attach (runs are newest first)
+        for run in sorted(runs, key=lambda r: r.id):
+            first = run.results[0] if run.results else None
+            it = QTreeWidgetItem([f"#{run.id}", run.tool_id, run.status, run.when()])
+            it.setData(0, Qt.ItemDataRole.UserRole, (run.id, first.id if first is not None else None))
+            it.setToolTip(0, run.tooltip())
+            it.setIcon(0, self._placeholder_icon(run))
+            parent = next((items[p] for p in run.parents if p in items and p in by_id), None)
+            if parent is not None:
+                parent.addChild(it)
+            else:
+                self.tree.insertTopLevelItem(0, it)
+            items[run.id] = it
+            if first is not None and first.kind in ("image", "mask"):
+                self.loader.request(("t", run.id, first.id), first.thumb_path or first.path)
+        self.tree.expandAll()
+
+    def _thumb_ready(self, key: Any, img: QImage) -> None:
+        if img.isNull():
+            return
+        where, run_id, rid = key
+        if where == "g":
+            it = self._gallery_items.get((run_id, rid))
+            if it is not None:
+                it.setIcon(QIcon(QPixmap.fromImage(img)))
+        else:
+            it = self._tree_items.get(run_id)
+            if it is not None:
+                it.setIcon(0, QIcon(QPixmap.fromImage(img)))
+
+    # --- selection and actions ------------------------------------------------------------
+    def selected(self) -> list[tuple]:
+        """Selected (run id, result id) pairs in the visible view."""
+        view = self.stack.currentWidget()
+        if view is self.empty:
+            return []
+        items = view.selectedItems()
+        out = []
+        for it in items:
+            data = it.data(0, Qt.ItemDataRole.UserRole) if isinstance(it, QTreeWidgetItem) else it.data(Qt.ItemDataRole.UserRole)
+            if data is not None:
+                out.append(tuple(data))
+        return out
+
+    def select(self, run_id: Any, result_id: Any = None) -> bool:
+        if self.mode.currentIndex() == 0:
+            for (rid, resid), it in self._gallery_items.items():
+                if rid == run_id and (result_id is None or resid == result_id):
+                    self.gallery.clearSelection()
+                    it.setSelected(True)
+                    self.gallery.setCurrentItem(it)
+                    self.gallery.scrollToItem(it)
+                    return True
+            return False
+        it = self._tree_items.get(run_id)
+        if it is not None:
+            self.tree.clearSelection()
+            it.setSelected(True)
+            self.tree.setCurrentItem(it)
+            return True
+        return False
+
+    def gallery_keys(self) -> list[tuple]:
+        return [self.gallery.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.gallery.count())]
+
+    def _selection_changed(self) -> None:
+        sel = self.selected()
+        one = len(sel) == 1
+        self.open_btn.setEnabled(one and sel[0][1] is not None)
+        self.use_btn.setEnabled(one)
+        self.repro_btn.setEnabled(one)
+        self.compare_btn.setEnabled(len(sel) == 2)
+
+    def _open_item(self, it: Any) -> None:
+        data = it.data(0, Qt.ItemDataRole.UserRole) if isinstance(it, QTreeWidgetItem) else it.data(Qt.ItemDataRole.UserRole)
+        if data is not None:
+            self.openRequested.emit(data[0], data[1])
+
+    def _open_selected(self) -> None:
+        sel = self.selected()
+        if sel:
+            self.openRequested.emit(*sel[0])
+
+    def _use_selected(self) -> None:
+        sel = self.selected()
+        if sel:
+            self.useParamsRequested.emit(sel[0][0])
+
+    def _repro_selected(self) -> None:
+        sel = self.selected()
+        if sel:
+            self.reproduceRequested.emit(sel[0][0])
+
+    def _compare_selected(self) -> None:
+        sel = self.selected()
+        if len(sel) == 2:
+            self.compareRequested.emit(sel[0], sel[1])
+
+    def _menu(self, global_pos) -> None:
+        m = QMenu(self)
+        self._fill_menu(m)
+        m.exec(global_pos)
+
+    def _fill_menu(self, m: QMenu) -> None:
+        m.clear()
+        sel = self.selected()
+        one = len(sel) == 1
+        for text, slot, enabled in (
+            ("Open", self._open_selected, one and sel[0][1] is not None),
+            ("Use parameters", self._use_selected, one),
+            ("Reproduce", self._repro_selected, one),
+            ("Compare", self._compare_selected, len(sel) == 2),
+        ):
+            a = m.addAction(text)
+            a.triggered.connect(slot)
+            a.setEnabled(enabled)
+        m.addSeparator()
+        a = m.addAction("Add tag…")
+        a.setEnabled(bool(sel))
+        a.triggered.connect(self._add_tag)
+        rate = m.addMenu("Rate")
+        rate.setEnabled(bool(sel))
+        for n in range(0, 6):
+            ra: QAction = rate.addAction("★" * n if n else "No rating")
+            ra.triggered.connect(lambda _=False, n=n: self._rate(n))
+        a = m.addAction("Note…")
+        a.setEnabled(one)
+        a.triggered.connect(self._note)
+        a = m.addAction("Export…")
+        a.setEnabled(one and sel[0][1] is not None)
+        a.triggered.connect(lambda: self.exportRequested.emit(*sel[0]) if sel else None)
+        m.addSeparator()
+        a = m.addAction("Refresh")
+        a.triggered.connect(lambda: self.refresh())
+
+    def _add_tag(self) -> None:
+        sel = self.selected()
+        if not sel or self.source is None:
+            return
+        tag, ok = QInputDialog.getText(self, "Add tag", "Tag:")
+        if ok and tag.strip():
+            self.add_tag([s[0] for s in sel], tag.strip())
+
+    def add_tag(self, run_ids: list, tag: str) -> None:
+        for rid in run_ids:
+            self.source.add_tag(rid, tag)
+        self.refresh()
+
+    def _rate(self, n: int) -> None:
+        for run_id, _ in self.selected():
+            self.source.set_rating(run_id, n)
+        self.refresh()
+
+    def _note(self) -> None:
+        sel = self.selected()
+        if not sel:
+            return
+        run = self.runs.get(sel[0][0])
+        text, ok = QInputDialog.getMultiLineText(self, "Note", "Note:", getattr(run, "note", "") or "")
+        if ok:
+            self.source.set_note(sel[0][0], text)
+            self.refresh()

@@ -1,0 +1,328 @@
+"""The job-queue dock: every queued, running and recently finished run with a progress bar (step
+count and ETA), a live preview of the running job, cancel, and reorder/remove for waiting jobs.
+
+The dock only shows state and emits requests (``cancelRequested``, ``moveRequested``,
+``removeRequested``); the window forwards them to the services' job runner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QSizePolicy,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.icons import std
+from app.ui.image_view import ImageView
+
+ACTIVE = ("queued", "running", "cancelling")
+MAX_FINISHED = 30
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m {s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+@dataclass
+class JobState:
+    job_id: Any
+    title: str
+    status: str = "queued"
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    started: float | None = None
+    first_step_at: float | None = None
+    first_step: int = 0
+    finished: float | None = None
+    error: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, from the pace of the steps seen so far (the first step, which often
+        includes loading a model, is not counted)."""
+        if self.status != "running" or self.total <= 0 or self.step <= 0 or self.first_step_at is None:
+            return None
+        now = time.monotonic() if now is None else now
+        done = self.step - self.first_step
+        if done <= 0:
+            return None
+        rate = (now - self.first_step_at) / done
+        return max(0.0, rate * (self.total - self.step))
+
+
+class JobRow(QWidget):
+    def __init__(self, state: JobState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = QLabel(state.title)
+        self.title.setStyleSheet("font-weight: 600;")
+        self.status = QLabel()
+        self.status.setObjectName("muted")
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.bar.setMaximumHeight(16)
+        self.cancel = QToolButton()
+        self.cancel.setIcon(std("BrowserStop"))
+        self.cancel.setToolTip("Cancel this job (Esc cancels the running one)")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.status)
+        top.addWidget(self.cancel)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(4)
+        lay.addLayout(top)
+        lay.addWidget(self.bar)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.update_from(state)
+
+    def update_from(self, st: JobState) -> None:
+        active = st.status in ACTIVE
+        self.cancel.setVisible(active)
+        self.cancel.setEnabled(st.status != "cancelling")
+        if st.status == "queued":
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
+            self.bar.setFormat("waiting")
+            self.status.setText("queued")
+        elif st.status in ("running", "cancelling"):
+            if st.total > 0:
+                self.bar.setRange(0, st.total)
+                self.bar.setValue(min(st.step, st.total))
+                eta = format_eta(st.eta())
+                self.bar.setFormat(f"step {st.step}/{st.total}" + (f" · ETA {eta}" if eta else ""))
+            else:
+                self.bar.setRange(0, 0)  # busy indicator until the first progress report
+                self.bar.setFormat("starting…")
+            self.status.setText("cancelling…" if st.status == "cancelling" else (st.message or "running"))
+        else:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1 if st.status in ("ok", "done", "finished") else 0)
+            dur = ""
+            if st.started is not None and st.finished is not None:
+                dur = f" in {st.finished - st.started:.1f}s"
+            label = {"ok": "done", "done": "done", "finished": "done"}.get(st.status, st.status)
+            self.bar.setFormat(label + dur)
+            self.status.setText(label)
+            if st.error:
+                self.status.setToolTip(st.error)
+                self.setToolTip(st.error)
+            color = "#e5484d" if st.status == "failed" else ("#d9a000" if st.status == "cancelled" else "")
+            self.status.setStyleSheet(f"color: {color};" if color else "")
+
+
+class QueueDock(QWidget):
+    cancelRequested = Signal(object)
+    moveRequested = Signal(object, int)  # job id, delta (-1 up, +1 down)
+    removeRequested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.jobs: dict[Any, JobState] = {}
+        self._items: dict[Any, QListWidgetItem] = {}
+        self._rows: dict[Any, JobRow] = {}
+        self.preview = ImageView(placeholder="Live preview")
+        self.preview.setMinimumHeight(90)
+        self.list = QListWidget()
+        self.list.setSpacing(2)
+        self.list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
+        self.list.itemSelectionChanged.connect(self._update_buttons)
+        self.up_btn = self._tool("ArrowUp", "Move the selected waiting job up", lambda: self._move(-1))
+        self.down_btn = self._tool("ArrowDown", "Move the selected waiting job down", lambda: self._move(1))
+        self.remove_btn = self._tool("TrashIcon", "Remove the selected waiting job from the queue", self._remove)
+        self.clear_btn = self._tool("DialogResetButton", "Clear finished jobs", self.clear_finished)
+        self.summary = QLabel("Idle")
+        self.summary.setObjectName("muted")
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.summary, 1)
+        for b in (self.up_btn, self.down_btn, self.remove_btn, self.clear_btn):
+            bar.addWidget(b)
+        listbox = QWidget()
+        lv = QVBoxLayout(listbox)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.setSpacing(4)
+        lv.addLayout(bar)
+        lv.addWidget(self.list, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.preview)
+        split.addWidget(listbox)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addWidget(split)
+        self._update_buttons()
+
+    def _tool(self, icon: str, tip: str, slot) -> QToolButton:
+        b = QToolButton()
+        b.setIcon(std(icon))
+        b.setToolTip(tip)
+        b.setIconSize(QSize(16, 16))
+        b.clicked.connect(slot)
+        return b
+
+    # --- state updates (called by the window on the GUI thread) ------------------------
+    def add_job(self, job_id: Any, title: str) -> JobState:
+        st = JobState(job_id, title)
+        self.jobs[job_id] = st
+        item = QListWidgetItem()
+        item.setData(Qt.ItemDataRole.UserRole, job_id)
+        row = JobRow(st)
+        row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
+        item.setSizeHint(row.sizeHint())
+        # queued jobs go after running/queued ones, before finished ones
+        pos = sum(1 for j, s in self.jobs.items() if s.status in ACTIVE and j != job_id)
+        self.list.insertItem(pos, item)
+        self.list.setItemWidget(item, row)
+        self._items[job_id] = item
+        self._rows[job_id] = row
+        self._refresh(job_id)
+        return st
+
+    def set_status(self, job_id: Any, status: str, error: str = "") -> None:
+        st = self.jobs.get(job_id)
+        if st is None:
+            return
+        st.status = status
+        now = time.monotonic()
+        if status == "running" and st.started is None:
+            st.started = now
+        if status not in ACTIVE:
+            st.finished = now
+            st.error = error
+            if st.started is None:
+                st.started = now
+        self._refresh(job_id)
+        self._trim()
+
+    def set_progress(self, job_id: Any, step: int, total: int, message: str = "") -> None:
+        st = self.jobs.get(job_id)
+        if st is None:
+            return
+        now = time.monotonic()
+        if st.status == "queued":
+            st.status = "running"
+            st.started = st.started or now
+        if st.first_step_at is None and step > 0:
+            st.first_step_at, st.first_step = now, step
+        st.step, st.total, st.message = step, total, message
+        self._refresh(job_id)
+
+    def set_preview(self, job_id: Any, image: Any) -> None:
+        data = getattr(image, "image", image)
+        self.preview.set_image(data, keep_view=True)
+
+    def reorder(self, order: list) -> None:
+        """Show waiting jobs in ``order`` (ids as the runner now holds them)."""
+        for target, job_id in enumerate([j for j in order if j in self._items]):
+            item = self._items[job_id]
+            row = self.list.row(item)
+            base = sum(1 for s in self.jobs.values() if s.status in ("running", "cancelling"))
+            want = base + target
+            if row != want and 0 <= want < self.list.count():
+                self._move_item(job_id, want)
+        self._update_buttons()
+
+    def _move_item(self, job_id: Any, new_row: int) -> None:
+        item = self._items[job_id]
+        sel = self.list.currentItem() is item
+        old = self.list.row(item)
+        self.list.takeItem(old)
+        st = self.jobs[job_id]
+        row = JobRow(st)
+        row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
+        self.list.insertItem(new_row, item)
+        self.list.setItemWidget(item, row)
+        item.setSizeHint(row.sizeHint())
+        self._rows[job_id] = row
+        if sel:
+            self.list.setCurrentItem(item)
+
+    def remove_job(self, job_id: Any) -> None:
+        item = self._items.pop(job_id, None)
+        self._rows.pop(job_id, None)
+        self.jobs.pop(job_id, None)
+        if item is not None:
+            self.list.takeItem(self.list.row(item))
+        self._update_summary()
+
+    def clear_finished(self) -> None:
+        for j in [j for j, s in self.jobs.items() if s.status not in ACTIVE]:
+            self.remove_job(j)
+
+    def _trim(self) -> None:
+        done = [j for j, s in self.jobs.items() if s.status not in ACTIVE]
+        for j in done[:-MAX_FINISHED]:
+            self.remove_job(j)
+
+    def _refresh(self, job_id: Any) -> None:
+        row = self._rows.get(job_id)
+        if row is not None:
+            row.update_from(self.jobs[job_id])
+        self._update_summary()
+        self._update_buttons()
+
+    def _update_summary(self) -> None:
+        running = sum(1 for s in self.jobs.values() if s.status in ("running", "cancelling"))
+        queued = sum(1 for s in self.jobs.values() if s.status == "queued")
+        if running or queued:
+            self.summary.setText(f"{running} running · {queued} waiting")
+        else:
+            self.summary.setText("Idle")
+
+    # --- user requests ------------------------------------------------------------------
+    def selected_job(self) -> Any:
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _update_buttons(self) -> None:
+        j = self.selected_job()
+        waiting = j is not None and self.jobs.get(j) is not None and self.jobs[j].status == "queued"
+        self.up_btn.setEnabled(waiting)
+        self.down_btn.setEnabled(waiting)
+        self.remove_btn.setEnabled(waiting)
+        self.clear_btn.setEnabled(any(s.status not in ACTIVE for s in self.jobs.values()))
+
+    def _move(self, delta: int) -> None:
+        j = self.selected_job()
+        if j is not None:
+            self.moveRequested.emit(j, delta)
+
+    def _remove(self) -> None:
+        j = self.selected_job()
+        if j is not None:
+            self.removeRequested.emit(j)
+
+    def running_job(self) -> Any:
+        for j, s in self.jobs.items():
+            if s.status in ("running", "cancelling"):
+                return j
+        return None
+
+    def row_widget(self, job_id: Any) -> JobRow | None:
+        return self._rows.get(job_id)

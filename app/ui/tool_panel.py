@@ -1,0 +1,282 @@
+"""The left panel: the tool list grouped by plugin, the selected tool's form, and the Run button.
+
+A tool whose ``panel`` names a custom widget factory gets that widget instead of the generated
+form (it must offer ``values()``; ``set_values()`` is used when present). A panel that fails to
+load falls back to the generated form and the error is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui import adapters as ad
+from app.ui.icons import std
+
+log = logging.getLogger("implicit_studio.ui.tools")
+
+GROUP_ICONS = {
+    "generate": "FileDialogNewFolder",
+    "edit": "FileDialogDetailedView",
+    "inpaint": "DialogResetButton",
+    "view3d": "ComputerIcon",
+    "rl": "MediaSeekForward",
+    "analysis": "FileDialogInfoView",
+}
+
+
+class PanelFormAdapter:
+    """Gives a plugin's custom panel the ``ParamForm`` interface the window uses."""
+
+    def __init__(self, widget: QWidget):
+        self.widget = widget
+        self.editors: dict = {}
+
+    def values(self) -> dict:
+        return dict(self.widget.values())
+
+    def set_values(self, values: dict, record_undo: bool = True) -> list[str]:
+        fn = getattr(self.widget, "set_values", None)
+        if fn is None:
+            return list(values)
+        res = fn(values)
+        return list(res or [])
+
+    def show_error(self, name: str | None, message: str) -> bool:
+        fn = getattr(self.widget, "show_error", None)
+        if fn is not None:
+            fn(name, message)
+            return True
+        return False
+
+    def clear_errors(self) -> None:
+        fn = getattr(self.widget, "clear_errors", None)
+        if fn is not None:
+            fn()
+
+
+class ToolPanel(QWidget):
+    toolSelected = Signal(object)  # ToolSpec
+    runRequested = Signal()
+
+    def __init__(self, undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.undo_stack = undo_stack
+        self.session_images = session_images
+        self.tools: dict[str, Any] = {}
+        self.current_tool: Any = None
+        self.form: Any = None
+        self.panel_errors: dict[str, str] = {}
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search tools…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._filter)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setIndentation(14)
+        self.tree.setIconSize(QSize(16, 16))
+        self.tree.currentItemChanged.connect(self._on_current)
+        tools_box = QWidget()
+        tv = QVBoxLayout(tools_box)
+        tv.setContentsMargins(0, 0, 0, 0)
+        tv.setSpacing(6)
+        tv.addWidget(self.search)
+        tv.addWidget(self.tree, 1)
+
+        self.title = QLabel("Choose a tool")
+        self.title.setObjectName("title")
+        self.subtitle = QLabel("")
+        self.subtitle.setObjectName("muted")
+        self.subtitle.setWordWrap(True)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.run_btn = QPushButton("Generate")
+        self.run_btn.setObjectName("primary")  # its icon is set after the first paint (SVG)
+        self.run_btn.setToolTip("Run the tool with these parameters (Ctrl+Enter)")
+        self.run_btn.setEnabled(False)
+        self.run_btn.clicked.connect(self.runRequested.emit)
+        self.reset_btn = QPushButton("Defaults")
+        self.reset_btn.setIcon(std("DialogResetButton"))
+        self.reset_btn.setToolTip("Reset every parameter to its default")
+        self.reset_btn.clicked.connect(self.reset_defaults)
+        self.reset_btn.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.reset_btn)
+        buttons.addWidget(self.run_btn, 1)
+        form_box = QWidget()
+        fv = QVBoxLayout(form_box)
+        fv.setContentsMargins(0, 4, 0, 0)
+        fv.setSpacing(6)
+        fv.addWidget(self.title)
+        fv.addWidget(self.subtitle)
+        fv.addWidget(self.scroll, 1)
+        fv.addLayout(buttons)
+
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(tools_box)
+        self.split.addWidget(form_box)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 3)
+        self.split.setSizes([260, 560])
+        self.split.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.addWidget(self.split)
+
+    # --- tool list ------------------------------------------------------------------
+    def set_tools(self, tools: list, plugin_titles: dict[str, str] | None = None) -> None:
+        current = ad.tool_id(self.current_tool) if self.current_tool is not None else None
+        self.tree.clear()
+        self.tools = {ad.tool_id(t): t for t in tools}
+        groups: dict[str, QTreeWidgetItem] = {}
+        icons: dict[str, Any] = {}
+        folder = std("DirIcon")
+        for t in sorted(tools, key=lambda t: (ad.tool_plugin(t).lower(), ad.tool_title(t).lower())):
+            plugin = ad.tool_plugin(t) or "other"
+            g = groups.get(plugin)
+            if g is None:
+                title = (plugin_titles or {}).get(plugin) or plugin.replace("_", " ").replace("-", " ").capitalize()
+                g = QTreeWidgetItem([title])
+                g.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                f = g.font(0)
+                f.setBold(True)
+                g.setFont(0, f)
+                g.setIcon(0, folder)
+                self.tree.addTopLevelItem(g)
+                groups[plugin] = g
+            it = QTreeWidgetItem([ad.tool_title(t)])
+            it.setData(0, Qt.ItemDataRole.UserRole, ad.tool_id(t))
+            it.setToolTip(0, f"{ad.tool_id(t)}\n{ad.tool_description(t)}".strip())
+            name = GROUP_ICONS.get(str(getattr(t, "group", "")), "FileIcon")
+            if name not in icons:
+                icons[name] = std(name)
+            it.setIcon(0, icons[name])
+            g.addChild(it)
+        self.tree.expandAll()
+        if current and current in self.tools:
+            self.select_tool(current)
+
+    def _filter(self, text: str) -> None:
+        text = text.strip().lower()
+        for i in range(self.tree.topLevelItemCount()):
+            g = self.tree.topLevelItem(i)
+            visible = 0
+            for j in range(g.childCount()):
+                c = g.child(j)
+                tid = c.data(0, Qt.ItemDataRole.UserRole)
+                hay = f"{c.text(0)} {tid} {ad.tool_description(self.tools.get(tid))}".lower()
+                hide = bool(text) and text not in hay
+                c.setHidden(hide)
+                visible += not hide
+            g.setHidden(visible == 0)
+
+    def select_tool(self, tool_id: str) -> bool:
+        for i in range(self.tree.topLevelItemCount()):
+            g = self.tree.topLevelItem(i)
+            for j in range(g.childCount()):
+                c = g.child(j)
+                if c.data(0, Qt.ItemDataRole.UserRole) == tool_id:
+                    self.tree.setCurrentItem(c)
+                    return True
+        return False
+
+    def _on_current(self, item: QTreeWidgetItem | None, _prev=None) -> None:
+        if item is None:
+            return
+        tid = item.data(0, Qt.ItemDataRole.UserRole)
+        if tid is None or tid not in self.tools:
+            return
+        tool = self.tools[tid]
+        if tool is self.current_tool:
+            return
+        self._build_form(tool)
+        self.toolSelected.emit(tool)
+
+    # --- form -----------------------------------------------------------------------
+    def _build_form(self, tool: Any) -> None:
+        self.current_tool = tool
+        self.title.setText(ad.tool_title(tool))
+        desc = ad.tool_description(tool)
+        self.subtitle.setText(self._short(desc))
+        self.subtitle.setToolTip(desc if self._short(desc) != desc else "")
+        self.subtitle.setVisible(bool(desc))
+        old = self.scroll.takeWidget()
+        if old is not None:
+            old.deleteLater()
+        form = None
+        panel_ref = getattr(tool, "panel", None)
+        if panel_ref:
+            try:
+                from app.api import load_ref  # noqa: PLC0415
+
+                w = load_ref(panel_ref)(tool=tool, parent=None)
+                if not hasattr(w, "values"):
+                    raise TypeError(f"panel {panel_ref} has no values() method")
+                form = PanelFormAdapter(w)
+                self.scroll.setWidget(w)
+            except Exception as exc:
+                msg = f"The custom panel of {ad.tool_id(tool)} could not be opened ({type(exc).__name__}: {exc}); using the standard form."
+                log.exception(msg)
+                self.panel_errors[ad.tool_id(tool)] = msg
+                form = None
+        if form is None:
+            from app.ui.form import ParamForm  # noqa: PLC0415
+
+            form = ParamForm(tool, undo_stack=self.undo_stack, session_images=self.session_images)
+            self.scroll.setWidget(form)
+        self.form = form
+        self.run_btn.setEnabled(True)
+        self.reset_btn.setEnabled(True)
+        self.run_btn.setText(self._run_label(tool))
+
+    @staticmethod
+    def _short(text: str, limit: int = 150) -> str:
+        """The description, cut at a sentence or word end so it takes at most ~3 lines."""
+        text = " ".join(text.split())
+        if len(text) <= limit:
+            return text
+        cut = text[:limit]
+        end = cut.rfind(". ")
+        if end > limit // 2:
+            return cut[: end + 1]
+        return cut[: cut.rfind(" ")].rstrip(",;:") + "…"
+
+    @staticmethod
+    def _run_label(tool: Any) -> str:
+        group = str(getattr(tool, "group", ""))
+        return {"generate": "Generate", "edit": "Apply edit", "inpaint": "Inpaint"}.get(group, "Run")
+
+    def values(self) -> dict:
+        return self.form.values() if self.form is not None else {}
+
+    def set_values(self, values: dict, record_undo: bool = True) -> list[str]:
+        if self.form is None:
+            return list(values)
+        return self.form.set_values(values, record_undo=record_undo)
+
+    def reset_defaults(self) -> None:
+        if self.current_tool is None:
+            return
+        defaults = {ad.param_name(p): ad.param_default(p) for p in ad.tool_params(self.current_tool)}
+        self.set_values(defaults)

@@ -1,0 +1,89 @@
+"""Run function of the ``h-edit`` tool: adapts the RunContext to ``compute.h_edit``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.api import ImageResult, MaskResult, ToolError
+
+
+def source_prompt_from_metadata(meta: dict) -> str:
+    """The prompt an image was generated from, if its metadata says."""
+    if not isinstance(meta, dict):
+        return ""
+    for key in ("prompt", "target_prompt"):
+        if isinstance(meta.get(key), str) and meta[key].strip():
+            return meta[key]
+    params = meta.get("params")
+    if isinstance(params, dict):
+        for key in ("prompt", "target_prompt"):
+            if isinstance(params.get(key), str) and params[key].strip():
+                return params[key]
+    return ""
+
+
+def _plugin_reward(name: str, ctx, region, prompt):
+    """A reward contributed by a plugin (``studio_rewards``) as a score callable, or None."""
+    try:
+        from app.plugins import get_manager
+
+        spec = get_manager().rewards.get(name)
+    except Exception:  # noqa: BLE001 - no manager: built-in rewards only
+        return None
+    if spec is None:
+        return None
+    from app.api import load_ref
+
+    scorer = load_ref(spec.load)(ctx)
+    return lambda images: scorer(images, prompt)
+
+
+def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward_weight=0.1, edit_strength=1.0,
+               variant="implicit", inversion="random", region=None, resize_mask=False, steps=25, w_edit=0.0,
+               w_src_edit=0.0, w_orig=1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
+               self_replace=-1.0, skip=-1, edit_stop=-1, feather=2, model="default", seed=0) -> list[Any]:
+    from . import compute as C
+    from .models import load_model
+
+    meta = getattr(image, "metadata", {}) or {}
+    if not (source_prompt or "").strip():
+        source_prompt = source_prompt_from_metadata(meta)
+    arr = image.image if isinstance(image, ImageResult) else image
+    mask = region.mask if isinstance(region, MaskResult) else region
+    pipe, model_hash = load_model(model, device=ctx.device, dtype=ctx.dtype)
+    settings = C.HEditSettings(
+        variant=variant, inversion=inversion, num_steps=steps, w_orig=w_orig,
+        w_src_edit=w_src_edit or None, w_edit=w_edit or None, edit_strength=edit_strength,
+        inner_steps=inner_steps, lambda_rec=lambda_rec, skip=None if skip < 0 else skip,
+        edit_stop=None if edit_stop < 0 else edit_stop, attention=attention, cross_replace=cross_replace,
+        self_replace=None if self_replace < 0 else self_replace, reward=(reward or "").strip() or None,
+        reward_weight=reward_weight, feather=feather, seed=seed, preview_every=max(1, steps // 10))
+    reward_fn = None
+    if settings.reward:
+        from .rewards import available_rewards
+
+        name = settings.reward.split(":", 1)[0].strip().lower()
+        if name not in available_rewards():
+            reward_fn = _plugin_reward(name, ctx, mask, target_prompt or source_prompt)
+            if reward_fn is None:
+                raise ToolError(f"unknown reward {name!r}; built-in: {', '.join(available_rewards())}")
+    try:
+        res = C.h_edit(pipe, arr, source_prompt, target_prompt, settings, region_mask=mask, reward_fn=reward_fn,
+                       model_hash=model_hash, resize_mask=resize_mask, progress=ctx.progress, preview=ctx.preview,
+                       is_cancelled=lambda: ctx.cancelled)
+    except C.Cancelled:
+        ctx.check_cancelled()
+        raise
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    for note in res.notes:
+        ctx.logger.info(note)
+    s = res.settings
+    info = {"source_prompt": source_prompt, "target_prompt": target_prompt or source_prompt,
+            "prompt": target_prompt or source_prompt, "variant": s.variant, "inversion": s.inversion,
+            "attention": s.attention, "skip": s.skip, "w_edit": s.w_edit, "w_src_edit": s.w_src_edit,
+            "notes": res.notes, "stats": {k: v for k, v in res.stats.items() if isinstance(v, (int, float, bool))}}
+    out: list[Any] = [ImageResult(image=res.image, metadata=info, label=f"h-Edit: {target_prompt or settings.reward}")]
+    if res.mask is not None:
+        out.append(MaskResult(mask=res.mask, metadata={"role": "input region"}, label="edit region"))
+    return out

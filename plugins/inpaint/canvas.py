@@ -1,0 +1,512 @@
+"""Qt widgets for inpainting: a mask canvas, its editor with tools, and a before/after split view.
+
+View layer only: painting logic lives in ``maskops.MaskDocument`` (numpy), so it is tested without
+Qt and the operation history can be stored in a session.
+
+- :class:`MaskCanvas`: shows the image with the mask as a coloured overlay (adjustable opacity);
+  tools brush / eraser (size, hardness), rectangle, lasso; wheel zooms about the cursor, middle or
+  right drag (or space + drag) pans; ``[``/``]`` change the brush size, Ctrl+Z / Ctrl+Shift+Z
+  undo/redo.
+- :class:`MaskEditor`: the canvas plus a tool bar: tools, size, hardness, opacity, invert, grow,
+  shrink, feather, undo, redo, load/save PNG (a mask of another size is offered a resize, never
+  stretched silently), zoom to fit.
+- :class:`SplitView`: before/after with a draggable split line.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QShortcut
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget, QButtonGroup)
+
+from .maskops import MaskDocument, load_mask_file, resize_mask
+
+TOOLS = ("brush", "eraser", "rect", "lasso")
+
+
+def to_qimage(arr: np.ndarray) -> QImage:
+    """HxWx3/4 uint8 (or HxW) -> a QImage that owns a copy of the pixels."""
+    a = np.ascontiguousarray(arr)
+    if a.ndim == 2:
+        h, w = a.shape
+        return QImage(a.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    h, w, c = a.shape
+    fmt = QImage.Format.Format_RGBA8888 if c == 4 else QImage.Format.Format_RGB888
+    return QImage(a.data, w, h, w * c, fmt).copy()
+
+
+class MaskCanvas(QWidget):
+    """Paint a mask over an image."""
+
+    maskChanged = Signal()
+    viewChanged = Signal()
+
+    def __init__(self, image: Optional[np.ndarray] = None, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 160)
+        self.tool = "brush"
+        self.brush_size = 8.0  # radius in image pixels
+        self.hardness = 0.8
+        self.opacity = 0.5
+        self.mask_colour = QColor(255, 0, 200)
+        self.zoom = 1.0
+        self.offset = QPointF(0, 0)
+        self._drag: list[tuple[float, float]] = []
+        self._pan_from: Optional[QPointF] = None
+        self._space = False
+        self._cursor_img: Optional[QPointF] = None
+        self._image_q: Optional[QImage] = None
+        self._overlay_q: Optional[QImage] = None
+        self.image: Optional[np.ndarray] = None
+        self.doc: Optional[MaskDocument] = None
+        if image is not None:
+            self.set_image(image)
+        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
+        QShortcut(QKeySequence.StandardKey.Redo, self, activated=self.redo)
+
+    # -- model -------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray, keep_mask: bool = False) -> None:
+        img = np.asarray(image)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        self.image = np.ascontiguousarray(img[..., :3].astype(np.uint8))
+        self._image_q = to_qimage(self.image)
+        h, w = self.image.shape[:2]
+        if not (keep_mask and self.doc is not None and (self.doc.width, self.doc.height) == (w, h)):
+            self.doc = MaskDocument(w, h)
+        self._refresh_overlay()
+        self.fit()
+
+    def mask(self) -> np.ndarray:
+        """The mask as HxW uint8 (255 = repaint)."""
+        if self.doc is None:
+            raise ValueError("no image loaded")
+        return self.doc.as_uint8()
+
+    def set_mask(self, mask: np.ndarray) -> None:
+        self.doc.set_mask(mask)
+        self._changed()
+
+    def apply_op(self, name: str, *args) -> None:
+        if self.doc is None:
+            return
+        getattr(self.doc, name)(*args)
+        self._changed()
+
+    def undo(self) -> None:
+        if self.doc is not None and self.doc.undo():
+            self._changed()
+
+    def redo(self) -> None:
+        if self.doc is not None and self.doc.redo():
+            self._changed()
+
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        self.tool = tool
+        self.update()
+
+    def set_opacity(self, value: float) -> None:
+        self.opacity = float(np.clip(value, 0.0, 1.0))
+        self.update()
+
+    def _changed(self) -> None:
+        self._refresh_overlay()
+        self.maskChanged.emit()
+        self.update()
+
+    def _refresh_overlay(self) -> None:
+        if self.doc is None:
+            return
+        m = self.doc.mask
+        rgba = np.zeros(m.shape + (4,), np.uint8)
+        rgba[..., 0] = self.mask_colour.red()
+        rgba[..., 1] = self.mask_colour.green()
+        rgba[..., 2] = self.mask_colour.blue()
+        rgba[..., 3] = np.clip(np.rint(m * 255), 0, 255).astype(np.uint8)
+        self._overlay_q = to_qimage(rgba)
+
+    # -- view --------------------------------------------------------------------------------
+    def fit(self) -> None:
+        if self.image is None:
+            return
+        h, w = self.image.shape[:2]
+        self.zoom = max(min(self.width() / w, self.height() / h), 0.05)
+        self.offset = QPointF((self.width() - w * self.zoom) / 2, (self.height() - h * self.zoom) / 2)
+        self.viewChanged.emit()
+        self.update()
+
+    def set_zoom(self, zoom: float, anchor: Optional[QPointF] = None) -> None:
+        zoom = float(np.clip(zoom, 0.05, 64.0))
+        anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
+        img_pt = self.to_image(anchor)
+        self.zoom = zoom
+        self.offset = QPointF(anchor.x() - img_pt.x() * zoom, anchor.y() - img_pt.y() * zoom)
+        self.viewChanged.emit()
+        self.update()
+
+    def to_image(self, p: QPointF) -> QPointF:
+        return QPointF((p.x() - self.offset.x()) / self.zoom, (p.y() - self.offset.y()) / self.zoom)
+
+    def to_widget(self, p: QPointF) -> QPointF:
+        return QPointF(p.x() * self.zoom + self.offset.x(), p.y() * self.zoom + self.offset.y())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self.fit()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(40, 40, 44))
+        if self._image_q is None:
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "open an image to paint a mask")
+            return
+        h, w = self.image.shape[:2]
+        target = QRectF(self.offset.x(), self.offset.y(), w * self.zoom, h * self.zoom)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1)
+        p.drawImage(target, self._image_q)
+        if self._overlay_q is not None and self.opacity > 0:
+            p.setOpacity(self.opacity)
+            p.drawImage(target, self._overlay_q)
+            p.setOpacity(1.0)
+        p.setPen(QPen(QColor(255, 255, 255, 90), 1))
+        p.drawRect(target)
+        pen = QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        if self._drag and self.tool == "rect":
+            a = self.to_widget(QPointF(*self._drag[0]))
+            b = self.to_widget(QPointF(*self._drag[-1]))
+            p.drawRect(QRectF(a, b).normalized())
+        elif self._drag and self.tool == "lasso":
+            path = QPainterPath(self.to_widget(QPointF(*self._drag[0])))
+            for x, y in self._drag[1:]:
+                path.lineTo(self.to_widget(QPointF(x, y)))
+            p.drawPath(path)
+        if self._cursor_img is not None and self.tool in ("brush", "eraser"):
+            c = self.to_widget(self._cursor_img)
+            r = self.brush_size * self.zoom
+            p.setPen(QPen(QColor(255, 255, 255), 1))
+            p.drawEllipse(c, r, r)
+            p.setPen(QPen(QColor(0, 0, 0), 1, Qt.PenStyle.DotLine))
+            p.drawEllipse(c, r * max(self.hardness, 0.05), r * max(self.hardness, 0.05))
+
+    # -- input -------------------------------------------------------------------------------
+    def _pos(self, event) -> QPointF:
+        return event.position() if hasattr(event, "position") else QPointF(event.pos())
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if self.doc is None:
+            return
+        pos = self._pos(event)
+        if event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton) or (
+                event.button() == Qt.MouseButton.LeftButton and self._space):
+            self._pan_from = pos
+            return
+        if event.button() == Qt.MouseButton.LeftButton:
+            ip = self.to_image(pos)
+            self._drag = [(ip.x(), ip.y())]
+            if self.tool in ("brush", "eraser"):
+                self._preview_stroke()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        pos = self._pos(event)
+        self._cursor_img = self.to_image(pos)
+        if self._pan_from is not None:
+            d = pos - self._pan_from
+            self.offset += d
+            self._pan_from = pos
+            self.viewChanged.emit()
+        elif self._drag:
+            ip = self.to_image(pos)
+            if self.tool == "rect":
+                self._drag = [self._drag[0], (ip.x(), ip.y())]
+            else:
+                self._drag.append((ip.x(), ip.y()))
+                if self.tool in ("brush", "eraser"):
+                    self._preview_stroke()
+        self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._pan_from is not None:
+            self._pan_from = None
+            return
+        if not self._drag or self.doc is None:
+            return
+        pts, self._drag = self._drag, []
+        if self.tool in ("brush", "eraser"):
+            self.doc.stroke(pts, self.brush_size, self.hardness, erase=self.tool == "eraser")
+        elif self.tool == "rect" and len(pts) >= 2:
+            (x0, y0), (x1, y1) = pts[0], pts[-1]
+            self.doc.rect(x0, y0, x1, y1, erase=bool(event.modifiers() & Qt.KeyboardModifier.AltModifier))
+        elif self.tool == "lasso" and len(pts) >= 3:
+            self.doc.lasso(pts, erase=bool(event.modifiers() & Qt.KeyboardModifier.AltModifier))
+        self._changed()
+
+    def _preview_stroke(self) -> None:
+        """Show the stroke while it is drawn (applied to a copy; committed on release)."""
+        from .maskops import apply_stroke
+
+        m = self.doc.mask.copy()
+        apply_stroke(m, self._drag, self.brush_size, self.hardness, self.tool == "eraser")
+        saved = self.doc.mask
+        self.doc.mask = m
+        self._refresh_overlay()
+        self.doc.mask = saved
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        self.set_zoom(self.zoom * (1.25 ** steps), self._pos(event))
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space:
+            self._space = True
+        elif event.key() == Qt.Key.Key_BracketLeft:
+            self.brush_size = max(1.0, self.brush_size / 1.25)
+        elif event.key() == Qt.Key.Key_BracketRight:
+            self.brush_size = min(512.0, self.brush_size * 1.25)
+        else:
+            super().keyPressEvent(event)
+        self.update()
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space:
+            self._space = False
+        super().keyReleaseEvent(event)
+
+
+class MaskEditor(QWidget):
+    """A :class:`MaskCanvas` with its tool bar."""
+
+    maskChanged = Signal()
+
+    def __init__(self, image: Optional[np.ndarray] = None, parent: Optional[QWidget] = None,
+                 ask_resize: Optional[Callable[[tuple[int, int], tuple[int, int]], bool]] = None):
+        super().__init__(parent)
+        self.canvas = MaskCanvas(image, self)
+        self.canvas.maskChanged.connect(self._sync)
+        self.canvas.maskChanged.connect(self.maskChanged)
+        self.ask_resize = ask_resize or self._ask_resize_dialog
+        self.message = ""
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar2 = QHBoxLayout()
+        bar2.setContentsMargins(0, 0, 0, 0)
+        self.tool_buttons: dict[str, QToolButton] = {}
+        group = QButtonGroup(self)
+        group.setExclusive(True)
+        for tool, label, tip in (("brush", "Brush", "paint the region to repaint"),
+                                 ("eraser", "Eraser", "erase the mask"),
+                                 ("rect", "Rect", "rectangle (Alt: erase)"),
+                                 ("lasso", "Lasso", "free-form polygon (Alt: erase)")):
+            b = QToolButton(self)
+            b.setText(label)
+            b.setToolTip(tip)
+            b.setCheckable(True)
+            b.clicked.connect(lambda _=False, t=tool: self.canvas.set_tool(t))
+            group.addButton(b)
+            bar.addWidget(b)
+            self.tool_buttons[tool] = b
+        self.tool_buttons["brush"].setChecked(True)
+
+        def slider(lo, hi, value, tip, fn):
+            s = QSlider(Qt.Orientation.Horizontal, self)
+            s.setRange(lo, hi)
+            s.setValue(value)
+            s.setToolTip(tip)
+            s.setMinimumWidth(70)
+            s.setMaximumWidth(140)
+            s.valueChanged.connect(fn)
+            return s
+
+        bar.addWidget(QLabel("Size", self))
+        self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius (pixels of the image)",
+                                  lambda v: setattr(self.canvas, "brush_size", float(v)))
+        bar.addWidget(self.size_slider)
+        bar.addWidget(QLabel("Hard", self))
+        self.hardness_slider = slider(0, 100, int(self.canvas.hardness * 100), "brush hardness",
+                                      lambda v: setattr(self.canvas, "hardness", v / 100.0))
+        bar.addWidget(self.hardness_slider)
+        bar.addWidget(QLabel("Opacity", self))
+        self.opacity_slider = slider(0, 100, int(self.canvas.opacity * 100), "mask overlay opacity",
+                                     lambda v: self.canvas.set_opacity(v / 100.0))
+        bar.addWidget(self.opacity_slider)
+
+        self.amount = QSpinBox(self)
+        self.amount.setRange(1, 64)
+        self.amount.setValue(2)
+        self.amount.setToolTip("pixels for grow / shrink / feather")
+
+        bar.addStretch(1)
+
+        def action(text, tip, fn):
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(fn)
+            bar2.addWidget(b)
+            return b
+
+        self.invert_button = action("Invert", "invert the mask", lambda: self.canvas.apply_op("invert"))
+        bar2.addWidget(self.amount)
+        self.grow_button = action("Grow", "grow the mask", lambda: self.canvas.apply_op("grow", self.amount.value()))
+        self.shrink_button = action("Shrink", "shrink the mask",
+                                    lambda: self.canvas.apply_op("shrink", self.amount.value()))
+        self.feather_button = action("Feather", "soften the mask edge",
+                                     lambda: self.canvas.apply_op("feather", float(self.amount.value())))
+        self.undo_button = action("Undo", "undo (Ctrl+Z)", self.canvas.undo)
+        self.redo_button = action("Redo", "redo (Ctrl+Shift+Z)", self.canvas.redo)
+        action("Clear", "clear the mask", lambda: self.canvas.apply_op("clear"))
+        action("Load…", "load a mask PNG", lambda: self.load_mask())
+        action("Save…", "save the mask as PNG", lambda: self.save_mask())
+        action("Fit", "zoom to fit", self.canvas.fit)
+        bar2.addStretch(1)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(bar)
+        lay.addLayout(bar2)
+        lay.addWidget(self.canvas, 1)
+        self.status = QLabel("", self)
+        lay.addWidget(self.status)
+        self._sync()
+
+    def _sync(self) -> None:
+        doc = self.canvas.doc
+        self.undo_button.setEnabled(bool(doc and doc.can_undo))
+        self.redo_button.setEnabled(bool(doc and doc.can_redo))
+        if doc is not None:
+            frac = float(doc.as_bool().mean())
+            self.status.setText(f"{doc.width}x{doc.height} — mask covers {frac:.0%}" + (
+                f" — {self.message}" if self.message else ""))
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.canvas.set_image(image)
+        self._sync()
+
+    def mask(self) -> np.ndarray:
+        return self.canvas.mask()
+
+    # -- files -------------------------------------------------------------------------------
+    def _ask_resize_dialog(self, mask_size, image_size) -> bool:
+        answer = QMessageBox.question(
+            self, "Mask size differs",
+            f"The mask is {mask_size[0]}x{mask_size[1]} but the image is {image_size[0]}x{image_size[1]}.\n"
+            "Resize the mask to the image?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def load_mask(self, path: Optional[str] = None) -> bool:
+        """Load a mask PNG; a mask of another size is resized only if the user agrees."""
+        doc = self.canvas.doc
+        if doc is None:
+            return False
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Load mask", "", "Images (*.png *.jpg *.bmp *.webp)")
+            if not path:
+                return False
+        try:
+            arr, same = load_mask_file(path, (doc.width, doc.height))
+        except ValueError as exc:
+            self.message = str(exc)
+            self._sync()
+            return False
+        if not same:
+            if not self.ask_resize((arr.shape[1], arr.shape[0]), (doc.width, doc.height)):
+                self.message = "mask not loaded: its size differs from the image"
+                self._sync()
+                return False
+            arr = resize_mask(arr, (doc.width, doc.height))
+        self.message = ""
+        self.canvas.set_mask(arr)
+        return True
+
+    def save_mask(self, path: Optional[str] = None) -> bool:
+        if self.canvas.doc is None:
+            return False
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save mask", "mask.png", "PNG (*.png)")
+            if not path:
+                return False
+        self.canvas.doc.save_png(path)
+        return True
+
+
+class SplitView(QWidget):
+    """Before/after comparison: the left of the split line shows ``before``, the right ``after``."""
+
+    splitChanged = Signal(float)
+
+    def __init__(self, before: Optional[np.ndarray] = None, after: Optional[np.ndarray] = None,
+                 parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setMinimumSize(120, 120)
+        self.split = 0.5
+        self._before: Optional[QImage] = None
+        self._after: Optional[QImage] = None
+        self._dragging = False
+        if before is not None:
+            self.set_images(before, after if after is not None else before)
+
+    def set_images(self, before: np.ndarray, after: np.ndarray) -> None:
+        self._before = to_qimage(np.asarray(before)[..., :3] if np.asarray(before).ndim == 3 else before)
+        self._after = to_qimage(np.asarray(after)[..., :3] if np.asarray(after).ndim == 3 else after)
+        self.update()
+
+    def set_split(self, value: float) -> None:
+        self.split = float(np.clip(value, 0.0, 1.0))
+        self.splitChanged.emit(self.split)
+        self.update()
+
+    def _target(self) -> QRectF:
+        img = self._before
+        w, h = img.width(), img.height()
+        z = min(self.width() / w, self.height() / h)
+        return QRectF((self.width() - w * z) / 2, (self.height() - h * z) / 2, w * z, h * z)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(40, 40, 44))
+        if self._before is None:
+            return
+        t = self._target()
+        x = t.left() + t.width() * self.split
+        p.save()
+        p.setClipRect(QRectF(t.left(), t.top(), x - t.left(), t.height()))
+        p.drawImage(t, self._before)
+        p.restore()
+        p.save()
+        p.setClipRect(QRectF(x, t.top(), t.right() - x, t.height()))
+        p.drawImage(t, self._after)
+        p.restore()
+        p.setPen(QPen(QColor(255, 255, 255), 2))
+        p.drawLine(QPointF(x, t.top()), QPointF(x, t.bottom()))
+        p.setBrush(QColor(255, 255, 255))
+        p.drawEllipse(QPointF(x, t.center().y()), 6, 6)
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(QPointF(t.left() + 6, t.top() + 16), "before")
+        p.drawText(QPointF(t.right() - 40, t.top() + 16), "after")
+
+    def _set_from(self, pos: QPointF) -> None:
+        if self._before is None:
+            return
+        t = self._target()
+        self.set_split((pos.x() - t.left()) / max(t.width(), 1.0))
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self._dragging = True
+        self._set_from(event.position())
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._dragging:
+            self._set_from(event.position())
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        self._dragging = False

@@ -1,0 +1,38 @@
+"""Run function of the ``inpaint`` tool: adapts the RunContext to ``compute.inpaint``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.api import ImageResult, MaskResult, ToolError
+
+
+def run_inpaint(ctx, image, mask, prompt="", negative_prompt="", method="copaint", steps=25, guidance=7.5,
+                resize_mask=False, feather=2, lr=0.02, grad_steps=2, reg=1e-4, tt_length=0, tt_interval=0,
+                tt_repeats=2, jump_length=0, resamplings=10, mask_history="", model="default", seed=0) -> list[Any]:
+    from plugins.h_edit.models import load_model
+
+    from . import compute as C
+
+    arr = image.image if isinstance(image, ImageResult) else image
+    m = mask.mask if isinstance(mask, MaskResult) else mask
+    pipe, _hash = load_model(model, device=ctx.device, dtype=ctx.dtype)
+    settings = C.InpaintSettings(
+        method=method, num_steps=steps, guidance=guidance, seed=seed, lr=lr, grad_steps=grad_steps, reg=reg,
+        tt_length=tt_length or None, tt_interval=tt_interval or None, tt_repeats=tt_repeats,
+        jump_length=jump_length or None, resamplings=resamplings, feather=feather,
+        preview_every=max(1, steps // 10))
+    try:
+        res = C.inpaint(pipe, arr, m, prompt, settings, negative_prompt=negative_prompt, resize_mask=resize_mask,
+                        progress=ctx.progress, preview=ctx.preview, is_cancelled=lambda: ctx.cancelled)
+    except C.Cancelled:
+        ctx.check_cancelled()
+        raise
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    for note in res.notes:
+        ctx.logger.info(note)
+    meta = {"prompt": prompt, "method": res.settings.method, "notes": res.notes,
+            "stats": {k: v for k, v in res.stats.items() if isinstance(v, (int, float, bool, str))}}
+    return [ImageResult(image=res.image, metadata=meta, label=f"inpaint ({res.settings.method}): {prompt}"),
+            MaskResult(mask=res.mask, metadata={"role": "input mask"}, label="inpaint mask")]

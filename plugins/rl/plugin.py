@@ -1,0 +1,117 @@
+"""Distributional-RL plugin: train and record C51 / QR-DQN / IQN agents and plot their return
+distributions step by step. Cheap to import: stdlib + app.api only; torch, gymnasium and Qt are
+imported by the referenced modules when a tool runs or a viewer opens."""
+
+from app.api import (BoolParam, ChoiceParam, FloatParam, IntParam, PathParam, ReaderSpec, SeedParam, ToolSpec,
+                     ViewerSpec, WriterSpec, hookimpl)
+
+REQUIRES_API = "1.0"
+
+_ENVS = ("CartPole-v1", "Acrobot-v1")
+_AGENT_FILTERS = ("Agents (*.json *.safetensors *.cleanrl_model *.zip)",)
+_TRAJ_FILTERS = ("Trajectories (*.npz *.hdf5 *.h5)",)
+
+
+@hookimpl
+def studio_tools():
+    return [
+        ToolSpec(
+            id="rl-train",
+            title="Train a distributional RL agent",
+            description="Train C51, QR-DQN or IQN on a classic-control task on the CPU, with live episode-return "
+                        "curves; saves the agent (safetensors + JSON) and records an evaluation episode.",
+            group="rl",
+            run="plugins.rl.tools:run_train",
+            results=("table", "distribution"),
+            backends=("torch",),
+            params=(
+                ChoiceParam(name="algo", choices=("c51", "qr-dqn", "iqn"), labels=("C51", "QR-DQN", "IQN"),
+                            default="qr-dqn"),
+                ChoiceParam(name="env", choices=_ENVS, default="CartPole-v1"),
+                IntParam(name="steps", default=50_000, min=500, max=2_000_000, step=1000,
+                         help="environment steps at most"),
+                BoolParam(name="stop_when_solved", default=True,
+                          help="stop once the greedy mean return over 20 episodes reaches the task's threshold"),
+                IntParam(name="record_episodes", default=1, min=0, max=100,
+                         help="greedy episodes recorded with the trained agent"),
+                IntParam(name="hidden", default=128, min=8, max=1024, advanced=True, help="units per hidden layer"),
+                PathParam(name="out", mode="dir", must_exist=False, help="folder for the agent and its trajectory"),
+                SeedParam(name="seed"),
+            ),
+        ),
+        ToolSpec(
+            id="rl-record",
+            title="Record episodes with return distributions",
+            description="Run an agent (ours, cleanrl .cleanrl_model or sb3-contrib QR-DQN .zip; default: the "
+                        "bundled CartPole QR-DQN) and record every step's per-action return distribution.",
+            group="rl",
+            run="plugins.rl.tools:run_record",
+            results=("distribution", "table", "file"),
+            backends=("torch",),
+            params=(
+                PathParam(name="agent", optional=True, filters=_AGENT_FILTERS,
+                          help="agent file; empty: the bundled CartPole QR-DQN"),
+                IntParam(name="episodes", default=2, min=1, max=1000),
+                FloatParam(name="epsilon", default=0.0, min=0.0, max=1.0, step=0.01,
+                           help="probability of a random action at each step"),
+                ChoiceParam(name="risk", choices=("neutral", "cvar", "wang", "cpw", "power"),
+                            labels=("greedy (mean)", "CVaR", "Wang", "CPW", "power"), default="neutral",
+                            help="act on a distortion risk measure instead of the mean"),
+                FloatParam(name="risk_param", default=-1.0, min=-10.0, max=10.0,
+                           help="distortion parameter eta (-1: the IQN paper's default for the chosen measure)"),
+                BoolParam(name="frames", default=False, help="store rendered frames in the file"),
+                PathParam(name="out", mode="dir", must_exist=False, help="folder for the trajectory file"),
+                SeedParam(name="seed"),
+            ),
+        ),
+        ToolSpec(
+            id="rl-annotate",
+            title="Add an agent's return distributions to a trajectory",
+            description="Evaluate an agent on every observation of a trajectory (ours, Minari HDF5 or D4RL HDF5), "
+                        "e.g. to compare two agents or checkpoints on the same episode.",
+            group="rl",
+            run="plugins.rl.tools:run_annotate",
+            results=("distribution", "table"),
+            backends=("torch",),
+            params=(
+                PathParam(name="trajectory", filters=_TRAJ_FILTERS),
+                PathParam(name="agent", optional=True, filters=_AGENT_FILTERS),
+                PathParam(name="out", mode="dir", must_exist=False),
+            ),
+        ),
+        ToolSpec(
+            id="rl-calibration",
+            title="Calibration of predicted returns",
+            description="PIT histogram and central-interval coverage of realised Monte-Carlo returns by the "
+                        "predicted distributions, with a warning when mass piles up at v_min/v_max.",
+            group="rl",
+            run="plugins.rl.tools:run_calibration",
+            results=("table",),
+            params=(
+                PathParam(name="trajectory", filters=_TRAJ_FILTERS),
+                IntParam(name="bins", default=10, min=2, max=100),
+                BoolParam(name="exclude_truncated", default=True,
+                          help="leave out steps whose return is cut short by a time limit without bootstrap"),
+            ),
+        ),
+    ]
+
+
+@hookimpl
+def studio_readers():
+    return [ReaderSpec(id="rl-trajectory", title="RL trajectory (return distributions)",
+                       patterns=("*.npz", "*.hdf5", "*.h5"), read="plugins.rl.tools:read_trajectory_file",
+                       priority=5)]
+
+
+@hookimpl
+def studio_writers():
+    return [WriterSpec(id="rl-distribution-csv", title="Return distributions: statistics per step (CSV)",
+                       kinds=("distribution",), extensions=(".csv",),
+                       write="plugins.rl.tools:write_distribution_csv")]
+
+
+@hookimpl
+def studio_viewers():
+    return [ViewerSpec(id="rl-episode-viewer", title="Episode return distributions", kind="distribution",
+                       widget="plugins.rl.views:EpisodeViewer", priority=10)]

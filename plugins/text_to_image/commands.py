@@ -1,0 +1,66 @@
+"""``implicit-studio models``: list the diffusion models and LoRAs the model manager finds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def models_main(argv: list[str]) -> int:
+    from plugins.diffusion_common.model_manager import ModelManager
+
+    from .plugin import SETTINGS_SECTION
+
+    parser = argparse.ArgumentParser(prog="implicit-studio models",
+                                     description="List diffusion models and LoRAs, used in place (never copied).")
+    parser.add_argument("--folder", action="append", default=[],
+                        help="a model folder to scan (any tree, or a ComfyUI/AUTOMATIC1111/InvokeAI install); repeatable")
+    parser.add_argument("--no-settings", action="store_true", help="ignore the folders saved in the settings")
+    parser.add_argument("--no-hf-cache", action="store_true", help="do not list the Hugging Face cache")
+    parser.add_argument("--hash", action="store_true", help="compute content hashes (sha256; cached)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+
+    folders = list(args.folder)
+    scan_hf = not args.no_hf_cache
+    if not args.no_settings:
+        try:
+            from app.settings import Settings
+
+            section = Settings().plugin_settings().get(SETTINGS_SECTION, {})
+            from plugins.diffusion_common.model_manager import parse_folder_list
+
+            folders += [str(p) for p in parse_folder_list(section.get("folders", ""))]
+            scan_hf = scan_hf and bool(section.get("scan_hf_cache", True))
+        except Exception as exc:  # noqa: BLE001 - settings are optional here
+            print(f"note: settings not read ({exc})", file=sys.stderr)
+    manager = ModelManager(folders, include_hf_cache=scan_hf)
+    entries = manager.entries()
+    rows = [e.as_dict(with_hash=args.hash) for e in entries]
+    for err in manager.errors:
+        print(f"warning: {err}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no models found (add folders with --folder or in Preferences > Diffusion models)")
+        return 0
+    for r in rows:
+        line = f"{r['kind']:<10} {r['arch']:<14} {r['format']:<11} {_human(r['size']):>9}  {r['source']:<13} {r['name']}"
+        if args.hash:
+            line += f"  sha256:{r['sha256'][:16]}"
+        print(line)
+        print(f"{'':<10} {r['path']}")
+        if r.get("problem"):
+            print(f"{'':<10} ! {r['problem']}")
+    return 0

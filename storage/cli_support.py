@@ -1,0 +1,104 @@
+"""Helpers behind ``implicit-studio history`` and ``implicit-studio export RUN_ID`` (no Qt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .errors import RunNotFoundError, StorageError
+from .filestore import os_error_to_storage
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _summary(run) -> str:
+    p = run.params
+    for key in ("prompt", "text", "name"):
+        if isinstance(p.get(key), str) and p[key].strip():
+            return p[key]
+    return ", ".join(f"{k}={v}" for k, v in p.items() if not isinstance(v, (dict, list)))
+
+
+def format_history(store, limit: int = 20, **filters) -> str:
+    """The newest ``limit`` runs as a plain-text table (tree parent in its own column)."""
+    runs = store.list_runs(limit=limit, **filters)
+    if not runs:
+        return f"No runs in the session {store.folder}."
+    header = ("ID", "Parent", "Status", "Tool", "Started", "Time", "Results", "Tags", "Prompt / parameters")
+    rows = []
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        dur = "" if r.duration_s is None else f"{r.duration_s:.1f}s"
+        seed = "" if r.seed is None else f" (seed {r.seed})"
+        rows.append((str(r.id), "" if r.parent_run_id is None else str(r.parent_run_id),
+                     r.status, r.tool_id, started, dur, str(len(r.results)),
+                     _short(",".join(r.tags), 20), _short(_summary(r) + seed, 60)))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    lines = [fmt(header), fmt(tuple("-" * w for w in widths))] + [fmt(row) for row in rows]
+    total = store.count_runs()
+    if total > len(runs):
+        lines.append(f"({len(runs)} newest of {total} runs)")
+    return "\n".join(lines)
+
+
+def export_run(store, run_id: int, out_dir: str | os.PathLike) -> list[Path]:
+    """Write every result of a run into ``out_dir`` plus ``run-<id>.json`` with its record.
+
+    PNG results carry the parameters in text chunks (our JSON and A1111 ``parameters``).
+    Returns the written paths (result files in order, then the JSON).
+    """
+    from .pngmeta import png_for_run
+
+    try:
+        run = store.get_run(int(run_id))
+    except (TypeError, ValueError):
+        raise RunNotFoundError(f"{run_id!r} is not a run id; run ids are whole numbers.") from None
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error_to_storage(exc, f"The folder {out}") from exc
+    written: list[Path] = []
+    for res in run.results:
+        data = store.read_result(res.id)
+        if res.ext == "png":
+            try:
+                data = png_for_run(data, run, res)
+            except ValueError as exc:
+                raise StorageError(f"Result {res.id} is not a valid PNG: {exc}") from exc
+        suffix = f"-{res.position}" if len(run.results) > 1 else ""
+        path = out / f"run-{run.id}{suffix}-{res.kind}.{res.ext}"
+        _write(path, data)
+        written.append(path)
+    record = {
+        "run_id": run.id, "tool_id": run.tool_id, "plugin": run.plugin,
+        "plugin_version": run.plugin_version, "params": run.params, "seed": run.seed,
+        "model_ref": run.model_ref, "model_hash": run.model_hash, "device": run.device,
+        "backend": run.backend, "status": run.status, "error": run.error,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "duration_s": run.duration_s, "parent_run_id": run.parent_run_id,
+        "inputs": list(run.inputs), "tags": list(run.tags), "rating": run.rating, "note": run.note,
+        "results": [{"file": p.name, "kind": r.kind, "sha256": r.sha256, "size": r.size,
+                     "width": r.width, "height": r.height,
+                     "shape": list(r.shape) if r.shape else None, "metadata": r.metadata}
+                    for p, r in zip(written, run.results)],
+    }
+    path = out / f"run-{run.id}.json"
+    _write(path, json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"))
+    written.append(path)
+    return written
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise os_error_to_storage(exc, f"The file {path}") from exc

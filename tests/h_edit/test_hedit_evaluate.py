@@ -1,0 +1,31 @@
+import json
+
+
+def test_evaluate_smoke(tmp_path, capsys):
+    from plugins.h_edit import evaluate
+
+    out = tmp_path / "r.json"
+    assert evaluate.main(["--smoke", "--quiet", "--threads", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["methods"]) == {"h-edit-explicit", "h-edit-implicit", "baseline-ef", "baseline-ddim"}
+    for s in res["methods"].values():
+        assert s["edits"] == 2 and s["null_edits"] == 1
+        assert 0.0 <= s["success"] <= 1.0
+        assert s["first_edit_s"] > 0 and s["cached_edit_s"] > 0
+    assert "| h-edit-implicit |" in capsys.readouterr().out
+
+
+def test_psnr_and_object_mask():
+    import numpy as np
+
+    from plugins.h_edit.evaluate import object_mask, psnr
+
+    a = np.zeros((8, 8, 3), np.uint8)
+    assert psnr(a, a) == 99.0
+    b = a.copy()
+    b[0, 0] = 255
+    assert abs(psnr(a, b) - 10 * np.log10(64)) < 1e-6  # one of 64 pixels fully wrong
+    img = np.full((8, 8, 3), 245, np.uint8)
+    img[2:4, 2:4] = (220, 30, 30)
+    m = object_mask(img, "red", "white")
+    assert m.sum() == 4 and m[2, 2]

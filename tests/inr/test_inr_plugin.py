@@ -1,0 +1,149 @@
+"""The plugin glue: conformance, tools run through a RunContext, reader/writer, headless CLI."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from app import api
+from app.testing import assert_plugin_conforms
+
+
+@pytest.fixture
+def data_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPLICIT_STUDIO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_plugin_conforms_and_stays_cheap():
+    out = assert_plugin_conforms("plugins.inr.plugin")
+    assert out["tools"] == ["inr-fit-image", "inr-fit-sdf", "inr-render"]
+
+
+def _image(tmp_path):
+    from plugins.inr.image2d import procedural_image, save_image
+
+    return save_image(procedural_image(24), tmp_path / "in.png")
+
+
+def test_fit_image_tool_and_render_back(data_env):
+    from plugins.inr import tools
+    from plugins.inr.image2d import load_image, psnr
+
+    metrics = []
+    ctx = api.RunContext(on_metric=lambda n, s, v: metrics.append(n))
+    img = api.ImageResult(image=(load_image(_image(data_env)) * 255).astype(np.uint8))
+    out = tools.fit_image(ctx, img, steps=30, hidden=24, layers=2, render_scale=2, save_to=str(data_env / "fit"))
+    render, weights, table = out
+    assert isinstance(render, api.ImageResult) and render.image.shape == (48, 48, 3)
+    assert weights.path.endswith(".safetensors") and (data_env / "fit" / "inr-image.json").exists()
+    assert "psnr" in metrics
+    rows = dict(table.rows)
+    assert rows["PSNR (dB)"] > 15
+    # the weights open again and render the same image at the native size
+    back = tools.render_inr(api.RunContext(), weights.path, width=24, height=24)[0]
+    truth = load_image(data_env / "fit" / "target.png")
+    assert psnr(back.image.astype(np.float32) / 255, truth) == pytest.approx(rows["PSNR (dB)"], abs=0.5)
+    # the reader opens it too (2D -> an image)
+    read = tools.read_inr(str(data_env / "fit" / "inr-image.json"))
+    assert read[0].kind == "image"
+
+
+def test_fit_image_cancel_returns_best_so_far(data_env):
+    from plugins.inr import tools
+
+    ev = threading.Event()
+    seen = []
+
+    def on_metric(name, step, value):
+        if name == "psnr":
+            seen.append(value)
+            if step == 8:
+                ev.set()
+
+    ctx = api.RunContext(on_metric=on_metric, cancel_event=ev)
+    img = api.ImageResult(image=np.zeros((16, 16, 3), np.uint8) + 100)
+    out = tools.fit_image(ctx, img, steps=1000, hidden=8, layers=1, render_scale=1, save_to=str(data_env / "c"))
+    rows = dict(out[2].rows)
+    assert rows["cancelled"] is True and rows["steps"] == 8
+    assert rows["PSNR (dB)"] >= max(seen) - 0.2  # never worse than the best step seen
+
+
+def test_fit_sdf_tool_with_mesh_and_bad_mesh(data_env):
+    import trimesh
+
+    from plugins.inr import tools
+
+    path = data_env / "ico.stl"
+    trimesh.creation.icosphere(subdivisions=2, radius=0.7).export(path)
+    ctx = api.RunContext()
+    out = tools.fit_sdf(ctx, mesh=str(path), steps=25, hidden=16, layers=2, points=512, resolution=32,
+                        save_to=str(data_env / "sdf"))
+    mesh, render, weights, table = out
+    assert isinstance(mesh, api.MeshResult) and len(mesh.faces) > 100
+    v = mesh.vertices[mesh.faces].astype(np.float64)
+    signed_volume = np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6
+    assert signed_volume > 0  # outward-wound faces enclose a positive volume
+    assert render.image.shape == (192, 192, 3) and (render.image != render.image[0, 0]).any()
+    assert (data_env / "sdf" / "mesh.obj").exists() and (data_env / "sdf" / "reference.ply").exists()
+    assert dict(table.rows)["Chamfer distance"] < 0.2
+    (data_env / "bad.obj").write_text("garbage")
+    with pytest.raises(api.ToolError, match="bad.obj"):
+        tools.fit_sdf(ctx, mesh=str(data_env / "bad.obj"), steps=1)
+    # a resolution that would not fit in memory is refused with a sentence before any work
+    with pytest.raises(api.ToolError, match="needs about"):
+        tools._bake_and_mesh(tools._CtxAdapter(None), lambda p: p[:, 0], np.array([[-1.0] * 3, [1.0] * 3]), 100_000)
+
+
+def test_render_tool_bad_file_and_writer(data_env):
+    from plugins.inr import tools
+
+    (data_env / "x.pth").write_bytes(b"junk")
+    with pytest.raises(api.ToolError, match="weights-only"):
+        tools.render_inr(api.RunContext(), str(data_env / "x.pth"))
+    with pytest.raises(ValueError):
+        tools.read_inr(str(data_env / "x.pth"))
+    (data_env / "other.json").write_text('{"agent": 1}')
+    with pytest.raises(ValueError, match="not an INR"):
+        tools.read_inr(str(data_env / "other.json"))
+    mesh = api.MeshResult(vertices=[[0, 0, 0], [1, 0, 0], [0, 1, 0]], faces=[[0, 1, 2]])
+    tools.write_mesh(mesh, str(data_env / "t.stl"))
+    assert (data_env / "t.stl").stat().st_size > 80
+
+
+def test_headless_cli_fit_image(data_env, monkeypatch):
+    from app import cli
+
+    monkeypatch.setenv("IMPLICIT_STUDIO_CONFIG_DIR", str(data_env / "cfg"))
+    out_dir = data_env / "out"
+    code = cli.main(["run", "inr-fit-image", "--image", str(_image(data_env)), "--steps", "5", "--hidden", "8",
+                     "--layers", "1", "--out", str(out_dir), "--no-session", "--quiet"])
+    assert code == 0
+    names = sorted(p.suffix for p in out_dir.iterdir())
+    assert ".png" in names and ".safetensors" in names
+    from plugins.inr.models import load_inr
+
+    w = next(p for p in out_dir.iterdir() if p.suffix == ".safetensors")
+    assert load_inr(w).config.kind == "image"  # the lone weights file carries its config
+
+
+def test_render_tool_opens_foreign_state_dict_with_config(data_env, samples):
+    import torch
+
+    from plugins.inr import tools
+    from plugins.inr.models import load_inr
+
+    m = load_inr(samples / "sdf-sphere.json")
+    # as another codebase would save it: DataParallel prefix, a checkpoint dict, no sidecar
+    torch.save({"epoch": 7, "model_state_dict": {"module." + k: v for k, v in m.state_dict().items()}},
+               data_env / "latest.pth")
+    out = tools.render_inr(api.RunContext(), str(data_env / "latest.pth"), config=str(samples / "sdf-sphere.json"),
+                           width=48, height=48, resolution=32)
+    mesh, img = out
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(np.median(r) - 0.5) < 0.03
+    assert img.image.shape == (48, 48, 3)
+    # without the config the architecture is guessed (and said so in the metadata)
+    guessed = tools.render_inr(api.RunContext(), str(data_env / "latest.pth"), width=32, height=32, resolution=32)
+    assert "siren" in guessed[0].metadata["guess"]

@@ -1,0 +1,100 @@
+"""Helpers for the plugin-kit tests: installing a distribution into this venv for one test
+module and always removing it again (even when a test fails or is interrupted)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata as md
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+EXAMPLE = REPO / "examples" / "colour-histogram"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "install: pip-installs a distribution into the venv for the test and uninstalls it afterwards")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: this test run's private studio folders, offscreen
+    Qt, no plugin switches that would hide third-party plugins."""
+    env = dict(os.environ)
+    for key in ("IMPLICIT_STUDIO_NO_PLUGINS", "IMPLICIT_STUDIO_LOAD_PLUGINS", "IMPLICIT_STUDIO_STRICT_PLUGINS",
+                "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST"):
+        env.pop(key, None)
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env.update(extra)
+    return env
+
+
+def is_installed(dist: str) -> bool:
+    try:
+        md.distribution(dist)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+def pip(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "pip", *args], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=timeout)
+
+
+@contextlib.contextmanager
+def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = ()) -> Iterator[None]:
+    """``pip install --no-deps --no-build-isolation -e project`` for the block, then uninstall.
+
+    If ``dist`` was installed before (a developer's editable install, or CI that installed the
+    example on purpose) it is re-installed from ``project`` and left installed afterwards.
+    The editable install's ``.pth`` file is processed so this process can import the package too;
+    that path and the modules imported from it are forgotten afterwards.
+    """
+    was_installed = is_installed(dist)
+    path_before = list(sys.path)
+    modules_before = set(sys.modules)
+    try:
+        proc = pip("install", "--no-deps", "--no-build-isolation", "-e", str(project))
+        assert proc.returncode == 0, f"pip install -e {project} failed:\n{proc.stdout}\n{proc.stderr}"
+        site.addsitedir(sysconfig.get_paths()["purelib"])  # read the new editable .pth now
+        importlib.invalidate_caches()
+        yield
+    finally:
+        if not was_installed:
+            proc = pip("uninstall", "-y", dist)
+            if proc.returncode != 0:  # report, but do not hide the test's own outcome
+                print(f"warning: pip uninstall {dist} failed:\n{proc.stdout}\n{proc.stderr}", file=sys.stderr)
+        sys.path[:] = path_before
+        for name in set(sys.modules) - modules_before:
+            if any(name == m or name.startswith(m + ".") for m in import_paths):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+
+
+class KitTools:
+    """The helpers above, handed to tests through the ``kit`` fixture."""
+
+    python = PYTHON
+    repo = REPO
+    example = EXAMPLE
+    env = staticmethod(subprocess_env)
+    is_installed = staticmethod(is_installed)
+    pip_installed = staticmethod(pip_installed)
+
+
+@pytest.fixture(scope="session")
+def kit() -> KitTools:
+    return KitTools()

@@ -1,0 +1,91 @@
+"""The RL plugin's glue: conformance (cheap import, references resolve), tool run functions,
+reader and writer."""
+
+import numpy as np
+import pytest
+import torch
+
+from app import api
+from app.testing import assert_plugin_conforms
+from plugins.rl import tools
+from plugins.rl.trajectory import read_trajectory
+
+torch.set_num_threads(1)
+
+
+def test_plugin_conforms():
+    out = assert_plugin_conforms("plugins.rl.plugin")
+    assert {"rl-train", "rl-record", "rl-annotate", "rl-calibration"} <= set(out["tools"])
+    assert out["qt_refs"] == ["plugins.rl.views:EpisodeViewer"]
+
+
+def ctx_with_metrics():
+    metrics = []
+    progress = []
+    ctx = api.RunContext(on_metric=lambda n, s, v: metrics.append((n, s, v)),
+                         on_progress=lambda s, t, m: progress.append((s, t)))
+    return ctx, metrics, progress
+
+
+def test_train_then_record_then_read(tmp_path):
+    ctx, metrics, progress = ctx_with_metrics()
+    res = tools.run_train(ctx, algo="c51", env="CartPole-v1", steps=1200, seed=1, out=str(tmp_path / "agent"),
+                          record_episodes=1, hidden=16)
+    table, series = res
+    assert isinstance(table, api.TableResult) and isinstance(series, api.DistributionSeries)
+    assert series.representation == "categorical" and series.weights.shape[1:] == (2, 51)
+    assert any(n == "episode return" for n, _, _ in metrics) and progress[-1] == (1000, 1200)
+    agent_json = tmp_path / "agent" / "cartpole-c51.json"
+    assert agent_json.exists() and (tmp_path / "agent" / "cartpole-c51.safetensors").exists()
+
+    ctx2, _, _ = ctx_with_metrics()
+    out = tools.run_record(ctx2, agent=str(agent_json), episodes=2, seed=4, out=str(tmp_path / "rec"),
+                           risk="cvar", risk_param=0.25)
+    s2, episodes, f = out
+    assert isinstance(f, api.FileResult) and f.path.endswith(".npz")
+    assert len(episodes.rows) == 2
+    traj = read_trajectory(f.path)
+    assert traj.header["policy"]["risk"] == ["cvar", 0.25]
+    # reader hook gives the same series back
+    read = tools.read_trajectory_file(f.path)
+    np.testing.assert_allclose(read[0].weights, s2.weights)
+    # the series alone is enough to rebuild a viewable trajectory
+    t2 = tools.series_to_trajectory(api.DistributionSeries(
+        support=s2.support, weights=s2.weights, representation=s2.representation,
+        series_labels=s2.series_labels, metadata={k: v for k, v in s2.metadata.items() if k != "trajectory"}))
+    np.testing.assert_array_equal(t2.action, traj.action)
+    np.testing.assert_allclose(t2.dist.mean(), traj.dist.mean(), atol=1e-4)
+    # CSV writer
+    csv = tmp_path / "stats.csv"
+    tools.write_distribution_csv(s2, str(csv))
+    lines = csv.read_text().splitlines()
+    assert lines[0].startswith("step,episode,action_taken,reward,mc_return,series,mean,std,var_0.05")
+    assert len(lines) == 1 + 2 * len(traj)
+    # calibration tool
+    pit, cov = tools.run_calibration(api.RunContext(), trajectory=f.path, exclude_truncated=False)
+    assert len(pit.rows) == 10 and abs(sum(r[2] for r in pit.rows) - 1) < 1e-6
+
+
+def test_tool_errors_are_user_messages(tmp_path):
+    with pytest.raises(api.ToolError, match="agent not found"):
+        tools.run_record(api.RunContext(), agent=str(tmp_path / "none.json"), out=str(tmp_path))
+    (tmp_path / "x.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a trajectory file"):
+        tools.read_trajectory_file(str(tmp_path / "x.npz"))
+    with pytest.raises(api.ToolError, match="unknown distortion|CVaR level"):
+        p = tmp_path / "a"
+        from plugins.rl.agents import Agent, AgentConfig
+        cfgp = Agent(AgentConfig(algo="qr-dqn", env_id="CartPole-v1", obs_dim=4, n_actions=2, hidden=[4])).save(p, "a")
+        tools.run_record(api.RunContext(), agent=str(cfgp), risk="cvar", risk_param=3.0, out=str(tmp_path))
+
+
+def test_annotate_minari_with_agent(tmp_path):
+    from tests.rl.test_trajectory import write_minari
+    from plugins.rl.agents import Agent, AgentConfig
+
+    write_minari(tmp_path / "main_data.hdf5", [6, 4])
+    cfgp = Agent(AgentConfig(algo="iqn", env_id="CartPole-v1", obs_dim=4, n_actions=2, hidden=[8])).save(tmp_path, "iqn")
+    series, table = tools.run_annotate(api.RunContext(), trajectory=str(tmp_path / "main_data.hdf5"),
+                                       agent=str(cfgp), out=str(tmp_path / "out"))
+    assert series.representation == "quantile" and series.weights.shape == (10, 2, 32)
+    assert np.all(np.diff(series.weights, axis=-1) >= 0)

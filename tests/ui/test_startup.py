@@ -1,0 +1,75 @@
+"""Start-up in a fresh process: ``--exit-after-paint`` prints the first-paint time and exits 0,
+and showing the window with every built-in plugin registered imports no heavy library."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "diffusers", "transformers", "onnxruntime")
+
+
+def _env(tmp_path):
+    env = dict(os.environ)
+    env.update(QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1",
+               IMPLICIT_STUDIO_CONFIG_DIR=str(tmp_path / "config"),
+               IMPLICIT_STUDIO_DATA_DIR=str(tmp_path / "data"),
+               IMPLICIT_STUDIO_LOG_DIR=str(tmp_path / "logs"))
+    env.pop("IMPLICIT_STUDIO_T0", None)
+    return env
+
+
+def test_launch_exit_after_paint_prints_time(tmp_path):
+    code = ("import sys; from app.ui.main_window import launch; "
+            f"sys.exit(launch([], session_dir={str(tmp_path / 'sess')!r}, exit_after_paint=True))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = re.search(r"^first-paint-ms: (\d+)$", out.stdout, re.M)
+    assert m, out.stdout
+    assert 0 < int(m.group(1)) < 60000
+
+
+def test_cli_exit_after_paint(tmp_path):
+    if not (REPO / "app" / "cli.py").exists():
+        pytest.skip("app/cli.py is not there yet")
+    out = subprocess.run([sys.executable, "-m", "app", "--session", str(tmp_path / "sess"), "--exit-after-paint"],
+                         cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"^first-paint-ms: \d+$", out.stdout, re.M), out.stdout
+
+
+def test_no_heavy_modules_after_window_is_shown(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from app.ui import main_window as mw
+        app = mw._ensure_app([])
+        win = mw.MainWindow(session_dir={str(tmp_path / 'sess')!r})
+        def painted(ms):
+            win.jobs.device_label()  # what the status bar shows must not load torch either
+            heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})
+            print("heavy:", ",".join(heavy))
+            print("plugins:", ",".join(sorted(win.manager.records)))
+            print("tools:", len(win.manager.tools))
+            app.quit()
+        win.firstPainted.connect(painted)
+        win.show()
+        app.exec()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    heavy = re.search(r"^heavy: (.*)$", out.stdout, re.M)
+    assert heavy is not None, out.stdout + out.stderr[-2000:]
+    assert heavy.group(1) == "", f"heavy modules imported at start-up: {heavy.group(1)}"
+    plugins = re.search(r"^plugins: (.*)$", out.stdout, re.M).group(1).split(",")
+    # every built-in plugin went through registration (loaded or reported), none was skipped
+    for name in ("text_to_image", "h_edit", "inpaint", "inr", "rl"):
+        assert name in plugins
