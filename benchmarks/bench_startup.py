@@ -5,6 +5,8 @@ Runs, interleaved and several times, in fresh processes:
 * **studio**: ``python -m app --session TMP --exit-after-paint`` (every installed plugin,
   built-ins included, is registered before the window paints), which prints ``first-paint-ms``;
 * **bare**: a PySide6 script that shows an empty ``QMainWindow`` and prints the same measure.
+  It is shown at the studio's default window size (1400x880; ``--bare-size`` changes it), so
+  both paint and flush the same number of pixels.
 
 Both measure from the kernel's record of the process start (``/proc/self/stat``) to the first
 paint event of the main window, so interpreter start-up is included in both. Byte code is cached
@@ -53,6 +55,7 @@ class Window(QMainWindow):
 
 app = QApplication(sys.argv)
 w = Window()
+w.resize(int(os.environ.get("BARE_W", "1400")), int(os.environ.get("BARE_H", "880")))
 w.show()
 sys.exit(app.exec())
 '''
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--platform", default=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--bare-size", default="1400x880", help="size of the bare window, WxH")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update(QT_QPA_PLATFORM=args.platform, PYTHONPYCACHEPREFIX=str(tmp / "pycache"), HF_HUB_OFFLINE="1",
                IMPLICIT_STUDIO_CONFIG_DIR=str(tmp / "config"), IMPLICIT_STUDIO_DATA_DIR=str(tmp / "data"),
                IMPLICIT_STUDIO_LOG_DIR=str(tmp / "logs"))
+    bw, bh = args.bare_size.lower().split("x")
+    env.update(BARE_W=bw, BARE_H=bh)
     studio_cmd = [sys.executable, "-m", "app", "--session", str(tmp / "session"), "--exit-after-paint"]
     bare_cmd = [sys.executable, str(bare)]
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     s_med, b_med = statistics.median(studio), statistics.median(baseline)
     ratio = s_med / b_med
     ok_ratio, ok_abs = ratio <= 2.0, s_med < 1500
-    print(f"platform: {args.platform}, repetitions: {args.reps}, cpu count: {os.cpu_count()}")
+    print(f"platform: {args.platform}, repetitions: {args.reps}, cpu count: {os.cpu_count()}, bare window {args.bare_size}")
     print(f"bare PySide6 QMainWindow  first paint ms: median {b_med:.0f}  min {min(baseline):.0f}  all {baseline}")
     print(f"Implicit Studio           first paint ms: median {s_med:.0f}  min {min(studio):.0f}  all {studio}")
     print(f"ratio (median/median): {ratio:.2f}x   floor <= 2.0x: {'PASS' if ok_ratio else 'FAIL'}")

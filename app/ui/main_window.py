@@ -292,6 +292,7 @@ class MainWindow(QMainWindow):
 
         # --- wiring ----------------------------------------------------------------------
         self.tool_panel.toolSelected.connect(self._on_tool_selected)
+        self.tool_panel.toolCleared.connect(self._update_run_enabled)
         self.tool_panel.runRequested.connect(self.run_current)
 
         self._build_actions()
@@ -449,13 +450,16 @@ class MainWindow(QMainWindow):
         self.undo_stack.canRedoChanged.connect(self.act_redo.setEnabled)
         self.undo_stack.redoTextChanged.connect(lambda t: self.act_redo.setToolTip(f"Redo {t} (Ctrl+Shift+Z)" if t else "Redo (Ctrl+Shift+Z)"))
         self.act_open = QAction(std("DialogOpenButton"), "Open…", self)
-        self.act_open.setShortcut(QKeySequence.StandardKey.Open)
+        self.act_open.setShortcut(QKeySequence("Ctrl+O"))
         self.act_open.triggered.connect(self._open_dialog)
         self.act_export = QAction(std("DialogSaveButton"), "Export…", self)
         self.act_export.setShortcut(QKeySequence("Ctrl+E"))
         self.act_export.triggered.connect(lambda: self.export_result(None, None))
         self.act_plugins = QAction(std("FileDialogListView"), "Plugins", self)
         self.act_plugins.triggered.connect(self.show_plugins)
+        self.act_prefs = QAction("Preferences…", self)
+        self.act_prefs.setShortcut(QKeySequence("Ctrl+,"))
+        self.act_prefs.triggered.connect(self.show_preferences)
         for a in (self.act_run, self.act_cancel):
             tb.addAction(a)
         tb.addSeparator()
@@ -477,11 +481,13 @@ class MainWindow(QMainWindow):
         m_file.addAction(self.act_export)
         m_file.addSeparator()
         quit_act = m_file.addAction("Quit")
-        quit_act.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_act.setShortcut(QKeySequence("Ctrl+Q"))
         quit_act.triggered.connect(self.close)
         m_edit = mb.addMenu("&Edit")
         m_edit.addAction(self.act_undo)
         m_edit.addAction(self.act_redo)
+        m_edit.addSeparator()
+        m_edit.addAction(self.act_prefs)
         m_run = mb.addMenu("&Run")
         m_run.addAction(self.act_run)
         m_run.addAction(self.act_cancel)
@@ -931,6 +937,29 @@ class MainWindow(QMainWindow):
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dlg.show()
         self.plugins_dialog = dlg
+        return dlg
+
+    def show_preferences(self) -> Any:
+        from app.ui.preferences import PreferencesDialog  # noqa: PLC0415
+
+        dlg = PreferencesDialog(self.settings, list(getattr(self.manager, "settings_pages", [])), self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+        def saved() -> None:
+            runner = self.jobs.runner
+            if runner is not None:
+                try:
+                    from app import devices  # noqa: PLC0415
+
+                    runner.device = devices.parse_device(self.settings.device)
+                except Exception as exc:
+                    self.show_error("The device setting was not applied", str(exc))
+            self._update_status_right()
+            self.statusBar().showMessage("Preferences saved", 4000)
+
+        dlg.accepted.connect(saved)
+        dlg.show()
+        self.preferences_dialog = dlg
         return dlg
 
     def _about(self) -> None:

@@ -46,13 +46,13 @@ def plugin_info(rec: Any) -> dict[str, Any]:
 
 
 class PluginsDialog(QDialog):
-    COLS = ("Enabled", "Plugin", "Version", "Author", "State")
+    COLS = ("On", "Plugin", "State", "Version", "Author")
 
     def __init__(self, records: Iterable[Any], set_enabled: Callable[[str, bool], Any] | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Plugins")
-        self.resize(820, 520)
+        self.resize(900, 540)
         self._set_enabled = set_enabled
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(self.COLS))
@@ -72,7 +72,7 @@ class PluginsDialog(QDialog):
         f = self.details.font()
         f.setFamily("monospace")
         self.details.setFont(f)
-        self.note = QLabel("Changes to enabled plugins take effect the next time Implicit Studio starts.")
+        self.note = QLabel("Untick a plugin to switch it off; the choice applies at once and is remembered.")
         self.note.setObjectName("muted")
         right = QWidget()
         rv = QVBoxLayout(right)
@@ -83,8 +83,9 @@ class PluginsDialog(QDialog):
         split = QSplitter()
         split.addWidget(self.tree)
         split.addWidget(right)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 4)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setSizes([420, 420])
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         buttons.accepted.connect(self.accept)
@@ -110,15 +111,16 @@ class PluginsDialog(QDialog):
         for rec in records:
             info = plugin_info(rec)
             self.infos[info["name"]] = info
-            item = QTreeWidgetItem(["", info["name"], info["version"], info["author"], info["state"]])
+            item = QTreeWidgetItem(["", info["name"], info["state"], info["version"], info["author"]])
             item.setData(1, Qt.ItemDataRole.UserRole, info["name"])
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(0, Qt.CheckState.Unchecked if info["state"] == "disabled" else Qt.CheckState.Checked)
             color = STATE_COLORS.get(info["state"])
             if color:
-                item.setForeground(4, QBrush(QColor(color)))
+                item.setForeground(2, QBrush(QColor(color)))
             if info["error"]:
-                item.setToolTip(4, info["error"])
+                item.setToolTip(2, info["error"])
+                item.setToolTip(1, info["error"])
             self.tree.addTopLevelItem(item)
         self._filling = False
 
@@ -167,7 +169,7 @@ class PluginsDialog(QDialog):
         self.changed[name] = enabled
         if self._set_enabled is not None:
             self._set_enabled(name, enabled)
-        self.note.setText(f"{name} will be {'enabled' if enabled else 'disabled'} the next time Implicit Studio starts.")
+        self.note.setText(f"{name} {'enabled' if enabled else 'disabled'}; the choice is remembered.")
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         it = self.item_for(name)

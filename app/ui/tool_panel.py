@@ -73,6 +73,7 @@ class PanelFormAdapter:
 
 class ToolPanel(QWidget):
     toolSelected = Signal(object)  # ToolSpec
+    toolCleared = Signal()
     runRequested = Signal()
 
     def __init__(self, undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
@@ -176,6 +177,21 @@ class ToolPanel(QWidget):
         self.tree.expandAll()
         if current and current in self.tools:
             self.select_tool(current)
+        elif current:
+            self.clear_tool()  # its plugin was disabled or removed
+
+    def clear_tool(self) -> None:
+        """No tool selected: empty form, Run disabled."""
+        self.current_tool = None
+        self.form = None
+        old = self.scroll.takeWidget()
+        if old is not None:
+            old.deleteLater()
+        self.title.setText("Choose a tool")
+        self.subtitle.setText("")
+        self.run_btn.setEnabled(False)
+        self.reset_btn.setEnabled(False)
+        self.toolCleared.emit()
 
     def _filter(self, text: str) -> None:
         text = text.strip().lower()

@@ -28,11 +28,11 @@ from pathlib import Path
 class TrainConfig:
     num_images: int = 100_000
     vae_crop_steps: int = 1000
-    vae_full_steps: int = 200
+    vae_full_steps: int = 600
     vae_batch: int = 32
     vae_full_batch: int = 16
     vae_lr: float = 1e-3
-    unet_steps: int = 4500
+    unet_steps: int = 4000
     unet_batch: int = 64
     unet_lr: float = 3e-4
     warmup: int = 200
@@ -219,7 +219,7 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                 xs.append(x[j, :, oy : oy + 32, ox : ox + 32])
                 ws.append(w[j, :, oy : oy + 32, ox : ox + 32])
             x, w = torch.stack(xs), torch.stack(ws)
-        lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.1 if full else 1.0)
+        lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.3 if full else 1.0)
         for grp in opt.param_groups:
             grp["lr"] = lr
         post = vae.encode(x).latent_dist

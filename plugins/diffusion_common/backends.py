@@ -29,7 +29,7 @@ from .errors import ModelError, ParamError
 _log = logging.getLogger("implicit_studio.diffusion.backends")
 
 ONNX_OPSET = 17
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2
 
 
 def final_layer_norm(text_encoder):
@@ -76,6 +76,7 @@ class TorchSDBackend(TokenizerMixin):
         # the config as loaded: other tools may swap the cached pipeline's scheduler object
         self.scheduler_config = dict(loaded.scheduler_config or pipe.scheduler.config)
         self.size_multiple = self.vae_scale_factor
+        self.native_size = int(pipe.unet.config.sample_size) * self.vae_scale_factor
         self.model_hash = loaded.hash
         self.time_cond_dim = getattr(pipe.unet.config, "time_cond_proj_dim", None)
         self.num_text_layers = int(getattr(pipe.text_encoder.config, "num_hidden_layers", 12))
@@ -256,6 +257,7 @@ def export_onnx(loaded, out_dir: str | os.PathLike | None = None, opset: int = O
                 "scaling_factor": float(getattr(vae.config, "scaling_factor", 0.18215)),
                 "size_multiple": vsf * 2 ** n_down, "hidden_size": hidden,
                 "num_text_layers": int(te.config.num_hidden_layers), "source": str(loaded.info.path),
+                "native_size": int(unet.config.sample_size) * vsf,
             }
             (tmp / "implicit_studio_export.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if out.exists():
@@ -330,6 +332,7 @@ class OrtSDBackend(TokenizerMixin):
         self.scaling_factor = float(meta.get("scaling_factor", 0.18215))
         self.size_multiple = int(meta.get("size_multiple", self.vae_scale_factor * 8))
         self.model_hash = meta.get("model_hash", "")
+        self.native_size = int(meta.get("native_size", 512))
         self.num_text_layers = int(meta.get("num_text_layers", 0))
         self.has_clip_skip = any(o.name == "normed_hidden_states" for o in self.sessions["text_encoder"].get_outputs())
         self.device = "cpu"
@@ -395,14 +398,51 @@ class OrtSDBackend(TokenizerMixin):
         return None
 
 
+def shipped_export_for(model_hash: str) -> Path | None:
+    """The bundled ONNX export (``app.paths.default_model_onnx_dir()``) when it was made by
+    :func:`export_onnx` from exactly this model (same content hash), else ``None``."""
+    try:
+        from app.paths import default_model_onnx_dir
+
+        folder = default_model_onnx_dir()
+        meta = json.loads((folder / "implicit_studio_export.json").read_text(encoding="utf-8"))
+    except (ImportError, OSError, ValueError):
+        return None
+    if meta.get("model_hash") == model_hash and meta.get("format") == EXPORT_FORMAT_VERSION and \
+            (folder / "unet" / "model.onnx").is_file():
+        return folder
+    return None
+
+
 _ort_cache: dict[tuple, OrtSDBackend] = {}
 _ort_lock = threading.Lock()
 
 
+def existing_export_for(model_hash: str) -> Path | None:
+    """A complete export of the model with this hash: the shipped one or one in the cache."""
+    shipped = shipped_export_for(model_hash)
+    if shipped is not None:
+        return shipped
+    folder = onnx_export_dir(model_hash)
+    try:
+        meta = json.loads((folder / "implicit_studio_export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("model_hash") == model_hash and meta.get("format") == EXPORT_FORMAT_VERSION:
+        return folder
+    return None
+
+
 def ort_backend_for(loaded, providers=("CPUExecutionProvider",), threads: int = 0, onnx_dir=None,
-                    progress=None) -> OrtSDBackend:
-    """The ONNX Runtime backend of a loaded model: exported once (cached by model hash), sessions
-    kept per (folder, providers, threads)."""
+                    progress=None, model_hash: str | None = None) -> OrtSDBackend:
+    """The ONNX Runtime backend of a model: exported once (cached by model hash), sessions kept
+    per (folder, providers, threads). ``loaded`` (a :class:`LoadedModel`) is needed only when no
+    export exists yet; otherwise pass ``model_hash`` and ``loaded=None``."""
+    digest = model_hash or loaded.hash
+    if onnx_dir is None:
+        onnx_dir = existing_export_for(digest)
+    if onnx_dir is None and loaded is None:
+        raise ModelError("no ONNX export of this model exists yet and no loaded model was given to export")
     folder = Path(onnx_dir) if onnx_dir else export_onnx(loaded, progress=progress)
     key = (str(folder), tuple(providers), int(threads))
     with _ort_lock:

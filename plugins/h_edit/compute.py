@@ -359,154 +359,156 @@ def h_edit(
         if progress is not None:
             progress(step, total_units, msg)
 
-    with attention_control(pipe.unet, controller):
-        # ---- inversion (cached)
-        x0 = D.vae_encode(pipe, D.image_to_tensor(img, device, dtype))
-        mh = model_hash or D.model_fingerprint(pipe)
-        key = InversionCache.key(D.image_hash(img), mh, n, s.inversion, source_prompt, s.w_orig, s.seed)
-        inv = cache.get(key) if cache is not None else None
-        cached = inv is not None
-        if inv is None:
-            report(0, "inverting the source image")
-            inv = invert(pipe, x0, sched, eps, s.inversion, s.w_orig, s.seed)
-            if cache is not None:
-                cache.put(key, inv)
-        report(1, "inversion cached" if cached else "inversion done")
-        t_inv = time.perf_counter()
+    # attention control is installed only around the controlled UNet calls (P2P)
+    # ---- inversion (cached)
+    x0 = D.vae_encode(pipe, D.image_to_tensor(img, device, dtype))
+    mh = model_hash or D.model_fingerprint(pipe)
+    key = InversionCache.key(D.image_hash(img), mh, n, s.inversion, source_prompt, s.w_orig, s.seed)
+    inv = cache.get(key) if cache is not None else None
+    cached = inv is not None
+    if inv is None:
+        report(0, "inverting the source image")
+        inv = invert(pipe, x0, sched, eps, s.inversion, s.w_orig, s.seed)
+        if cache is not None:
+            cache.put(key, inv)
+    report(1, "inversion cached" if cached else "inversion done")
+    t_inv = time.perf_counter()
 
-        stats: dict[str, Any] = {"inversion_cached": cached, "inversion_seconds": 0.0 if cached else inv.seconds,
-                                 "reward_dropped": False, "unet_rows": 0, "p2p": s.attention == "p2p"}
-        xs, us = inv.latents, inv.residuals
-        eta = 0.0 if s.inversion == "deterministic" else 1.0
-        need_null = any(w != 1.0 for w in (s.w_orig, s.w_src_edit, s.w_edit))
-        reward_on = score is not None
-        rows_before = eps.calls
+    stats: dict[str, Any] = {"inversion_cached": cached, "inversion_seconds": 0.0 if cached else inv.seconds,
+                             "reward_dropped": False, "unet_rows": 0, "p2p": s.attention == "p2p"}
+    xs, us = inv.latents, inv.residuals
+    eta = 0.0 if s.inversion == "deterministic" else 1.0
+    need_null = any(w != 1.0 for w in (s.w_orig, s.w_src_edit, s.w_edit))
+    reward_on = score is not None
+    rows_before = eps.calls
 
-        def text_F(y: torch.Tensor, level: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            """f = eps_{w_edit}(y, tar) - eps_{w_src_edit}(y, src) at ``level`` (uncontrolled src,
-            P2P-controlled tar when on), plus the raw predictions."""
-            controller.step = step
-            rows = [(y, "src")] + ([(y, "null")] if need_null else [])
-            p2p_now = s.attention == "p2p" and (step < controller.cross_replace_steps or step < controller.self_replace_steps)
-            if p2p_now:
-                out = eps(sched.t_model(level), rows)
-                controller.pairs = [(0, 1)]
-                try:
+    def text_F(y: torch.Tensor, level: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """f = eps_{w_edit}(y, tar) - eps_{w_src_edit}(y, src) at ``level`` (uncontrolled src,
+        P2P-controlled tar when on), plus the raw predictions."""
+        controller.step = step
+        rows = [(y, "src")] + ([(y, "null")] if need_null else [])
+        p2p_now = s.attention == "p2p" and (step < controller.cross_replace_steps or step < controller.self_replace_steps)
+        if p2p_now:
+            out = eps(sched.t_model(level), rows)
+            controller.pairs = [(0, 1)]
+            try:
+                with attention_control(pipe.unet, controller):
                     out += eps(sched.t_model(level), [(xs[level], "src"), (y, "tar")], together=True)[1:]
-                finally:
-                    controller.pairs = []
-            else:
-                rows += [(y, "tar")]
-                out = eps(sched.t_model(level), rows)
-            es = {"src": out[0], "tar": out[-1]}
-            if need_null:
+            finally:
+                controller.pairs = []
+        else:
+            rows += [(y, "tar")]
+            out = eps(sched.t_model(level), rows)
+        es = {"src": out[0], "tar": out[-1]}
+        if need_null:
+            es["null"] = out[1]
+        f = _eps_w(es, "tar", s.w_edit) - _eps_w(es, "src", s.w_src_edit)
+        return f * s.edit_strength, es
+
+    def base_step(x: torch.Tensor, i: int, es: Optional[dict] = None) -> torch.Tensor:
+        if es is None:
+            out = eps(sched.t_model(i), [(x, "src")] + ([(x, "null")] if s.w_orig != 1.0 else []))
+            es = {"src": out[0]}
+            if s.w_orig != 1.0:
                 es["null"] = out[1]
-            f = _eps_w(es, "tar", s.w_edit) - _eps_w(es, "src", s.w_src_edit)
-            return f * s.edit_strength, es
+        return D.step_mean(sched, i, x, _eps_w(es, "src", s.w_orig), eta) + us[i]
 
-        def base_step(x: torch.Tensor, i: int, es: Optional[dict] = None) -> torch.Tensor:
-            if es is None:
-                out = eps(sched.t_model(i), [(x, "src")] + ([(x, "null")] if s.w_orig != 1.0 else []))
-                es = {"src": out[0]}
-                if s.w_orig != 1.0:
-                    es["null"] = out[1]
-            return D.step_mean(sched, i, x, _eps_w(es, "src", s.w_orig), eta) + us[i]
+    def reward_step(y: torch.Tensor, level: int, e_fixed: torch.Tensor) -> Optional[torch.Tensor]:
+        nonlocal reward_on
+        ab = sched.ab(level)
+        for _ in range(max(1, s.reward_inner_steps)):
+            with torch.enable_grad():
+                yv = y.detach().clone().requires_grad_(True)
+                x0hat = D.predict_x0(yv, e_fixed.detach(), ab)
+                r = score(D.vae_decode(pipe, x0hat)).sum()
+                (g,) = torch.autograd.grad(r, yv)
+            if not (torch.isfinite(r) and torch.isfinite(g).all()):
+                warnings.warn("the reward's gradient is not finite (NaN/inf); the reward term is dropped "
+                              "for the rest of this edit", RuntimeWarning, stacklevel=2)
+                notes.append(f"reward gradient was NaN/inf at step {level}: reward term dropped, edit continued")
+                stats["reward_dropped"] = True
+                reward_on = False
+                return y
+            if region_lat is not None:
+                g = g * region_lat
+            rms = _rms(g)
+            if rms > 0:
+                y = y + (s.reward_weight * math.sqrt(1 - ab) * g / rms).to(y.dtype)
+        return y
 
-        def reward_step(y: torch.Tensor, level: int, e_fixed: torch.Tensor) -> Optional[torch.Tensor]:
-            nonlocal reward_on
-            ab = sched.ab(level)
-            for _ in range(max(1, s.reward_inner_steps)):
-                with torch.enable_grad():
-                    yv = y.detach().clone().requires_grad_(True)
-                    x0hat = D.predict_x0(yv, e_fixed.detach(), ab)
-                    r = score(D.vae_decode(pipe, x0hat)).sum()
-                    (g,) = torch.autograd.grad(r, yv)
-                if not (torch.isfinite(r) and torch.isfinite(g).all()):
-                    warnings.warn("the reward's gradient is not finite (NaN/inf); the reward term is dropped "
-                                  "for the rest of this edit", RuntimeWarning, stacklevel=2)
-                    notes.append(f"reward gradient was NaN/inf at step {level}: reward term dropped, edit continued")
-                    stats["reward_dropped"] = True
-                    reward_on = False
-                    return y
-                if region_lat is not None:
-                    g = g * region_lat
-                rms = _rms(g)
-                if rms > 0:
-                    y = y + (s.reward_weight * math.sqrt(1 - ab) * g / rms).to(y.dtype)
-            return y
-
-        def baseline_eps(x: torch.Tensor, i: int, p2p_now: bool) -> torch.Tensor:
-            """eps_{w_edit}(x, tar) (P2P-controlled against the source path when on)."""
-            e_null = eps(sched.t_model(i), [(x, "null")])[0] if s.w_edit != 1.0 else None
-            if p2p_now:
-                controller.pairs = [(0, 1)]
-                try:
+    def baseline_eps(x: torch.Tensor, i: int, p2p_now: bool) -> torch.Tensor:
+        """eps_{w_edit}(x, tar) (P2P-controlled against the source path when on)."""
+        e_null = eps(sched.t_model(i), [(x, "null")])[0] if s.w_edit != 1.0 else None
+        if p2p_now:
+            controller.pairs = [(0, 1)]
+            try:
+                with attention_control(pipe.unet, controller):
                     e_tar = eps(sched.t_model(i), [(xs[i], "src"), (x, "tar")], together=True)[1]
-                finally:
-                    controller.pairs = []
-            else:
-                e_tar = eps(sched.t_model(i), [(x, "tar")])[0]
-            return D.cfg(e_null, e_tar, s.w_edit)
+            finally:
+                controller.pairs = []
+        else:
+            e_tar = eps(sched.t_model(i), [(x, "tar")])[0]
+        return D.cfg(e_null, e_tar, s.w_edit)
 
-        # ---- the edit loop
-        x = xs[s.skip].clone()
-        if s.variant == "implicit" and s.skip > 0 and text_differs and s.skip < s.edit_stop:
-            f, _ = text_F(x, s.skip, s.skip)
-            x = x + sched.k_coef(s.skip - 1, eta) * f
-        for i in range(s.skip, n):
-            editing = i < s.edit_stop
-            kc = sched.k_coef(i, eta)
-            if not editing:
-                x_next = base_step(x, i)
-            elif s.variant == "explicit":
-                f, es = text_F(x, i, i)
-                x_next = base_step(x, i, es) + kc * f
+    # ---- the edit loop
+    x = xs[s.skip].clone()
+    if s.variant == "implicit" and s.skip > 0 and text_differs and s.skip < s.edit_stop:
+        f, _ = text_F(x, s.skip, s.skip)
+        x = x + sched.k_coef(s.skip - 1, eta) * f
+    for i in range(s.skip, n):
+        editing = i < s.edit_stop
+        kc = sched.k_coef(i, eta)
+        if not editing:
+            x_next = base_step(x, i)
+        elif s.variant == "explicit":
+            f, es = text_F(x, i, i)
+            x_next = base_step(x, i, es) + kc * f
+            if reward_on:
+                e_fix = _eps_w(es, "tar", s.w_edit) if text_differs else _eps_w(es, "src", s.w_orig)
+                delta = reward_step(x, i, e_fix) - x
+                x_next = x_next + delta
+        elif s.variant == "implicit":
+            base = base_step(x, i)
+            y = base
+            for kk in range(s.inner_steps):
+                f, es = text_F(y, i + 1, i)
+                if kk > 0 and s.lambda_rec > 0:
+                    g = torch.sign(y - base) / y.numel()
+                    rho = s.lambda_rec * _rms(f) / (_rms(g) + 1e-8)
+                    y = y - rho * g
+                y = y + kc * f
                 if reward_on:
                     e_fix = _eps_w(es, "tar", s.w_edit) if text_differs else _eps_w(es, "src", s.w_orig)
-                    delta = reward_step(x, i, e_fix) - x
-                    x_next = x_next + delta
-            elif s.variant == "implicit":
-                base = base_step(x, i)
-                y = base
-                for kk in range(s.inner_steps):
-                    f, es = text_F(y, i + 1, i)
-                    if kk > 0 and s.lambda_rec > 0:
-                        g = torch.sign(y - base) / y.numel()
-                        rho = s.lambda_rec * _rms(f) / (_rms(g) + 1e-8)
-                        y = y - rho * g
-                    y = y + kc * f
-                    if reward_on:
-                        e_fix = _eps_w(es, "tar", s.w_edit) if text_differs else _eps_w(es, "src", s.w_orig)
-                        y = reward_step(y, i + 1, e_fix)
-                x_next = y
-            elif s.variant == "baseline-ef":
-                controller.step = i
-                p2p_now = s.attention == "p2p" and (i < controller.cross_replace_steps or i < controller.self_replace_steps)
-                e = baseline_eps(x, i, p2p_now)
-                x_next = D.step_mean(sched, i, x, e, 1.0) + us[i]
-            else:  # baseline-ddim
-                controller.step = i
-                p2p_now = s.attention == "p2p" and (i < controller.cross_replace_steps or i < controller.self_replace_steps)
-                e = baseline_eps(x, i, p2p_now)
-                x_next = D.step_mean(sched, i, x, e, 0.0)
-            if region_lat is not None:
-                x_next = region_lat * x_next + (1 - region_lat) * xs[i + 1]
-            x = x_next
-            report(i - s.skip + 2, f"step {i + 1}/{n}")
-            if preview is not None and s.preview_every and ((i + 1) % s.preview_every == 0 or i == n - 1):
-                with torch.no_grad():
-                    # the edited latent shares the inverted path's noise, so its clean estimate is
-                    # the original latent plus the (signal) difference, rescaled to the clean level
-                    est = xs[-1] + (x - xs[i + 1]) / math.sqrt(sched.ab(i + 1))
-                    preview(D.tensor_to_uint8(D.vae_decode(pipe, est)))
+                    y = reward_step(y, i + 1, e_fix)
+            x_next = y
+        elif s.variant == "baseline-ef":
+            controller.step = i
+            p2p_now = s.attention == "p2p" and (i < controller.cross_replace_steps or i < controller.self_replace_steps)
+            e = baseline_eps(x, i, p2p_now)
+            x_next = D.step_mean(sched, i, x, e, 1.0) + us[i]
+        else:  # baseline-ddim
+            controller.step = i
+            p2p_now = s.attention == "p2p" and (i < controller.cross_replace_steps or i < controller.self_replace_steps)
+            e = baseline_eps(x, i, p2p_now)
+            x_next = D.step_mean(sched, i, x, e, 0.0)
+        if region_lat is not None:
+            x_next = region_lat * x_next + (1 - region_lat) * xs[i + 1]
+        x = x_next
+        report(i - s.skip + 2, f"step {i + 1}/{n}")
+        if preview is not None and s.preview_every and ((i + 1) % s.preview_every == 0 or i == n - 1):
+            with torch.no_grad():
+                # the edited latent shares the inverted path's noise, so its clean estimate is
+                # the original latent plus the (signal) difference, rescaled to the clean level
+                est = xs[-1] + (x - xs[i + 1]) / math.sqrt(sched.ab(i + 1))
+                preview(D.tensor_to_uint8(D.vae_decode(pipe, est)))
 
-        with torch.no_grad():
-            out_img = D.tensor_to_uint8(D.vae_decode(pipe, x))
-        stats["unet_rows"] = eps.calls - rows_before
-        stats["edit_seconds"] = time.perf_counter() - t_inv
-        stats["seconds"] = time.perf_counter() - t_start
-        stats["p2p_cross_replaced"] = controller.replaced_cross
-        stats["p2p_self_replaced"] = controller.replaced_self
+    with torch.no_grad():
+        out_img = D.tensor_to_uint8(D.vae_decode(pipe, x))
+    stats["unet_rows"] = eps.calls - rows_before
+    stats["edit_seconds"] = time.perf_counter() - t_inv
+    stats["seconds"] = time.perf_counter() - t_start
+    stats["p2p_cross_replaced"] = controller.replaced_cross
+    stats["p2p_self_replaced"] = controller.replaced_self
 
     mask_out = None
     if out_img.shape != original.shape:

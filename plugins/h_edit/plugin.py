@@ -18,6 +18,7 @@ def studio_tools():
             ),
             group="edit",
             run="plugins.h_edit.run:run_h_edit",
+            panel="plugins.h_edit.panel:HEditPanel",
             results=("image", "mask"),
             backends=("torch",),
             params=(

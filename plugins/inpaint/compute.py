@@ -20,7 +20,8 @@ Methods (all with classifier-free guidance on the prompt):
   larger), then a deterministic DDIM step from the optimised latent. ``copaint-tt`` adds time
   travel: the RePaint-style schedule with ``tt_length``/``tt_interval``/``tt_repeats``, one extra
   optimisation before each jump back.
-- ``checkpoint``: a model whose UNet takes 9 input channels (a dedicated inpainting checkpoint)
+- ``checkpoint``: a model whose UNet takes 2 x latent channels + 1 inputs (9 for SD: a dedicated
+  inpainting checkpoint)
   goes through diffusers' ``StableDiffusionInpaintPipeline``.
 
 Porting CoPaint to latent models (our extension; the paper works in pixel space):
@@ -188,14 +189,16 @@ def inpaint(
         m_model = torch.nn.functional.adaptive_max_pool2d(mt, (size, size))[0, 0].numpy() > 0
     D.check_vae_encoder(pipe)
     in_ch = int(pipe.unet.config.in_channels)
-    if in_ch == 9:
+    lat_ch = int(pipe.vae.config.latent_channels)
+    if in_ch == 2 * lat_ch + 1:  # latent + mask + masked-image latent: an inpainting checkpoint
         if s.method != "checkpoint":
-            notes.append(f"this is an inpainting checkpoint (9-channel UNet): used its own pipeline instead of {s.method}")
+            notes.append(f"this is an inpainting checkpoint ({in_ch}-channel UNet): used its own pipeline "
+                         f"instead of {s.method}")
         s.method = "checkpoint"
     elif s.method == "checkpoint":
-        raise ValueError("the 'checkpoint' method needs an inpainting model (a UNet with 9 input channels); "
-                         "this model has {} — choose copaint, repaint or blend".format(in_ch))
-    elif in_ch != 4 and in_ch != pipe.vae.config.latent_channels:
+        raise ValueError(f"the 'checkpoint' method needs an inpainting model (a UNet with {2 * lat_ch + 1} input "
+                         f"channels); this model has {in_ch} — choose copaint, repaint or blend")
+    elif in_ch != lat_ch:
         raise ValueError(f"unsupported UNet with {in_ch} input channels")
 
     stats: dict[str, Any] = {"method": s.method}

@@ -145,6 +145,7 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, net: nn.Module | None = None):
         self.cfg = cfg
+        self.name: str | None = None
         self.net = net if net is not None else build_network(cfg)
         self.net.eval()
 
@@ -226,11 +227,14 @@ class Agent:
         folder.mkdir(parents=True, exist_ok=True)
         weights = folder / f"{name}.safetensors"
         sd = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
-        tmp = weights.with_name(weights.name + ".tmp")
-        save_file(sd, str(tmp), metadata={"format": "implicit-studio/rl-agent", "algo": self.algo})
-        os.replace(tmp, weights)
         meta = {"format": "implicit-studio/rl-agent", "version": 1, "config": asdict(self.cfg),
                 "weights": weights.name, **(info or {})}
+        tmp = weights.with_name(weights.name + ".tmp")
+        # the config also rides in the safetensors header, so the weights file alone is a loadable agent
+        save_file(sd, str(tmp), metadata={"format": "implicit-studio/rl-agent", "algo": self.algo,
+                                          "config": json.dumps(asdict(self.cfg))})
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; agents are meant to be shared and bundled
+        os.replace(tmp, weights)
         cfg_path = folder / f"{name}.json"
         cfg_path.write_text(json.dumps(meta, indent=2))
         return cfg_path
@@ -245,6 +249,12 @@ def load_agent(path: str | os.PathLike) -> Agent:
     """Load an agent from our JSON+safetensors pair (give either file), a cleanrl
     ``.cleanrl_model`` or an sb3-contrib QR-DQN ``.zip``."""
     p = Path(path)
+    agent = _load(p)
+    agent.name = p.stem
+    return agent
+
+
+def _load(p: Path) -> Agent:
     if p.suffix == ".zip":
         from .loaders import load_sb3_qrdqn
         return load_sb3_qrdqn(p)
@@ -252,6 +262,8 @@ def load_agent(path: str | os.PathLike) -> Agent:
         from .loaders import load_cleanrl
         return load_cleanrl(p)
     if p.suffix == ".safetensors":
+        if not p.with_suffix(".json").exists():
+            return _load_single_file(p)
         p = p.with_suffix(".json")
     if p.is_dir():
         cands = sorted(p.glob("*.json"))
@@ -276,4 +288,28 @@ def load_agent(path: str | os.PathLike) -> Agent:
     except RuntimeError as e:
         raise ValueError(f"{wpath.name}: weights do not match the config ({e})") from None
     agent.info = meta
+    return agent
+
+
+def _load_single_file(path: Path) -> Agent:
+    """An agent from a safetensors file whose header carries the config (as written by save)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such agent file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"{path.name}: not a safetensors file ({e})") from None
+    if meta.get("format") != "implicit-studio/rl-agent" or "config" not in meta:
+        raise ValueError(f"{path.name}: these weights carry no agent config (and no {path.stem}.json is beside them)")
+    cfg = AgentConfig(**json.loads(meta["config"]))
+    agent = Agent(cfg)
+    try:
+        agent.net.load_state_dict(load_file(str(path)))
+    except RuntimeError as e:
+        raise ValueError(f"{path.name}: weights do not match the config ({e})") from None
+    agent.info = {"config": json.loads(meta["config"])}
     return agent

@@ -8,7 +8,7 @@ from app.api import (BoolParam, ChoiceParam, FloatParam, IntParam, PathParam, Re
 REQUIRES_API = "1.0"
 
 _ENVS = ("CartPole-v1", "Acrobot-v1")
-_AGENT_FILTERS = ("Agents (*.json *.safetensors *.cleanrl_model *.zip)",)
+_AGENT_FILTERS = ("Agents (*.safetensors *.json *.cleanrl_model *.zip)",)
 _TRAJ_FILTERS = ("Trajectories (*.npz *.hdf5 *.h5)",)
 
 
@@ -22,7 +22,7 @@ def studio_tools():
                         "curves; saves the agent (safetensors + JSON) and records an evaluation episode.",
             group="rl",
             run="plugins.rl.tools:run_train",
-            results=("table", "distribution"),
+            results=("table", "file", "distribution"),
             backends=("torch",),
             params=(
                 ChoiceParam(name="algo", choices=("c51", "qr-dqn", "iqn"), labels=("C51", "QR-DQN", "IQN"),
@@ -35,7 +35,9 @@ def studio_tools():
                 IntParam(name="record_episodes", default=1, min=0, max=100,
                          help="greedy episodes recorded with the trained agent"),
                 IntParam(name="hidden", default=128, min=8, max=1024, advanced=True, help="units per hidden layer"),
-                PathParam(name="out", mode="dir", must_exist=False, help="folder for the agent and its trajectory"),
+                PathParam(name="save_to", mode="dir", must_exist=False, optional=True,
+                          help="folder for the agent and its trajectory (default: a new folder in the studio's "
+                               "data folder); the command line's --out D also copies them into D"),
                 SeedParam(name="seed"),
             ),
         ),
@@ -60,7 +62,8 @@ def studio_tools():
                 FloatParam(name="risk_param", default=-1.0, min=-10.0, max=10.0,
                            help="distortion parameter eta (-1: the IQN paper's default for the chosen measure)"),
                 BoolParam(name="frames", default=False, help="store rendered frames in the file"),
-                PathParam(name="out", mode="dir", must_exist=False, help="folder for the trajectory file"),
+                PathParam(name="save_to", mode="dir", must_exist=False, optional=True,
+                          help="folder for the trajectory file (default: a new folder in the studio's data folder)"),
                 SeedParam(name="seed"),
             ),
         ),
@@ -71,12 +74,12 @@ def studio_tools():
                         "e.g. to compare two agents or checkpoints on the same episode.",
             group="rl",
             run="plugins.rl.tools:run_annotate",
-            results=("distribution", "table"),
+            results=("distribution", "table", "file"),
             backends=("torch",),
             params=(
                 PathParam(name="trajectory", filters=_TRAJ_FILTERS),
                 PathParam(name="agent", optional=True, filters=_AGENT_FILTERS),
-                PathParam(name="out", mode="dir", must_exist=False),
+                PathParam(name="save_to", mode="dir", must_exist=False, optional=True),
             ),
         ),
         ToolSpec(

@@ -16,11 +16,6 @@ from .distributions import Distortion
 from .trajectory import Trajectory
 
 
-def _bundled_agent_path():
-    from app.paths import resources_dir
-    return resources_dir() / "samples" / "rl" / "cartpole-qr-dqn.json"
-
-
 def record(agent, *, episodes: int = 1, seed: int = 0, epsilon: float = 0.0, risk: Distortion | None = None,
            frames: bool = False, max_steps: int | None = None, progress: Callable[[float], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> Trajectory:

@@ -91,10 +91,16 @@ def _summary_table(traj: Trajectory, label: str) -> api.TableResult:
     return api.TableResult(columns=("episode", "start", "steps", "return", "end"), rows=rows, label=label)
 
 
-def _out_dir(out: str | None) -> Path:
-    if not out:
-        raise api.ToolError("an output folder is required (--out D)")
-    p = Path(out).expanduser()
+def _out_dir(save_to: str | None, kind: str) -> Path:
+    """The folder files are written to: ``save_to``, or a new folder under the studio's data
+    folder (``<data>/rl/<kind>/<timestamp>``). The command line's ``--out D`` then copies the
+    results (agent, trajectory, tables) into D."""
+    import time
+    if save_to:
+        p = Path(save_to).expanduser()
+    else:
+        from app.settings import data_dir
+        p = data_dir() / "rl" / kind / time.strftime("%Y%m%d-%H%M%S")
     if p.exists() and not p.is_dir():
         raise api.ToolError(f"{p} exists and is not a folder")
     p.mkdir(parents=True, exist_ok=True)
@@ -105,13 +111,13 @@ def _out_dir(out: str | None) -> Path:
 
 
 def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1", steps: int = 50_000,
-              seed: int = 0, out: str | None = None, stop_when_solved: bool = True, record_episodes: int = 1,
+              seed: int = 0, save_to: str | None = None, stop_when_solved: bool = True, record_episodes: int = 1,
               hidden: int = 128):
     """rl-train: train an agent on the CPU with live episode-return curves; save it and record."""
     from .record import record
     from .train import TrainConfig, train
 
-    out_dir = _out_dir(out)
+    out_dir = _out_dir(save_to, "agents")
     cfg = TrainConfig(algo=algo, env_id=env, total_steps=int(steps), seed=int(seed),
                       stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)])
     try:
@@ -138,27 +144,30 @@ def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1
     summ = result.summary()
     cfg_path = result.agent.save(out_dir, name, info={"training": summ, "curve": {
         "step": result.episode_steps, "return": result.episode_returns}, "seed": int(seed)})
-    results: list[api.Result] = [api.TableResult(
-        columns=("quantity", "value"),
-        rows=[(k, "" if v is None else (v if isinstance(v, (int, float, str, bool)) else str(v)))
-              for k, v in summ.items() if k != "final_eval"] + [("agent", str(cfg_path))],
-        label=f"training {cfg.algo} on {env}", metadata={"agent": str(cfg_path)})]
+    weights = cfg_path.with_suffix(".safetensors")
+    results: list[api.Result] = [
+        api.TableResult(columns=("quantity", "value"),
+                        rows=[(k, "" if v is None else (v if isinstance(v, (int, float, str, bool)) else str(v)))
+                              for k, v in summ.items() if k != "final_eval"] + [("agent", str(cfg_path))],
+                        label="training", metadata={"agent": str(cfg_path)}),
+        # the weights file alone is a loadable agent (config in its header): --agent F takes it
+        api.FileResult(path=str(weights), label="agent", metadata={"algo": cfg.algo, "env_id": env})]
     if record_episodes > 0:
         traj = record(result.agent, episodes=int(record_episodes), seed=int(seed) + 1000)
         tpath = write_trajectory(out_dir / f"{name}.npz", traj)
-        results.append(to_series(traj, path=str(tpath)))
+        results += [to_series(traj, path=str(tpath), label="episode"),
+                    api.FileResult(path=str(tpath), label="trajectory")]
     return results
 
 
 def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2, epsilon: float = 0.0,
                risk: str = "neutral", risk_param: float = -1.0, frames: bool = False, seed: int = 0,
-               out: str | None = None):
+               save_to: str | None = None):
     """rl-record: record episodes of an agent (default: the bundled CartPole QR-DQN)."""
     from .agents import load_agent
     from .loaders import AgentFormatError
     from .record import record
 
-    out_dir = _out_dir(out)
     path = Path(agent) if agent else bundled_agent_path()
     if not path.exists():
         raise api.ToolError(f"agent not found: {path}" + ("" if agent else
@@ -181,12 +190,13 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
         ctx.check_cancelled()
         raise
     traj.header["agent"]["file"] = str(path)
+    out_dir = _out_dir(save_to, "trajectories")
     tpath = write_trajectory(out_dir / f"{path.stem}-record-{int(seed)}.npz", traj)
-    return [to_series(traj, path=str(tpath)), _summary_table(traj, "episodes"),
-            api.FileResult(path=str(tpath), label="trajectory file")]
+    return [to_series(traj, path=str(tpath), label="episode"), _summary_table(traj, "episodes"),
+            api.FileResult(path=str(tpath), label="trajectory")]
 
 
-def run_annotate(ctx: api.RunContext, trajectory: str = "", agent: str | None = None, out: str | None = None):
+def run_annotate(ctx: api.RunContext, trajectory: str = "", agent: str | None = None, save_to: str | None = None):
     """rl-annotate: add an agent's return distributions to a trajectory (ours, Minari, D4RL)."""
     from .agents import load_agent
     from .record import annotate
@@ -201,9 +211,10 @@ def run_annotate(ctx: api.RunContext, trajectory: str = "", agent: str | None = 
         t2 = annotate(traj, ag)
     except (ValueError, FileNotFoundError) as e:
         raise api.ToolError(str(e)) from None
-    out_dir = _out_dir(out)
+    out_dir = _out_dir(save_to, "trajectories")
     tpath = write_trajectory(out_dir / f"{Path(trajectory).stem}-{ag.algo}.npz", t2)
-    return [to_series(t2, path=str(tpath)), _summary_table(t2, "episodes")]
+    return [to_series(t2, path=str(tpath), label="episode"), _summary_table(t2, "episodes"),
+            api.FileResult(path=str(tpath), label="trajectory")]
 
 
 def run_calibration(ctx: api.RunContext, trajectory: str = "", bins: int = 10, exclude_truncated: bool = True):

@@ -48,8 +48,9 @@ class TrainConfig:
     v_min: float | None = None
     v_max: float | None = None
     n_quantiles: int = 25
-    iqn_n: int = 16                    # tau samples for the online net in the loss
-    iqn_n_prime: int = 16              # tau' samples for the target
+    iqn_n: int = 8                     # tau samples for the online net in the loss (N)
+    iqn_n_prime: int = 8               # tau' samples for the target (N')
+    iqn_k: int = 8                     # tau samples for the target's greedy action (K)
     eval_every: int = 2_500
     eval_episodes: int = 20
     solve_threshold: float | None = None
@@ -217,7 +218,7 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
         # IQN
         taus = torch.rand(B, cfg.iqn_n)
         with torch.no_grad():
-            a_star = target.q(o2).argmax(-1)
+            a_star = target.q(o2, torch.rand(B, cfg.iqn_k)).argmax(-1)
             tp = torch.rand(B, cfg.iqn_n_prime)
             tgt = r[:, None] + cfg.gamma * (1 - d[:, None]) * target(o2, tp)[ar, a_star]
         pred = net(o, taus)[ar, a]

@@ -48,6 +48,7 @@ def style_plot(plot: pg.PlotItem, title: str = "", x: str = "", y: str = "") -> 
     font.setPointSize(9)
     for side in ("left", "bottom"):
         ax = plot.getAxis(side)
+        ax.enableAutoSIPrefix(False)  # "probability (x0.001)" helps nobody
         ax.setPen(pg.mkPen(INK, width=1))
         ax.setTextPen(pg.mkPen(INK))
         ax.setTickFont(font)
@@ -60,6 +61,14 @@ def style_plot(plot: pg.PlotItem, title: str = "", x: str = "", y: str = "") -> 
     plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
     plot.setMenuEnabled(False)
     return plot
+
+
+def cache_axes(plot: pg.PlotItem) -> None:
+    """Cache axis drawings as pixmaps: worth it where the whole plot repaints on every step (the
+    step plots); measured to slow down plots where only a cursor moves (partial updates)."""
+    from PySide6.QtWidgets import QGraphicsItem
+    for side in ("left", "bottom"):
+        plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
 def make_plot_widget(title="", x="", y="", min_h=160) -> pg.PlotWidget:
@@ -84,14 +93,25 @@ def cache_static(*items) -> None:
     device pixmaps so moving a cursor across them blits instead of re-stroking 10,000 points;
     curves are also peak-downsampled to the screen resolution."""
     from PySide6.QtWidgets import QGraphicsItem
+    from PySide6.QtGui import QPixmapCache
+    if QPixmapCache.cacheLimit() < 192 * 1024:  # item caches live in QPixmapCache (10 MB by default):
+        QPixmapCache.setCacheLimit(192 * 1024)  # a 10,000-step episode's layers need more or they thrash
     mode = QGraphicsItem.CacheMode.DeviceCoordinateCache
     for it in items:
         if isinstance(it, pg.PlotDataItem):
-            it.setDownsampling(auto=True, method="peak")
-            it.setClipToView(True)
+            # no clipToView/auto downsampling: both follow the view range lazily, which a cached
+            # pixmap would not notice (curves were drawn cut at the old range); see set_downsample
             it.curve.setCacheMode(mode)      # the children paint, not the container
             it.scatter.setCacheMode(mode)
         it.setCacheMode(mode)
+
+
+def set_downsample(n_points: int, *items, max_points: int = 2500) -> None:
+    """Peak-preserving downsampling to about ``max_points`` points (a 10,000-step episode on a
+    1,400 px wide plot loses nothing visible)."""
+    ds = max(1, int(np.ceil(n_points / max_points)))
+    for it in items:
+        it.setDownsampling(ds=ds, auto=False, method="peak")
 
 
 def _fixed_lines(label: QLabel, lines: int) -> None:
@@ -233,10 +253,12 @@ class StepPlots(QWidget):
             lp.addItem(self._alpha_line)
             it["alpha"] = self._alpha_line
         for a in range(st.A):
-            c = pg.PlotDataItem(stepMode="center", pen=pg.mkPen(action_color(a), width=2), antialias=True,
-                                name=names[a])
+            c = pg.PlotDataItem(stepMode="center", pen=pg.mkPen(action_color(a), width=2), antialias=True)
             rp.addItem(c)
             it["cdf"].append(c)
+            # legend entries are static proxies: restyling the real curve every step must not touch
+            # the legend (that re-lays out the whole window and repaints every plot)
+            legend.addItem(pg.PlotDataItem(pen=pg.mkPen(action_color(a), width=2)), names[a])
         for a in range(st.A):
             for key, plot, angle in (("mean_l", lp, mean_angle), ("mean_r", rp, 90)):
                 ln = pg.InfiniteLine(angle=angle, pen=pg.mkPen(action_color(a), width=1.5))
@@ -256,6 +278,7 @@ class StepPlots(QWidget):
         rp.setYRange(0, 1.02, padding=0)
         for p in (lp, rp):
             p.disableAutoRange()
+            cache_axes(p)
         self.legend = legend
         self._items = it
 
@@ -316,7 +339,7 @@ class TimelinePlots(QWidget):
         lay.addWidget(self.main, 3)
         lay.addWidget(self.w1, 1)
         p = self.main.getPlotItem()
-        legend = p.addLegend(offset=(-8, 8), labelTextColor=INK, labelTextSize="9pt", colCount=3)
+        legend = p.addLegend(offset=(-8, 4), labelTextColor=INK, labelTextSize="9pt", colCount=3)
         legend.setBrush(pg.mkBrush(255, 255, 255, 220))
         base = QColor(PALETTE[0])
         self.q05 = pg.PlotDataItem(pen=pg.mkPen(None))
@@ -338,9 +361,9 @@ class TimelinePlots(QWidget):
                                       name="risk-averse ≠ greedy")
         p.addItem(self.dis)
         # legend samples: proxies (a LegendItem cannot draw a FillBetweenItem)
-        legend.addItem(pg.PlotDataItem([0, 1], [1, 1], pen=pg.mkPen(None), fillLevel=0, fillBrush=pg.mkBrush(c50)),
+        legend.addItem(pg.BarGraphItem(x=[0], height=[1], width=1, brush=pg.mkBrush(c50), pen=pg.mkPen(None)),
                        "50% band")
-        legend.addItem(pg.PlotDataItem([0, 1], [1, 1], pen=pg.mkPen(None), fillLevel=0, fillBrush=pg.mkBrush(c90)),
+        legend.addItem(pg.BarGraphItem(x=[0], height=[1], width=1, brush=pg.mkBrush(c90), pen=pg.mkPen(None)),
                        "90% band")
         self.cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#333333", width=1.2),
                                       hoverPen=pg.mkPen(PALETTE[1], width=2))
@@ -356,6 +379,7 @@ class TimelinePlots(QWidget):
 
     def set_range(self, stats: EpisodeStats, a: int, b: int) -> None:
         x = np.arange(b - a)
+        set_downsample(b - a, self.q05, self.q95, self.q25, self.q75, self.mean, self.mc, self.w1_curve)
         bands = stats.bands[a:b]
         i05, i25, i75, i95 = (BAND_LEVELS.index(v) for v in (0.05, 0.25, 0.75, 0.95))
         self.q05.setData(x, bands[:, i05])
@@ -366,7 +390,7 @@ class TimelinePlots(QWidget):
         mc = stats.mc[a:b].copy()
         self.mc.setData(x, mc)
         self._offset = a
-        lo, hi = stats.x_range
+        lo, hi = self._y_range(stats, a, b)
         self.update_risk(stats, a, b)
         self.w1_curve.setData(x, stats.w1[a:b])
         p = self.main.getPlotItem()
@@ -377,10 +401,22 @@ class TimelinePlots(QWidget):
         top = float(np.nanmax(w1)) if np.isfinite(w1).any() else 1.0
         self.w1.getPlotItem().setYRange(0, max(top, 1e-6) * 1.1, padding=0)
 
+    @staticmethod
+    def _y_range(stats: EpisodeStats, a: int, b: int) -> tuple[float, float]:
+        """Tight around the bands and the realised return, with room for the markers below and
+        the legend above (so the legend never hides data)."""
+        vals = np.concatenate([stats.bands[a:b].ravel(), stats.mc[a:b]])
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            return stats.x_range
+        lo, hi = float(vals.min()), float(vals.max())
+        span = max(hi - lo, 1e-3)
+        return lo - 0.12 * span, hi + 0.32 * span
+
     def update_risk(self, stats: EpisodeStats, a: int, b: int) -> None:
         idx = np.nonzero(stats.disagree[a:b])[0]
-        lo, hi = stats.x_range
-        self.dis.setData(idx, np.full(idx.size, lo + 0.03 * (hi - lo)))
+        lo, hi = self._y_range(stats, a, b)
+        self.dis.setData(idx, np.full(idx.size, lo + 0.04 * (hi - lo)))
 
     def update_step(self, t_in_episode: int) -> None:
         self._quiet = True
@@ -428,6 +464,7 @@ class RidgePlots(QWidget):
         self.img.setImage(img, autoLevels=False, levels=(0, max(float(np.nanpercentile(img, 99.5)), 1e-9)))
         self.img.setRect(QRectF(-0.5, edges[0], n, edges[-1] - edges[0]))
         x = np.arange(n)
+        set_downsample(n, self.mc, self.mean)
         self.mc.setData(x, stats.mc[a:b])
         self.mean.setData(x, stats.mean[np.arange(a, b), stats.chosen[a:b]])
         hp = self.heat.getPlotItem()
@@ -577,11 +614,20 @@ class ComparePlots(QWidget):
         if self.a is None:
             return
         x = np.arange(b0 - a0)
+        set_downsample(b0 - a0, self.ma, self.mb, self.w)
         idx = np.arange(a0, b0)
         self.ma.setData(x, self.a.mean[idx, self.a.chosen[a0:b0]])
         self.mb.setData(x, self.b.mean[idx, self.b.chosen[a0:b0]])
         self.w.setData(x, self.w1[a0:b0])
-        self.over.getPlotItem().setXRange(0, max(1, b0 - a0 - 1), padding=0.01)
+        op = self.over.getPlotItem()
+        op.setXRange(0, max(1, b0 - a0 - 1), padding=0.01)
+        vals = np.concatenate([self.a.mean[idx, self.a.chosen[a0:b0]], self.b.mean[idx, self.b.chosen[a0:b0]],
+                               self.w1[a0:b0]])
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            lo, hi = float(vals.min()), float(vals.max())
+            span = max(hi - lo, 1e-3)
+            op.setYRange(lo - 0.05 * span, hi + 0.35 * span, padding=0)  # headroom for the legend
 
     def update_step(self, t: int, t_in_episode: int) -> None:
         if self.a is None:
@@ -622,20 +668,21 @@ class RiskPanel(QGroupBox):
         self.eta.setDecimals(2)
         self.eta.setEnabled(False)
         self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["action", "mean", "std", "VaR", "CVaR", "distorted"])
+        self.table.setHorizontalHeaderLabels(["action", "mean", "std", "VaR", "CVaR", "risk"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setMinimumHeight(90)
         hdr = self.table.horizontalHeader()
         hdr.setSectionResizeMode(QHeaderView.Stretch)  # fixed widths: new numbers never re-layout the window
-        hdr.setMinimumSectionSize(40)
+        hdr.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        hdr.setMinimumSectionSize(36)
         small = QFont()
         small.setPointSize(8)
         self.table.setFont(small)
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.info = QLabel("")
         self.info.setWordWrap(True)
-        _fixed_lines(self.info, 3)
+        _fixed_lines(self.info, 4)
         lay.addWidget(QLabel("alpha"), 0, 0)
         lay.addWidget(self.alpha, 0, 1)
         lay.addWidget(self.alpha_label, 0, 2)
@@ -693,8 +740,8 @@ class RiskPanel(QGroupBox):
         n = int(np.sum(stats.disagree[a0:b0]))
         names = stats.traj.action_names
         d = stats.risk.distortion
-        self.info.setText(f"taken: {names[taken]} · greedy: {names[greedy]} · {d}: {names[risky]}\n"
-                          f"risk-averse choice ≠ greedy at {n} of {b0 - a0} steps in this episode")
+        self.info.setText(f"taken: {names[taken]} · greedy: {names[greedy]}\n{d}: {names[risky]}\n"
+                          f"{d} ≠ greedy at {n} of {b0 - a0} steps\nin this episode")
 
 
 # ------------------------------------------------------------------------------------------ viewer
@@ -758,18 +805,20 @@ class EpisodeViewer(QWidget):
         self.frame = FrameView()
         self.step_info = QLabel("")
         self.step_info.setWordWrap(True)
-        _fixed_lines(self.step_info, 3)
+        _fixed_lines(self.step_info, 4)
         ll.addWidget(self.frame, 1)
         ll.addWidget(self.step_info)
         self.step_plots = StepPlots()
         self.risk = RiskPanel()
-        self.risk.setMaximumWidth(420)
+        self.risk.setMaximumWidth(460)
+        self.risk.setMinimumWidth(330)
         top.addWidget(left)
         top.addWidget(self.step_plots)
         top.addWidget(self.risk)
         top.setStretchFactor(0, 2)
         top.setStretchFactor(1, 5)
         top.setStretchFactor(2, 2)
+        top.setSizes([260, 820, 400])
         self.tabs = QTabWidget()
         self.timeline = TimelinePlots()
         self.ridges = RidgePlots()
@@ -902,12 +951,12 @@ class EpisodeViewer(QWidget):
         """Go to global step t (switching episode if needed)."""
         if self.traj is None:
             return
-        e = int(self.traj.episode[int(t)])
+        if not 0 <= int(t) < len(self.traj):
+            raise IndexError(f"step {t} is outside the trajectory (0..{len(self.traj) - 1})")
         bounds = self.traj.episode_bounds()
         idx = next(i for i, (a, b) in enumerate(bounds) if a <= t < b)
         if idx != self.episode:
             self.set_episode(idx)
-        del e
         self.set_step_in_episode(int(t) - self.bounds[0])
 
     def _redraw(self) -> None:
@@ -929,9 +978,9 @@ class EpisodeViewer(QWidget):
         g = st.mc[t]
         cut = " (cut by time limit)" if st.mc_cut[t] else ""
         valid = "" if st.valid[t] else "  ⚠ invalid distribution at this step"
-        self.step_info.setText(f"step {i} of {b - a} (file step {t}) · action taken: {names[int(st.chosen[t])]} · "
-                               f"reward {self.traj.reward[t]:g} · realised return {_fmt(g)}{cut} · "
-                               f"W₁ {_fmt(st.w1[t])}{valid}")
+        self.step_info.setText(f"step {i} of {b - a} (file step {t})\ntaken: {names[int(st.chosen[t])]} · "
+                               f"reward {self.traj.reward[t]:g}\nrealised return {_fmt(g)}{cut}\n"
+                               f"W₁(predicted, realised) {_fmt(st.w1[t])}{valid}")
 
     def keyPressEvent(self, ev):
         k = ev.key()
@@ -1003,11 +1052,15 @@ class EpisodeViewer(QWidget):
                 "pit": self.calib.pit, "coverage": self.calib.cov, "compare-cdf": self.compare.cdf,
                 "compare-episode": self.compare.over}
 
+    def figure_parts(self) -> list[QWidget]:
+        """What a figure shows: the frame and this step's plots, above the open tab's plots."""
+        return [[self.frame, self.step_plots], self.tabs.currentWidget()]
+
     def export_png(self, path: str, width_in: float = 7.0, dpi: int = 300, widget: QWidget | None = None) -> Path:
-        """Render ``widget`` (default: the step plots and the episode tab) at publication size:
-        ``width_in`` inches at ``dpi`` (default 2100 px wide)."""
-        w = widget if widget is not None else self._figure_area()
-        img = render_widget(w, int(width_in * dpi))
+        """Render the figure (default: :meth:`figure_parts` stacked) at publication size,
+        ``width_in`` inches at ``dpi`` (default 2,100 px wide), drawn at that resolution."""
+        parts = [widget] if widget is not None else self.figure_parts()
+        img = render_stack(parts, int(width_in * dpi))
         img.setDotsPerMeterX(int(dpi / 0.0254))
         img.setDotsPerMeterY(int(dpi / 0.0254))
         if not img.save(str(path)):
@@ -1015,19 +1068,19 @@ class EpisodeViewer(QWidget):
         return Path(path)
 
     def export_svg(self, path: str, which: str = "figure") -> list[Path]:
-        """Vector SVG of the figure area (``which='figure'``), of one plot (a key of
+        """Vector SVG of the figure (``which='figure'``), of one plot (a key of
         :meth:`figure_widgets`), or of every plot (``'all'``: files ``<stem>-<plot>.svg``)."""
         widgets = self.figure_widgets()
         p = Path(path)
         if which == "figure":
-            return [render_svg(self._figure_area(), p)]
+            return [render_svg(self.figure_parts(), p)]
         names = list(widgets) if which == "all" else [which]
         if any(n not in widgets for n in names):
             raise ValueError(f"unknown plot '{which}'; choose figure, all or one of {', '.join(widgets)}")
         out = []
         for n in names:
             target = p if len(names) == 1 else p.with_name(f"{p.stem}-{n}.svg")
-            out.append(render_svg(widgets[n], target))
+            out.append(render_svg([widgets[n]], target))
         return out
 
     def _figure_area(self) -> QWidget:
@@ -1046,7 +1099,7 @@ class EpisodeViewer(QWidget):
         for i in range(start, stop, max(1, stride)):
             protect_singletons()
             self.set_step_in_episode(i)
-            img = render_widget(self._top, width)
+            img = render_stack([[self.frame, self.step_plots]], width)
             img = img.convertToFormat(QImage.Format_RGB888)
             arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
             arr = arr[:, :img.width() * 3].reshape(img.height(), img.width(), 3)
@@ -1059,44 +1112,88 @@ class EpisodeViewer(QWidget):
         return Path(path)
 
 
-def render_widget(widget: QWidget, width_px: int) -> QImage:
-    """Render a widget into an image ``width_px`` wide, drawing at that resolution (not an
-    upscaled screenshot): the painter is scaled, so lines and text stay sharp."""
-    size = widget.size()
-    if size.width() <= 0:
-        widget.resize(1200, 500)
-        size = widget.size()
-    scale = max(width_px / size.width(), 0.1)
-    img = QImage(int(size.width() * scale), int(size.height() * scale), QImage.Format_ARGB32)
+def _layout(parts) -> tuple[list[tuple[QWidget, int, int]], int, int]:
+    """Place parts (widgets, or lists of widgets forming a row) top to bottom at their current
+    sizes; returns [(widget, x, y)], total width, total height (logical pixels)."""
+    placed, y, width = [], 0, 0
+    for part in parts:
+        row = part if isinstance(part, (list, tuple)) else [part]
+        x, h = 0, 0
+        for w in row:
+            size = w.size()
+            if size.width() <= 0 or size.height() <= 0:
+                w.resize(max(size.width(), 600), max(size.height(), 300))
+                size = w.size()
+            placed.append((w, x, y))
+            x += size.width()
+            h = max(h, size.height())
+        width = max(width, x)
+        y += h
+    return placed, max(width, 1), max(y, 1)
+
+
+def _paint_parts(painter: QPainter, placed) -> None:
+    from PySide6.QtWidgets import QGraphicsItem, QGraphicsView
+    # item caches hold only what was exposed on screen (not what a legend covered): draw afresh
+    cached = []
+    for w, _, _ in placed:
+        for view in [w] * isinstance(w, QGraphicsView) + w.findChildren(QGraphicsView):
+            for item in view.items():
+                if item.cacheMode() != QGraphicsItem.CacheMode.NoCache:
+                    cached.append((item, item.cacheMode()))
+                    item.setCacheMode(QGraphicsItem.CacheMode.NoCache)
+    try:
+        for w, x, y in placed:
+            painter.save()
+            painter.translate(x, y)
+            QWidget.render(w, painter, QPoint(0, 0))  # QWidget's, also for QGraphicsViews
+            painter.restore()
+    finally:
+        for item, mode in cached:
+            item.setCacheMode(mode)
+
+
+def render_stack(parts, width_px: int) -> QImage:
+    """Render widgets (rows of widgets allowed) into one image ``width_px`` wide, drawing at that
+    resolution (the painter is scaled, so lines and text stay sharp; not an upscaled screenshot)."""
+    placed, width, height = _layout(parts)
+    scale = max(width_px / width, 0.1)
+    img = QImage(int(round(width * scale)), int(round(height * scale)), QImage.Format_ARGB32)
     img.fill(QColor("white"))
     painter = QPainter(img)
     painter.setRenderHint(QPainter.Antialiasing)
     painter.setRenderHint(QPainter.TextAntialiasing)
     painter.scale(scale, scale)
     try:
-        QWidget.render(widget, painter, QPoint(0, 0))  # QWidget's, also for QGraphicsViews
+        _paint_parts(painter, placed)
     finally:
         painter.end()
     return img
 
 
-def render_svg(widget: QWidget, path) -> Path:
-    """Draw a widget into an SVG file through QSvgGenerator (vector lines and text).
+def render_widget(widget: QWidget, width_px: int) -> QImage:
+    return render_stack([widget], width_px)
+
+
+def render_svg(parts, path) -> Path:
+    """Draw widgets into an SVG file through QSvgGenerator (vector lines and text).
     (pyqtgraph's own SVGExporter cannot parse the path syntax of current Qt versions.)"""
     from PySide6.QtCore import QSize
     from PySide6.QtSvg import QSvgGenerator
 
+    if isinstance(parts, QWidget):
+        parts = [parts]
+    placed, width, height = _layout(parts)
     path = Path(path)
     gen = QSvgGenerator()
     gen.setFileName(str(path))
-    size = widget.size()
-    gen.setSize(QSize(size.width(), size.height()))
-    gen.setViewBox(QRectF(0, 0, size.width(), size.height()))
-    gen.setTitle(getattr(widget, "windowTitle", lambda: "")() or "Implicit Studio RL figure")
+    gen.setSize(QSize(width, height))
+    gen.setViewBox(QRectF(0, 0, width, height))
+    gen.setTitle("Implicit Studio: return distributions")
     painter = QPainter(gen)
     painter.setRenderHint(QPainter.Antialiasing)
     try:
-        QWidget.render(widget, painter, QPoint(0, 0))
+        _paint_parts(painter, placed)
     finally:
         painter.end()
     return path

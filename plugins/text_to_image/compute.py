@@ -12,6 +12,7 @@ Heavy libraries are imported inside the functions.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -233,7 +234,7 @@ class _Reporter:
     """Progress (the runner adds the ETA), cancel check and live preview for one run."""
 
     def __init__(self, total_steps: int, on_progress: ProgressFn | None, on_preview: PreviewFn | None,
-                 is_cancelled: Callable[[], bool] | None, preview_every: int, upscale: int, batches: int = 1):
+                 is_cancelled: Callable[[], bool] | None, preview_every: int, target_width: int, batches: int = 1):
         self.total = max(total_steps, 1)
         self.batches = max(int(batches), 1)
         self.per_batch = max(self.total // self.batches, 1)
@@ -242,7 +243,7 @@ class _Reporter:
         self.on_preview = on_preview
         self.is_cancelled = is_cancelled
         self.preview_every = max(int(preview_every), 0)
-        self.upscale = upscale
+        self.target_width = int(target_width)
         self.t0 = time.perf_counter()
         self.previews = 0
 
@@ -264,8 +265,44 @@ class _Reporter:
                 (self.done % self.preview_every == 0 or self.done == self.total):
             from plugins.diffusion_common.preview import upscale_nearest
 
-            self.on_preview(upscale_nearest(thumb0, self.upscale))
+            factor = max(1, self.target_width // max(int(thumb0.shape[1]), 1))
+            self.on_preview(upscale_nearest(thumb0, factor))
             self.previews += 1
+
+
+@dataclass
+class _ExportOnly:
+    """Stands in for a loaded torch pipeline when the ONNX backend runs an existing export."""
+
+    info: Any
+    hash: str
+    onnx_dir: Any
+    native_size: Optional[int] = None
+    pipe: Any = None
+    device: str = "cpu"
+
+
+def _onnx_without_torch_model(model, onnx_dir) -> Optional[_ExportOnly]:
+    """When an ONNX export of ``model`` already exists (or ``onnx_dir`` is given), run it without
+    loading the torch weights at all."""
+    from plugins.diffusion_common.backends import existing_export_for
+    from plugins.diffusion_common.models import inspect_model, model_hash
+
+    info = inspect_model(model)
+    if info.family != "sd" or info.pickled or info.format != "diffusers":
+        return None
+    digest = model_hash(info.path)
+    folder = onnx_dir or existing_export_for(digest)
+    if not folder:
+        return None
+    native = None
+    try:  # the model's own native size (foreign exports do not record it)
+        unet_cfg = json.loads((info.path / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae_cfg = json.loads((info.path / "vae" / "config.json").read_text(encoding="utf-8"))
+        native = int(unet_cfg["sample_size"]) * 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return _ExportOnly(info=info, hash=digest, onnx_dir=folder, native_size=native)
 
 
 def _make_backend(loaded, backend: str, providers, ort_threads: int, onnx_dir, on_progress):
@@ -275,6 +312,9 @@ def _make_backend(loaded, backend: str, providers, ort_threads: int, onnx_dir, o
         return be.TorchSDBackend(loaded)
     if backend == "onnx":
         prog = (lambda i, n, msg: on_progress(0, 1, msg)) if on_progress else None
+        if isinstance(loaded, _ExportOnly):
+            return be.ort_backend_for(None, providers=providers, threads=ort_threads, onnx_dir=loaded.onnx_dir,
+                                      model_hash=loaded.hash)
         return be.ort_backend_for(loaded, providers=providers, threads=ort_threads, onnx_dir=onnx_dir, progress=prog)
     raise ParamError(f"Backend: unknown backend {backend!r}; use torch or onnx", "backend")
 
@@ -285,13 +325,20 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
              is_cancelled: Callable[[], bool] | None = None, record_trajectory: bool = True,
              preview_every: int = 1, load_options=None, allow_pickle: bool = False, ort_threads: int = 0,
              onnx_dir: str | os.PathLike | None = None,
-             on_metrics: Callable[[int, dict], None] | None = None) -> GenerationResult:
+             on_metrics: Callable[[int, dict], None] | None = None,
+             thumbnails: str = "fast") -> GenerationResult:
     """Generate ``batch_size x batch_count`` images. Raises :class:`ModelError`,
     :class:`ParamError` or ``Cancelled`` (when ``is_cancelled()`` turns true; checked every step).
 
     Callbacks, all called on the calling thread after every denoising step: ``on_progress(done,
     total, message)`` (may raise to cancel), ``on_preview(H x W x 3 uint8)`` every
-    ``preview_every`` steps, ``on_metrics(step, {"latent_norm": ..., "sigma": ...})``."""
+    ``preview_every`` steps, ``on_metrics(step, {"latent_norm": ..., "sigma": ...})``.
+
+    ``thumbnails``: ``"fast"`` decodes the predicted x0 of every step with the linear
+    latent->RGB map (one pixel per latent pixel, nearly free); ``"vae"`` decodes it with the VAE
+    (real pictures, at most 128 px, costs a VAE decode per step; SD-structured models only)."""
+    if thumbnails not in ("fast", "vae"):
+        raise ParamError(f"Thumbnails: use fast or vae, got {thumbnails!r}", "thumbnails")
     from plugins.diffusion_common.models import is_oom, load_pipeline, oom_error
 
     if backend not in BACKENDS:
@@ -300,7 +347,11 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
     params, overrides = apply_preset(params)
     if backend == "onnx":
         device, dtype = "cpu", "float32"  # the torch side only exports (float32) and does scheduler maths
-    loaded = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle, options=load_options)
+    loaded = None
+    if backend == "onnx" and not params.loras:
+        loaded = _onnx_without_torch_model(model, onnx_dir)
+    if loaded is None:
+        loaded = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle, options=load_options)
     t_loaded = time.perf_counter()
     try:
         if loaded.info.family != "sd":
@@ -311,7 +362,8 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
                                              record_trajectory, preview_every, on_metrics)
         else:
             result = _generate_sd(loaded, params, overrides, backend, providers, ort_threads, onnx_dir, on_progress,
-                                  on_preview, is_cancelled, record_trajectory, preview_every, on_metrics)
+                                  on_preview, is_cancelled, record_trajectory, preview_every, on_metrics,
+                                  thumbnails)
     except (Cancelled, ModelError, ParamError):
         raise
     except Exception as exc:  # noqa: BLE001
@@ -325,7 +377,7 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
 
 def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, providers, ort_threads, onnx_dir,
                  on_progress, on_preview, is_cancelled, record_trajectory, preview_every,
-                 on_metrics=None) -> GenerationResult:
+                 on_metrics=None, thumbnail_mode: str = "fast") -> GenerationResult:
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -341,7 +393,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     warnings = validate(params, be.size_multiple, getattr(be, "num_text_layers", None) or None)
     vsf = be.vae_scale_factor
     init = load_image_input(params.init_image) if params.init_image is not None else None
-    native = int(loaded.pipe.unet.config.sample_size) * vsf
+    native = getattr(loaded, "native_size", None) or be.native_size
     if init is not None:
         m = be.size_multiple
         width = params.width or max(init.shape[1] // m * m, m)
@@ -356,8 +408,8 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
     record = dict(params.record(), seed=seed, width=width, height=height)
     strength = float(params.strength) if init is not None else 1.0
-    steps_run = len(range(params.steps)) if init is None else min(int(params.steps * strength), params.steps)
-    reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, vsf,
+    steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
+    reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
                          params.batch_count)
     reporter.check()
     for w in warnings:
@@ -400,7 +452,9 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
 
             def on_step(info):
                 thumbs = None
-                if matrix is not None:
+                if thumbnail_mode == "vae" and record_trajectory:
+                    thumbs = _vae_thumbnails(be, info.x0)
+                elif matrix is not None:
                     thumbs = latents_to_rgb(info.x0, matrix)
                 norm = info.latents.flatten(1).float().norm(dim=1).cpu().numpy()
                 if record_trajectory:
@@ -430,7 +484,8 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
                     labels=[f"seed {s}" for s in bseeds],
                     meta={"scheduler": params.scheduler, "steps": params.steps, "guidance": params.guidance,
                           "strength": strength, "backend": be.name, "model_hash": loaded.hash,
-                          "prompt": params.prompt, "thumbnail_decode": "linear latent->RGB fit"}))
+                          "prompt": params.prompt,
+                          "thumbnail_decode": "VAE decode" if thumbnail_mode == "vae" else "linear latent->RGB fit"}))
     finally:
         if lora_names:
             remove_loras(loaded.pipe, lora_names)
@@ -438,8 +493,19 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     timings["per_step"] = timings["denoise"] / max(steps_run * params.batch_count, 1)
     return GenerationResult(
         images=images, seeds=seeds, params=record, trajectory=trajectory, timings=timings, warnings=warnings,
-        model={"path": str(loaded.info.path), "hash": loaded.hash, "arch": loaded.info.arch},
+        model={"path": str(loaded.info.path), "hash": loaded.hash, "arch": loaded.info.arch,
+               **({"onnx_export": str(be.folder)} if be.name == "onnx" else {})},
         backend=be.name, device=str(be.device) + (f" ({', '.join(be.providers)})" if be.name == "onnx" else ""))
+
+
+def _vae_thumbnails(be, x0, max_side: int = 128) -> np.ndarray:
+    """Full VAE decode of the predicted x0, shrunk to at most ``max_side`` pixels."""
+    from plugins.diffusion_common.preview import to_uint8_images
+
+    imgs = to_uint8_images(be.decode(x0))
+    h, w = imgs.shape[1:3]
+    step = int(math.ceil(max(h, w) / max_side))
+    return np.ascontiguousarray(imgs[:, ::step, ::step]) if step > 1 else imgs
 
 
 class _VaeAdapter:
@@ -496,7 +562,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     record = dict(params.record(), seed=seed, width=width, height=height)
     strength = float(params.strength) if init is not None else 1.0
     steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
-    reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, vsf,
+    reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
                          params.batch_count)
     reporter.check()
     runner = pipe

@@ -61,7 +61,8 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                       height: int = 0, batch_size: int = 1, batch_count: int = 1, init_image: Any = None,
                       strength: float = 0.75, model: str = "default", backend: str = "torch", sweep: str = "none",
                       sweep_values: str = "", clip_skip: int = 0, loras: str = "", record_trajectory: bool = True,
-                      attention_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False):
+                      thumbnails: str = "fast", attention_slicing: bool = False, vae_tiling: bool = False,
+                      cpu_offload: bool = False):
     from plugins.diffusion_common.models import LoadOptions
 
     from . import compute
@@ -77,7 +78,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
     kwargs = dict(
         backend=backend, device=ctx.device, dtype=ctx.dtype, providers=tuple(ctx.ort_providers),
         on_preview=ctx.preview, is_cancelled=lambda: ctx.cancelled, record_trajectory=record_trajectory,
-        load_options=options, allow_pickle=bool(ctx.setting(SETTINGS_SECTION, "allow_pickle", False)),
+        thumbnails=thumbnails, load_options=options, allow_pickle=bool(ctx.setting(SETTINGS_SECTION, "allow_pickle", False)),
         ort_threads=int(ctx.setting(SETTINGS_SECTION, "ort_threads", 0) or 0),
         on_metrics=lambda step, values: [ctx.log_metric(k, step, v) for k, v in values.items()],
     )

@@ -67,8 +67,6 @@ def test_source_prompt_prefilled_from_metadata():
 
 
 @pytest.mark.skipif(not _storage_ready(), reason="the session storage layer is not available yet")
-@pytest.mark.xfail(reason="app/jobs.py passes input file paths to SessionStore.begin_run(inputs=...), which "
-                          "expects result ids (int); reported to the lead", strict=False)
 def test_cli_run(studio_cli, tiny_folder, test_image, tmp_path):
     path = tmp_path / "in.png"
     Image.fromarray(test_image).save(path)

@@ -56,8 +56,6 @@ def test_wrong_size_mask_is_refused_with_an_offer(run_tool, tiny_folder, scene, 
 
 
 @pytest.mark.skipif(not _storage_ready(), reason="the session storage layer is not available yet")
-@pytest.mark.xfail(reason="app/jobs.py passes input file paths to SessionStore.begin_run(inputs=...), which "
-                          "expects result ids (int); reported to the lead", strict=False)
 def test_cli_run(studio_cli, tiny_folder, scene, tmp_path):
     ip, mp = _files(tmp_path, scene)
     out = tmp_path / "out"

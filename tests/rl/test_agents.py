@@ -230,3 +230,20 @@ def test_renderers_draw_cartpole_and_acrobot():
     acro = render_frame("Acrobot-v1", [1, 0, 1, 0, 0, 0])
     assert acro.shape == (240, 240, 3) and (acro != 255).any()
     assert render_frame("Pendulum-v1", [0.5, -0.5, 1.0]).shape == (160, 240, 3)
+
+
+def test_loader_reads_a_real_sb3_contrib_file(tmp_path):
+    """With sb3-contrib installed (benchmark extra, not a runtime dependency): a zip saved by the
+    library itself loads, and our network reproduces its quantiles in our axis order."""
+    sb3c = pytest.importorskip("sb3_contrib")
+    import gymnasium as gym
+
+    model = sb3c.QRDQN("MlpPolicy", gym.make("CartPole-v1"), policy_kwargs=dict(net_arch=[32, 32], n_quantiles=7),
+                       learning_starts=0, seed=0, device="cpu")
+    path = tmp_path / "qrdqn_cartpole.zip"
+    model.save(path)
+    agent = load_agent(path)
+    assert agent.cfg.n_quantiles == 7 and agent.cfg.hidden == [32, 32] and agent.cfg.env_id == "CartPole-v1"
+    obs = torch.randn(5, 4)
+    theirs = model.policy.quantile_net(obs).detach()            # (batch, quantiles, actions)
+    torch.testing.assert_close(agent.net(obs).detach(), theirs.transpose(1, 2))

@@ -29,17 +29,18 @@ def ctx_with_metrics():
 
 def test_train_then_record_then_read(tmp_path):
     ctx, metrics, progress = ctx_with_metrics()
-    res = tools.run_train(ctx, algo="c51", env="CartPole-v1", steps=1200, seed=1, out=str(tmp_path / "agent"),
+    res = tools.run_train(ctx, algo="c51", env="CartPole-v1", steps=1200, seed=1, save_to=str(tmp_path / "agent"),
                           record_episodes=1, hidden=16)
-    table, series = res
+    table, weights, series, traj_file = res
     assert isinstance(table, api.TableResult) and isinstance(series, api.DistributionSeries)
+    assert weights.path.endswith("cartpole-c51.safetensors") and traj_file.path.endswith(".npz")
     assert series.representation == "categorical" and series.weights.shape[1:] == (2, 51)
     assert any(n == "episode return" for n, _, _ in metrics) and progress[-1] == (1000, 1200)
     agent_json = tmp_path / "agent" / "cartpole-c51.json"
     assert agent_json.exists() and (tmp_path / "agent" / "cartpole-c51.safetensors").exists()
 
     ctx2, _, _ = ctx_with_metrics()
-    out = tools.run_record(ctx2, agent=str(agent_json), episodes=2, seed=4, out=str(tmp_path / "rec"),
+    out = tools.run_record(ctx2, agent=str(agent_json), episodes=2, seed=4, save_to=str(tmp_path / "rec"),
                            risk="cvar", risk_param=0.25)
     s2, episodes, f = out
     assert isinstance(f, api.FileResult) and f.path.endswith(".npz")
@@ -68,7 +69,7 @@ def test_train_then_record_then_read(tmp_path):
 
 def test_tool_errors_are_user_messages(tmp_path):
     with pytest.raises(api.ToolError, match="agent not found"):
-        tools.run_record(api.RunContext(), agent=str(tmp_path / "none.json"), out=str(tmp_path))
+        tools.run_record(api.RunContext(), agent=str(tmp_path / "none.json"), save_to=str(tmp_path))
     (tmp_path / "x.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a trajectory file"):
         tools.read_trajectory_file(str(tmp_path / "x.npz"))
@@ -76,7 +77,7 @@ def test_tool_errors_are_user_messages(tmp_path):
         p = tmp_path / "a"
         from plugins.rl.agents import Agent, AgentConfig
         cfgp = Agent(AgentConfig(algo="qr-dqn", env_id="CartPole-v1", obs_dim=4, n_actions=2, hidden=[4])).save(p, "a")
-        tools.run_record(api.RunContext(), agent=str(cfgp), risk="cvar", risk_param=3.0, out=str(tmp_path))
+        tools.run_record(api.RunContext(), agent=str(cfgp), risk="cvar", risk_param=3.0, save_to=str(tmp_path))
 
 
 def test_annotate_minari_with_agent(tmp_path):
@@ -85,7 +86,33 @@ def test_annotate_minari_with_agent(tmp_path):
 
     write_minari(tmp_path / "main_data.hdf5", [6, 4])
     cfgp = Agent(AgentConfig(algo="iqn", env_id="CartPole-v1", obs_dim=4, n_actions=2, hidden=[8])).save(tmp_path, "iqn")
-    series, table = tools.run_annotate(api.RunContext(), trajectory=str(tmp_path / "main_data.hdf5"),
-                                       agent=str(cfgp), out=str(tmp_path / "out"))
+    series, table, f = tools.run_annotate(api.RunContext(), trajectory=str(tmp_path / "main_data.hdf5"),
+                                          agent=str(cfgp), save_to=str(tmp_path / "out"))
     assert series.representation == "quantile" and series.weights.shape == (10, 2, 32)
     assert np.all(np.diff(series.weights, axis=-1) >= 0)
+
+
+def test_cli_record_and_train_write_into_out(studio_cli, tmp_path):
+    """implicit-studio run rl-record [--agent F] [--episodes N] --out D (default: the bundled agent),
+    and rl-train ... --out D whose weights file is itself a loadable agent."""
+    out = tmp_path / "D"
+    r = studio_cli("run", "rl-record", "--episodes", "1", "--seed", "3", "--out", str(out), "--no-session")
+    assert r.exit_code == 0, r.stderr
+    trajs = [p for p in out.iterdir() if p.name.endswith("trajectory.npz")]
+    assert len(trajs) == 1
+    t = read_trajectory(trajs[0])
+    assert t.header["agent"]["name"] == "cartpole-qr-dqn" and t.n_episodes == 1 and t.dist is not None
+
+    out2 = tmp_path / "T"
+    r = studio_cli("run", "rl-train", "--algo", "iqn", "--steps", "600", "--hidden", "16", "--seed", "1",
+                   "--save-to", str(tmp_path / "work"), "--out", str(out2), "--no-session")
+    assert r.exit_code == 0, r.stderr
+    weights = [p for p in out2.iterdir() if p.suffix == ".safetensors"]
+    assert len(weights) == 1
+    r = studio_cli("run", "rl-record", "--agent", str(weights[0]), "--episodes", "1", "--out", str(out2 / "rec"),
+                   "--no-session")
+    assert r.exit_code == 0, r.stderr
+    rec = read_trajectory(next((out2 / "rec").glob("*trajectory.npz")))
+    assert rec.dist.kind == "sampled_quantiles"
+    bad = studio_cli("run", "rl-record", "--agent", str(tmp_path / "missing.zip"), "--no-session")
+    assert bad.exit_code != 0 and "missing.zip" in bad.stderr

@@ -97,7 +97,7 @@ def test_risk_panel_changes_highlights(viewer):
     idx = viewer.risk.dist.findData("wang")
     viewer.risk.dist.setCurrentIndex(idx)
     assert viewer.stats.risk.distortion == "wang" and viewer.risk.eta.isEnabled()
-    assert "risk-averse choice" in viewer.risk.info.text()
+    assert "wang ≠ greedy at 0 of 35 steps" in viewer.risk.info.text()
 
 
 def test_disagreement_steps_are_marked(qtbot):

@@ -235,6 +235,10 @@ def test_torch_and_onnx_runtime_agree(sd_model):
         d = diff(a, b)
         assert d.max() <= 3 and d.mean() < 0.5
     assert np.allclose(t.trajectory.latent_norm, o.trajectory.latent_norm, rtol=1e-3)
+    from plugins.diffusion_common.models import load_pipeline
+
+    if load_pipeline(sd_model).pipe.text_encoder.config.num_hidden_layers < 2:
+        return  # no clip skip on a one-layer text encoder
     ts = generate(gp(steps=2, clip_skip=1), sd_model, backend="torch").images[0]
     os_ = generate(gp(steps=2, clip_skip=1), sd_model, backend="onnx", ort_threads=1).images[0]
     assert diff(ts, os_).max() <= 3
@@ -274,3 +278,46 @@ def test_sdxl_structured_model_runs_through_its_pipeline(tmp_path_factory):
     with pytest.raises(Cancelled):
         generate(gp(steps=5), str(folder), on_progress=lambda i, n, m: seen.append(i), is_cancelled=lambda: len(seen) >= 2)
     assert seen == [1, 2]
+
+
+def test_a_shipped_export_of_the_same_model_is_used(tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    from plugins.diffusion_common.backends import export_onnx, ort_backend_for, shipped_export_for
+    from plugins.diffusion_common.models import load_pipeline
+
+    loaded = load_pipeline(str(tiny_model))
+    res = tmp_path / "res"
+    shutil.copytree(export_onnx(loaded), res / "models" / "default-onnx")
+    monkeypatch.setenv("IMPLICIT_STUDIO_RESOURCES", str(res))
+    assert shipped_export_for(loaded.hash) == res / "models" / "default-onnx"
+    assert ort_backend_for(loaded, threads=1).folder == res / "models" / "default-onnx"
+    assert shipped_export_for("0" * 64) is None
+
+
+def test_onnx_runs_an_existing_export_without_loading_torch_weights(tiny_model, monkeypatch):
+    from plugins.diffusion_common import models
+
+    first = generate(gp(steps=2), str(tiny_model), backend="onnx", ort_threads=1)  # exports if needed
+    native = generate(gp(steps=1), str(tiny_model)).images[0].shape
+
+    def no_loading(*a, **k):
+        raise AssertionError("the torch pipeline was loaded")
+
+    monkeypatch.setattr(models, "load_pipeline", no_loading)  # generate() imports it from the module
+    again = generate(gp(steps=2), str(tiny_model), backend="onnx", ort_threads=1)
+    assert np.array_equal(first.images[0], again.images[0])
+    assert again.model["onnx_export"] == first.model["onnx_export"]
+    assert again.images[0].shape == native  # the model's own size, not an export default
+
+
+def test_vae_thumbnails_are_real_decodes(tiny_model):
+    previews = []
+    r = generate(gp(steps=3, scheduler="ddim", width=96), str(tiny_model), thumbnails="vae", on_preview=previews.append)
+    assert previews[0].shape == (64, 96, 3)
+    tr = r.trajectory
+    assert tr.thumbnails.shape == (3, 1, 64, 96, 3) and tr.meta["thumbnail_decode"] == "VAE decode"
+    # the last predicted x0 of DDIM is the final latent, so its decode is the image
+    assert np.abs(tr.thumbnails[-1, 0].astype(int) - r.images[0].astype(int)).max() <= 30
+    with pytest.raises(ParamError, match="Thumbnails"):
+        generate(gp(), str(tiny_model), thumbnails="slow")

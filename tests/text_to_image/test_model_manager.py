@@ -99,6 +99,7 @@ def test_default_model_is_listed_when_installed(tmp_path, monkeypatch, tiny_mode
 
 @pytest.fixture(scope="module")
 def lora_file(tmp_path_factory, tiny_model):
+    pytest.importorskip("peft", reason="LoRA loading in diffusers needs the peft package")
     import torch
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers

@@ -47,9 +47,8 @@ def runner(studio_manager):
 def test_runner_runs_the_tool_and_returns_images_and_trajectory(runner, tiny_model):
     from app.jobs import JobState
 
-    previews = []
     job = runner.run_sync("text-to-image", {"prompt": "a red circle", "seed": 1, "steps": 3, "batch_size": 2,
-                                            "model": str(tiny_model)}, device="cpu")
+                                            "model": str(tiny_model), "thumbnails": "vae"}, device="cpu")
     assert job.state is JobState.FINISHED, job.error
     kinds = [r.kind for r in job.results]
     images = [r for r in job.results if r.kind == "image" and r.metadata.get("role") is None]
@@ -63,9 +62,8 @@ def test_runner_runs_the_tool_and_returns_images_and_trajectory(runner, tiny_mod
     from plugins.diffusion_common.sampling import Trajectory
 
     tr = Trajectory.from_npz(files[0].read_bytes())
-    assert tr.thumbnails.shape[:2] == (3, 2)
+    assert tr.thumbnails.shape == (3, 2, 64, 64, 3)
     assert "table" in kinds and any(r.metadata.get("role") == "metrics" for r in job.results)
-    del previews
 
 
 def test_runner_seed_grid(runner, tiny_model):
@@ -141,3 +139,21 @@ def test_cli_run_writes_pngs_with_parameters(studio_cli, tiny_model, tmp_path, b
         assert im.size == (64, 64)
     assert "a red circle" in text and "Seed: 1" in text and backend in text
     assert any(p.suffix == ".npz" for p in out.iterdir())
+
+
+def test_runner_image_to_image_from_a_file(runner, tiny_model, tmp_path):
+    from PIL import Image
+
+    from app.jobs import JobState
+
+    img = np.zeros((48, 80, 3), np.uint8)
+    img[:, 40:] = (200, 40, 40)
+    path = tmp_path / "init.png"
+    Image.fromarray(img).save(path)
+    job = runner.run_sync("text-to-image", {"prompt": "a red square", "steps": 4, "strength": 0.5, "seed": 2,
+                                            "init_image": str(path), "model": str(tiny_model),
+                                            "record_trajectory": False}, device="cpu")
+    assert job.state is JobState.FINISHED, job.error
+    out = job.results[0]
+    assert out.image.shape == (48, 80, 3)  # the init image's size (a multiple of 8)
+    assert out.metadata["strength"] == 0.5 and job.total == 2

@@ -217,9 +217,12 @@ def test_plugins_dialog_shows_failed_plugin_error(qtbot, make_window):
     text = dlg.details_text()
     assert "nonexistent-dependency" in text and "Traceback" in text
     # disable the toy plugin: its tools leave the list and the choice is remembered
+    choose(win, "toy-gradient")
     dlg.set_enabled("toy", False)
     assert "toy" in win.settings.disabled_plugins
     assert win.tool_panel.tree.topLevelItemCount() == 0
+    assert win.tool_panel.current_tool is None and not win.tool_panel.run_btn.isEnabled()
+    assert win.run_current() is None
     dlg.set_enabled("toy", True)
     assert "toy" not in win.settings.disabled_plugins
     assert "toy-gradient" in win.tool_panel.tools
@@ -385,3 +388,26 @@ def test_a_run_with_several_results_offers_each(qtbot, window):
         picker.activated.emit(1)
     table = window.result_area.current_viewer()
     assert table.rowCount() == 16 and table.horizontalHeaderItem(1).text() == "mean"
+
+
+def test_preferences_pages_validate_and_persist(qtbot, window):
+    from app import api
+
+    window.manager.settings_pages.append(api.SettingsSpec(
+        section="toy-settings", title="Toy settings", plugin="toy",
+        params=(api.IntParam(name="threads", default=2, min=1, max=8), api.TextParam(name="folder", default=""))))
+    dlg = window.show_preferences()
+    qtbot.waitExposed(dlg)
+    assert [dlg.nav.item(i).text() for i in range(dlg.nav.count())] == ["General", "Toy settings  (toy)"]
+    form = dlg.forms["toy-settings"]
+    spin = form.editors["threads"].spin
+    spin.setMaximum(99)  # let an out-of-range value through the widget: validation must catch it
+    spin.setValue(50)
+    assert not dlg.save()
+    assert "between 1 and 8" in form.error_text("threads") and dlg.isVisible()
+    spin.setValue(6)
+    dlg.device.setCurrentIndex(dlg.device.findData("cpu"))
+    with qtbot.waitSignal(dlg.accepted):
+        assert dlg.save()
+    assert window.settings.plugin_settings()["toy-settings"] == {"threads": 6, "folder": ""}
+    assert window.settings.device == "cpu" and window.jobs.runner.device == "cpu"

@@ -52,23 +52,31 @@ def test_no_heavy_modules_after_window_is_shown(tmp_path):
         from app.ui import main_window as mw
         app = mw._ensure_app([])
         win = mw.MainWindow(session_dir={str(tmp_path / 'sess')!r})
+        def heavy():
+            return ",".join(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
         def painted(ms):
-            win.jobs.device_label()  # what the status bar shows must not load torch either
-            heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})
-            print("heavy:", ",".join(heavy))
+            print("heavy at first paint:", heavy())
+        def ready():
+            # the session is open, the docks are filled, the form of the selected tool is built
+            print("heavy when ready:", heavy())
             print("plugins:", ",".join(sorted(win.manager.records)))
             print("tools:", len(win.manager.tools))
+            print("form:", win.tool_panel.current_tool is not None)
             app.quit()
         win.firstPainted.connect(painted)
+        win.sessionReady.connect(ready)
         win.show()
         app.exec()
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_env(tmp_path), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    heavy = re.search(r"^heavy: (.*)$", out.stdout, re.M)
-    assert heavy is not None, out.stdout + out.stderr[-2000:]
-    assert heavy.group(1) == "", f"heavy modules imported at start-up: {heavy.group(1)}"
+    for when in ("at first paint", "when ready"):
+        heavy = re.search(rf"^heavy {when}: (.*)$", out.stdout, re.M)
+        assert heavy is not None, out.stdout + out.stderr[-2000:]
+        assert heavy.group(1) == "", f"heavy modules imported {when}: {heavy.group(1)}"
+    assert "form: True" in out.stdout
+    assert int(re.search(r"^tools: (\d+)$", out.stdout, re.M).group(1)) > 0
     plugins = re.search(r"^plugins: (.*)$", out.stdout, re.M).group(1).split(",")
     # every built-in plugin went through registration (loaded or reported), none was skipped
     for name in ("text_to_image", "h_edit", "inpaint", "inr", "rl"):
