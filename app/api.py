@@ -48,7 +48,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -537,6 +536,8 @@ class SeedParam(Param):
     def resolve(value: Optional[int]) -> int:
         """A concrete seed: ``value`` itself, or a fresh random one for ``-1``/``None``."""
         if value is None or value == -1:
+            import secrets  # here, not at module level: start-up does not need it
+
             return secrets.randbelow(SEED_MAX + 1)
         return int(value)
 

@@ -665,6 +665,31 @@ def _metrics_table(metrics: Mapping[str, list[tuple[float, float]]]) -> api.Tabl
                            metadata={"role": "metrics"})
 
 
+def open_session(folder: str | os.PathLike, *, recover: bool = True) -> Any:
+    """Open the session store in ``folder`` (created if missing) to record this process's runs.
+
+    With ``recover`` (the default) runs still marked ``running`` in it, left by a process that
+    crashed or was killed, are first marked failed (``SessionStore.recover_interrupted``), so the
+    history never shows a run as running for ever. Call it before this process starts any run.
+    If that bookkeeping cannot be written (a busy or read-only session) the session is opened
+    all the same. Raises ``storage.StorageError``, whose message is a sentence for the user,
+    when the session cannot be opened.
+    """
+    from storage import SessionStore, StorageError
+
+    store = SessionStore.open(folder)
+    if recover:
+        try:
+            ids = store.recover_interrupted()
+        except StorageError as exc:
+            _log.warning("could not mark the interrupted runs of %s as failed: %s", folder, exc)
+        else:
+            if ids:
+                _log.info("session %s: %d run(s) left running by a stopped process marked failed: %s",
+                          folder, len(ids), ", ".join(map(str, ids)))
+    return store
+
+
 def load_stored_result(store: Any, result_id: int) -> api.Result:
     """Read a result back from the session store and decode it (``ToolError`` if it is missing)."""
     try:

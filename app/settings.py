@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import os
 import tempfile
 import threading
@@ -158,6 +157,37 @@ _logging_lock = threading.Lock()
 _file_handler: logging.Handler | None = None
 
 
+class SizeRotatingFileHandler(logging.FileHandler):
+    """A log file that is rotated when it reaches ``max_bytes``: ``name`` -> ``name.1`` ... ->
+    ``name.<backups>`` (the oldest is dropped). Does what ``logging.handlers.RotatingFileHandler``
+    does for the studio without importing ``logging.handlers``, which pulls in socket and pickle
+    and is a measurable part of the window's start-up."""
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int, backups: int) -> None:
+        super().__init__(path, mode="a", encoding="utf-8")
+        self.max_bytes, self.backups = int(max_bytes), int(backups)
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            if self.stream is not None and self.max_bytes > 0 and self.stream.tell() >= self.max_bytes:
+                self._rotate()
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        self.stream.close()
+        self.stream = None  # FileHandler.emit opens a fresh file
+        base = self.baseFilename
+        for i in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{base}.{i}"):
+                os.replace(f"{base}.{i}", f"{base}.{i + 1}")
+        if self.backups > 0:
+            os.replace(base, f"{base}.1")
+        else:
+            os.remove(base)
+
+
 def setup_logging(level: int = logging.INFO, stderr_level: int | None = None, extra: Iterable[logging.Handler] = ()) -> Path | None:
     """Send the ``implicit_studio`` loggers to a rotating log file in :func:`log_dir` (once per
     process) and return its path; ``None`` if the folder cannot be written. ``stderr_level``
@@ -179,7 +209,7 @@ def setup_logging(level: int = logging.INFO, stderr_level: int | None = None, ex
         folder = log_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fh = logging.handlers.RotatingFileHandler(folder / LOG_FILE_NAME, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+            fh = SizeRotatingFileHandler(folder / LOG_FILE_NAME, max_bytes=2_000_000, backups=3)
         except OSError:
             return None
         fh.setLevel(level)

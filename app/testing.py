@@ -246,12 +246,15 @@ def studio_cli(studio_env: Path) -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def plugin_dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Path]]:
+def plugin_dist(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
     """``plugin_dist(dist_name, {entry: "module"}, paths=[folders with the modules], version=...)``
-    makes discovery see a distribution for the rest of the test."""
+    makes discovery see a distribution for the rest of the test (it also lifts an
+    ``IMPLICIT_STUDIO_NO_PLUGINS`` switch, which would hide it, for the test)."""
     stack = contextlib.ExitStack()
 
     def _install(dist_name: str, entry_points: Mapping[str, str], paths: Sequence[Path] = (), **kw: Any) -> Path:
+        monkeypatch.delenv("IMPLICIT_STUDIO_NO_PLUGINS", raising=False)
         site = tmp_path_factory.mktemp("site")
         info = install_plugin_dist(site, dist_name, entry_points, **kw)
         stack.enter_context(plugin_dists_on_path(site, [Path(p) for p in paths]))

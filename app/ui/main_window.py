@@ -1068,6 +1068,7 @@ def _ensure_app(argv: list[str]) -> QApplication:
         args = list(argv)
         if args and args[0] == prog:
             args = args[1:]
+        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)  # before the app: GL views share
         app = QApplication([prog] + args)
     apply_theme(app)
     follow_system(app)

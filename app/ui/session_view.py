@@ -121,12 +121,10 @@ class SessionView:
         """Open the store (imports SQLAlchemy; may take a while: call it from a worker thread).
         Never raises: a failure is kept in :attr:`error` and the window goes on without history."""
         try:
-            try:
-                from storage import SessionStore  # noqa: PLC0415
-            except ImportError:
-                from storage.store import SessionStore  # noqa: PLC0415
+            from app.jobs import open_session  # noqa: PLC0415
 
-            self.store = _StoreForRunner(SessionStore.open(self.folder))
+            # also marks runs left "running" by a process that stopped as failed
+            self.store = open_session(self.folder)
             self.error = ""
         except Exception as exc:  # the window still opens; runs are then not recorded
             log.error("could not open the session %s: %s", self.folder, exc)
@@ -417,34 +415,6 @@ class SessionView:
             Path(path).write_bytes(enc.data)
             return path
         raise ValueError("nothing to export")
-
-
-class _StoreForRunner:
-    """The session store as handed to the job runner and read by the window.
-
-    Delegates everything to the store, and smooths two differences between what the services'
-    runner sends and what the store accepts (reported to both owners): the runner finishes a
-    successful run as ``"finished"`` where the store expects ``"ok"``, and passes ``None`` as the
-    version of a plugin that declares none where the store wants a string.
-    """
-
-    _STATUS = {"finished": "ok", "done": "ok", "error": "failed", "canceled": "cancelled"}
-
-    def __init__(self, store: Any):
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def begin_run(self, **kw: Any) -> Any:
-        if kw.get("plugin_version") is None:
-            kw["plugin_version"] = ""
-        if not kw.get("plugin"):
-            kw["plugin"] = "unknown"
-        return self._store.begin_run(**kw)
-
-    def finish_run(self, run_id: Any, status: str = "ok", *args: Any, **kw: Any) -> Any:
-        return self._store.finish_run(run_id, self._STATUS.get(status, status), *args, **kw)
 
 
 def _arrays(res: Any) -> dict:

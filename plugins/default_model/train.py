@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
+OBJECTIVE = "v_prediction"
+
+
 @dataclass
 class TrainConfig:
     num_images: int = 100_000
@@ -323,12 +326,18 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         _restore_optimizer(opt, tensors, "opt")
         step, losses = meta["step"], meta["losses"]
         log(f"[unet] resuming at step {step}")
+        if meta.get("objective", "epsilon") != OBJECTIVE:
+            # The objective changed (the first run of this model trained epsilon for 1,400 steps):
+            # keep the learned features, restart the averaged weights from the current ones.
+            ema_unet.load_state_dict(unet.state_dict())
+            ema_te.load_state_dict(te.state_dict())
+            log(f"[unet] objective {meta.get('objective', 'epsilon')} -> {OBJECTIVE}: EMA restarted")
     if step >= cfg.unet_steps:
         return losses
     sched = make_scheduler()
     acp = sched.alphas_cumprod.float()
     snr = acp / (1 - acp)
-    weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    weight = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)  # min-SNR weighting for v-prediction
     sf = float(lat["scaling_factor"])
     mean = lat["mean"]
     ids, empty = lat["ids"], lat["empty_ids"]
@@ -355,7 +364,8 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
             grp["lr"] = lr
         cond = te(tok_ids).last_hidden_state
         pred = unet(zt, t, cond).sample
-        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        target = a * noise - s * z0  # v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0
+        per = (pred - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per * weight[t]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -375,7 +385,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                 ck,
                 {**_pack("unet", unet), **_pack("te", te), **_pack("ema_unet", ema_unet),
                  **_pack("ema_te", ema_te), **_pack_optimizer("opt", opt)},
-                {"step": step, "losses": losses, "config": asdict(cfg)},
+                {"step": step, "losses": losses, "config": asdict(cfg), "objective": OBJECTIVE},
             )
     return losses
 

@@ -86,17 +86,27 @@ def load_eval_model(model: str, smoke: bool, tmp: Path):
     return pipe, digest
 
 
-def generate_sources(pipe, n: int, steps: int, seed0: int, smoke: bool, log) -> list[dict]:
-    """Generate one-object images from evaluation captions; keep those the detector reads right."""
+def generate_sources(pipe, n: int, steps: int, seed0: int, smoke: bool, log, source: str = "generated") -> list[dict]:
+    """Generate one-object images from evaluation captions; keep those the detector reads right.
+    ``source="rendered"`` takes the shape generator's own renders (exact ground truth) instead."""
     import torch
 
     from plugins.default_model.detector import detect
     from plugins.default_model.shapes import make_sample
 
+    if source == "rendered":
+        out = []
+        for k in range(n):
+            sample = make_sample(seed0 + k, two_prob=0.0, eval_wording=True)
+            obj = sample.objects[0]
+            out.append(dict(image=sample.image, caption=sample.caption, obj=obj, background=sample.background,
+                            cell=obj.cell, seed=seed0 + k))
+        log(f"sources: {len(out)} rendered shape images (ground truth from the generator)")
+        return out
     kept = []
     seed = seed0
     tries = 0
-    while len(kept) < n and tries < max(4 * n, n + 8):
+    while len(kept) < n and tries < max(3 * n, n + 4):
         sample = make_sample(seed, two_prob=0.0, eval_wording=True)
         gen = torch.Generator().manual_seed(seed)
         img = pipe(sample.caption, num_inference_steps=steps, guidance_scale=7.5, generator=gen, height=64,
@@ -151,6 +161,23 @@ def score_edit(src: dict, edit: dict, out: np.ndarray, roundtrip: np.ndarray) ->
     return dict(success=float(bool(hit)), psnr_outside=psnr(out, src["image"], outside))
 
 
+def save_examples(examples: dict, folder: Path, limit: int = 12) -> None:
+    """A PNG grid per edit kind: source, then each method's result (rows = edits)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in sorted(examples)[:limit]:
+        ex = examples[k]
+        rows.append(np.concatenate([ex["source"]] + [ex.get(m, np.zeros_like(ex["source"])) for m in METHODS], axis=1))
+    if rows:
+        Image.fromarray(np.concatenate(rows, axis=0)).resize((rows[0].shape[1] * 2, len(rows) * 128),
+                                                              Image.NEAREST).save(folder / "h_edit_examples.png")
+        (folder / "h_edit_examples.txt").write_text(
+            "columns: source, " + ", ".join(METHODS) + "\n" +
+            "\n".join(examples[k]["target"] for k in sorted(examples)[:limit]) + "\n")
+
+
 def run(args) -> dict:
     import tempfile
 
@@ -163,7 +190,7 @@ def run(args) -> dict:
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
     with tempfile.TemporaryDirectory() as tmp:
         pipe, model_hash = load_eval_model(args.model, args.smoke, Path(tmp))
-        sources = generate_sources(pipe, args.sources, args.gen_steps, args.seed, args.smoke, log)
+        sources = generate_sources(pipe, args.sources, args.gen_steps, args.seed, args.smoke, log, args.source)
         edits = make_edits(sources, args.null_edits)
         with torch.no_grad():
             roundtrips = [D.tensor_to_uint8(D.vae_decode(pipe, D.vae_encode(pipe, D.image_to_tensor(s["image"]))))
@@ -172,6 +199,7 @@ def run(args) -> dict:
         timing = {}
         # one cache for all methods: the random-inversion variants share each source's inversion
         cache = C.InversionCache(max_items=2 * len(sources) + 2)
+        examples: dict[int, dict] = {}
         for name, kw in METHODS.items():
             for k, e in enumerate(edits):
                 src = sources[e["src"]]
@@ -179,6 +207,7 @@ def run(args) -> dict:
                 res = C.h_edit(pipe, src["image"], src["caption"], e["target"], st, cache=cache, model_hash=model_hash)
                 sc = score_edit(src, e, res.image, roundtrips[e["src"]])
                 rows[name].append(dict(kind=e["kind"], **sc))
+                examples.setdefault(k, {"source": src["image"], "target": e["target"]})[name] = res.image
                 if (k + 1) % 10 == 0:
                     log(f"{name}: {k + 1}/{len(edits)} edits")
             log(f"{name}: done ({len(edits)} edits)")
@@ -214,14 +243,18 @@ def run(args) -> dict:
             null_psnr_vs_roundtrip=mean([r["psnr_whole_vs_roundtrip"] for r in nl]),
             **timing[name],
         )
+    if args.examples:
+        save_examples(examples, args.examples)
     vae_psnr = float(np.mean([psnr(r, s["image"]) for r, s in zip(roundtrips, sources)])) if sources else float("nan")
     return dict(model=args.model if not args.smoke else "tiny-random", steps=args.steps, sources=len(sources),
+                source=args.source,
                 timing_steps=args.timing_steps,
                 vae_roundtrip_psnr=vae_psnr, methods=summary)
 
 
 def format_table(result: dict) -> str:
-    lines = [f"h-Edit evaluation: model {result['model']}, {result['steps']} steps, {result['sources']} source images, "
+    lines = [f"h-Edit evaluation: model {result['model']}, {result['steps']} steps, {result['sources']} "
+             f"{result.get('source', 'generated')} source images, "
              f"VAE round-trip PSNR {result['vae_roundtrip_psnr']:.2f} dB",
              "| method | edits | success | colour | shape | PSNR outside (dB) | null edits | null PSNR (dB) "
              f"| null PSNR vs VAE round trip | s/edit at {result['timing_steps']} steps (first) | (inversion cached) |",
@@ -241,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--null-edits", type=int, default=10)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--gen-steps", type=int, default=25)
+    p.add_argument("--source", choices=("generated", "rendered"), default="generated",
+                   help="source images: generated by the model (the protocol) or the shape generator's renders")
     p.add_argument("--seed", type=int, default=5000)
     p.add_argument("--timing-steps", type=int, default=25, help="step count of the time-per-edit measurement")
     p.add_argument("--timing-edits", type=int, default=2, help="edits timed per method")
@@ -248,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--smoke", action="store_true", help="tiny random model, 1 source, 2 steps")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--examples", type=Path, default=None, help="save a PNG grid of example edits in this folder")
     args = p.parse_args(argv)
     if args.smoke:
         args.sources, args.null_edits, args.steps, args.gen_steps = 1, 1, 2, 2

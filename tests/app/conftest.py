@@ -27,8 +27,10 @@ def write_toy_dists(site: Path) -> None:
 
 
 @pytest.fixture
-def toy_site(tmp_path: Path):
-    """The toy distributions on sys.path for this test (real entry-point discovery)."""
+def toy_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The toy distributions on sys.path for this test (real entry-point discovery; the
+    suite-wide IMPLICIT_STUDIO_NO_PLUGINS=1 of tests/conftest.py is lifted for the test)."""
+    monkeypatch.delenv("IMPLICIT_STUDIO_NO_PLUGINS", raising=False)
     site = tmp_path / "site"
     write_toy_dists(site)
     with plugin_dists_on_path(site, [FIXTURE_DIR]):
@@ -71,6 +73,7 @@ def cli_env(toy_site: Path, tmp_path: Path) -> dict:
 def subprocess_env(site: Path, **extra: str) -> dict:
     """Environment for a child process that discovers the toy plugins."""
     env = dict(os.environ)
+    env.pop("IMPLICIT_STUDIO_NO_PLUGINS", None)
     paths = [str(site), str(FIXTURE_DIR), str(Path(__file__).resolve().parents[2])]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])

@@ -4,10 +4,11 @@ through entry points, recording into a session, then ``history`` and ``export`` 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,95 @@ def test_in_process_cli_fixture(studio_cli, toy_site, monkeypatch, tmp_path):
     assert r.stdout.startswith("run 1 finished: noise-image")
     r = studio_cli("run", "noise-image", "--steps", "0", "--no-session")
     assert r.exit_code == 2 and "Steps: must be between 1 and 10000, got 0" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# storage errors, no display, the launch path's Qt set-up
+# ---------------------------------------------------------------------------------------------
+
+
+def _session_with_one_png_run(folder: Path) -> tuple[int, Path]:
+    import io
+
+    from PIL import Image
+    from storage import SessionStore
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(buf, format="PNG")
+    store = SessionStore.open(folder)
+    try:
+        run_id = store.record_run(tool_id="noise-image", plugin="toy", plugin_version="1", params={}, seed=1,
+                                  results=[{"kind": "image", "data": buf.getvalue(), "ext": "png",
+                                            "width": 4, "height": 4}])
+        path = store.result_path(store.get_run(run_id).results[0].id)
+    finally:
+        store.close()
+    return run_id, path
+
+
+def test_export_reports_storage_errors_in_one_line_exit_2(tmp_path):
+    session = tmp_path / "sess"
+    run_id, result_file = _session_with_one_png_run(session)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    e = cli(["export", run_id, "--session", session, "--out", blocker / "out"], dict(os.environ))
+    assert e.returncode == 2, e.stderr
+    assert e.stderr.count("\n") == 1 and "could not be written" in e.stderr and "Traceback" not in e.stderr
+    result_file.unlink()  # deleted behind the studio's back
+    e = cli(["export", run_id, "--session", session, "--out", tmp_path / "exp"], dict(os.environ))
+    assert e.returncode == 2, e.stderr
+    assert e.stderr.count("\n") == 1 and "is missing from" in e.stderr and "details in the log" not in e.stderr
+
+
+def test_run_marks_runs_left_running_by_a_dead_process_as_failed(env, tmp_path):
+    from storage import SessionStore
+
+    session = tmp_path / "sess"
+    store = SessionStore.open(session)
+    try:
+        stale = store.begin_run(tool_id="noise-image", plugin="toy", plugin_version="1.2.3", params={}, seed=1)
+    finally:
+        store.close()
+    p = cli(["run", "noise-image", "--size", "8", "--steps", "1", "--session", session, "--json"], env)
+    assert p.returncode == 0, p.stderr
+    store = SessionStore.open(session)
+    try:
+        assert store.get_run(stale).status == "failed"
+        assert store.get_run(json.loads(p.stdout)["run_id"]).status == "ok"
+    finally:
+        store.close()
+
+
+def _no_display_env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env.update(IMPLICIT_STUDIO_CONFIG_DIR=str(tmp_path / "cfg"), IMPLICIT_STUDIO_DATA_DIR=str(tmp_path / "data"),
+               IMPLICIT_STUDIO_LOG_DIR=str(tmp_path / "log"))
+    return env
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DISPLAY/WAYLAND_DISPLAY are a Linux matter")
+def test_window_without_a_display_says_what_to_do(tmp_path):
+    p = cli(["--session", tmp_path / "sess"], _no_display_env(tmp_path), timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert "no display" in p.stderr and "QT_QPA_PLATFORM=offscreen" in p.stderr and "Xvfb" in p.stderr
+    assert not (tmp_path / "sess").exists()  # it stopped before opening anything
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DISPLAY/WAYLAND_DISPLAY are a Linux matter")
+def test_exit_after_paint_without_a_display_renders_offscreen(tmp_path):
+    p = cli(["--session", tmp_path / "sess", "--exit-after-paint"], _no_display_env(tmp_path))
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    assert re.search(r"^first-paint-ms: \d+$", p.stdout, re.M), p.stdout
+
+
+def test_launch_path_shares_opengl_contexts(tmp_path):
+    # set before the QApplication exists, so a second OpenGL view in the process works
+    code = ("from PySide6.QtCore import QCoreApplication, Qt\n"
+            "from app.ui.main_window import _ensure_app\n"
+            "app = _ensure_app([])\n"
+            "print(QCoreApplication.testAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts))\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    p = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "True"

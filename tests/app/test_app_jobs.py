@@ -250,3 +250,47 @@ def test_failed_and_cancelled_runs_are_recorded(manager, store):
     assert job.wait(5) and job.state is JobState.CANCELLED
     assert store.get_run(job.run_id).status == "cancelled"
     runner.shutdown()
+
+
+def test_plugin_without_a_version_records_ok_in_the_real_store(toy_site, settings, store):
+    # the runner speaks the store's vocabulary itself: "ok" for a success, "" for no version
+    import importlib
+
+    from app.plugins import PluginManager
+
+    m = PluginManager(settings, entry_points=[], env={}).load()
+    rec = m.register_plugin(importlib.import_module("studio_toy.plugin"), "toy_unversioned")
+    assert rec.ok and rec.version is None
+    job = JobRunner(m, store, device="cpu").run_sync("noise-image", {"size": 8, "steps": 1})
+    assert job.state is JobState.FINISHED, job.error
+    run = store.get_run(job.run_id)
+    assert (run.status, run.plugin, run.plugin_version) == ("ok", "toy_unversioned", "")
+
+
+def test_open_session_marks_runs_left_running_as_failed(tmp_path):
+    from storage import SessionStore
+
+    from app.jobs import open_session
+
+    folder = tmp_path / "session"
+    crashed = SessionStore.open(folder)  # a process that began a run and then died
+    left = crashed.begin_run(tool_id="noise-image", plugin="toy", plugin_version="1", params={}, seed=1)
+    done = crashed.record_run(tool_id="noise-image", plugin="toy", plugin_version="1", params={}, seed=2)
+    crashed.close()
+    store = open_session(folder)
+    try:
+        run = store.get_run(left)
+        assert run.status == "failed" and "stopped before this run finished" in run.error
+        assert store.get_run(done).status == "ok"
+    finally:
+        store.close()
+    kept = SessionStore.open(folder)  # recover=False leaves them alone
+    try:
+        again = kept.begin_run(tool_id="noise-image", plugin="toy", plugin_version="1", params={}, seed=3)
+    finally:
+        kept.close()
+    store = open_session(folder, recover=False)
+    try:
+        assert store.get_run(again).status == "running"
+    finally:
+        store.close()

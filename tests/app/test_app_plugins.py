@@ -108,6 +108,21 @@ def test_no_plugins_switch_keeps_builtins_only(toy_site, settings):
     assert all(r.status == DISABLED for r in m_all.records.values())
 
 
+def test_the_test_suite_sees_only_builtin_plugins(tmp_path, settings):
+    # tests/conftest.py: a third-party plugin installed in the environment (here the toy
+    # distributions, put on the path without the toy fixtures) cannot change what tests see
+    from app.testing import install_plugin_dist, plugin_dists_on_path
+
+    site = tmp_path / "site"
+    install_plugin_dist(site, "studio-toy", {"toy": "studio_toy.plugin"}, version="1.2.3")
+    with plugin_dists_on_path(site, [Path(__file__).resolve().parent.parent / "plugins_fixture"]):
+        m = PluginManager(settings).load()  # the process environment, as most tests use it
+    assert m.records["toy"].status == DISABLED, m.records["toy"]
+    builtins = [r for r in m.records.values() if r.builtin]
+    assert {"text_to_image", "h_edit", "inpaint", "inr", "rl"} <= {r.name for r in builtins}
+    assert all(r.status == LOADED for r in builtins), [(r.name, r.status, r.error) for r in builtins]
+
+
 def test_plugins_dir_loads_modules_from_a_folder(tmp_path, settings):
     folder = tmp_path / "extra"
     folder.mkdir()

@@ -29,3 +29,23 @@ def test_psnr_and_object_mask():
     img[2:4, 2:4] = (220, 30, 30)
     m = object_mask(img, "red", "white")
     assert m.sum() == 4 and m[2, 2]
+
+
+def test_rendered_sources_and_edits():
+    import numpy as np
+
+    from plugins.default_model.shapes import make_sample
+    from plugins.h_edit.evaluate import generate_sources, make_edits
+
+    src = generate_sources(None, 3, 0, 100, False, lambda *a: None, source="rendered")
+    assert len(src) == 3 and np.array_equal(src[0]["image"], make_sample(100, two_prob=0.0, eval_wording=True).image)
+    edits = make_edits(src, n_null=1)
+    assert [e["kind"] for e in edits] == ["colour", "shape", "null", "colour", "shape", "colour", "shape"]
+    for e in edits:
+        s = src[e["src"]]
+        if e["kind"] == "colour":
+            assert e["colour"] != s["obj"].colour and e["colour"] in e["target"] and e["colour"] != s["background"]
+        elif e["kind"] == "shape":
+            assert e["shape"] != s["obj"].shape and e["shape"] in e["target"]
+        else:
+            assert e["target"] == s["caption"]

@@ -98,3 +98,10 @@ class KitTools:
 @pytest.fixture(scope="session")
 def kit() -> KitTools:
     return KitTools()
+
+
+@pytest.fixture(autouse=True)
+def third_party_plugins_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about third-party plugins: lift the suite-wide built-ins-only switch
+    (IMPLICIT_STUDIO_NO_PLUGINS=1, set by tests/conftest.py) for each of them."""
+    monkeypatch.delenv("IMPLICIT_STUDIO_NO_PLUGINS", raising=False)

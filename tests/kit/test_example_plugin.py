@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,32 @@ def test_viewer_widget_builds_offscreen_from_the_window_registry(installed_examp
     qtbot.waitExposed(widget)
     assert widget.mode == "plot" and set(widget.curves) == {"red", "green", "blue"}
     assert not widget.grab().isNull()
+
+
+def test_the_examples_own_test_suite_passes(installed_example, kit):
+    """The example's own tests (examples/colour-histogram/tests) run in the project's test
+    command, the way its author runs them: ``python -m pytest`` in its folder, with the plugin
+    installed and the studio's pytest fixtures (app.testing) available."""
+    proc = subprocess.run([kit.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=installed_example,
+                          capture_output=True, text=True, timeout=600, env=kit.env())
+    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, tail
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= 10, tail
+    assert " failed" not in proc.stdout and " error" not in proc.stdout, tail
+
+
+def test_viewer_replaces_only_the_plain_table_viewer(installed_example, studio_manager):
+    """It may stand in for the studio's plain table viewer (it shows other tables as tables),
+    but another plugin's table viewer of default priority is preferred to it."""
+    from app.api import ViewerSpec
+    from app.ui.viewers import ViewerRegistry
+
+    registry = ViewerRegistry()
+    for spec in studio_manager.viewers:
+        registry.add_spec(spec)
+    ids = [e.id for e in registry.entries("table")]
+    assert ids.index("histogram-plot") < ids.index("builtin-table"), ids
+    registry.add_spec(ViewerSpec(id="other-table", title="Another plugin's table", kind="table",
+                                 widget="app.ui.viewers:TableResultViewer", plugin="other"))
+    assert registry.entries("table")[0].id == "other-table"

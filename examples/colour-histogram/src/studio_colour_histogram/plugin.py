@@ -47,9 +47,16 @@ def studio_readers():
     ]
 
 
+#: The window shows every result of a kind with the viewer of highest priority. This viewer
+#: draws histogram tables and shows any other table as a plain table, so it may stand in for the
+#: studio's own plain table viewer (priority -10), but it must not push aside another plugin's
+#: table viewer (default priority 0): hence a priority between the two.
+VIEWER_PRIORITY = -5
+
+
 @hookimpl
 def studio_viewers():
     return [
         ViewerSpec(id="histogram-plot", title="Histogram plot", kind="table",
-                   widget=f"{_PKG}.viewer:HistogramViewer", priority=0),
+                   widget=f"{_PKG}.viewer:HistogramViewer", priority=VIEWER_PRIORITY),
     ]
