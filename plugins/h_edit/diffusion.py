@@ -280,11 +280,9 @@ class Schedule:
         cfg = dict(pipe.scheduler.config)
         cfg["timestep_spacing"] = spacing
         sch = DDIMScheduler.from_config(cfg)
-        if sch.config.prediction_type != "epsilon":
-            raise ValueError(
-                f"this model predicts {sch.config.prediction_type!r}; h-Edit and CoPaint here need an "
-                "epsilon-prediction model"
-            )
+        if sch.config.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"this model predicts {sch.config.prediction_type!r}, which is not supported "
+                             f"(supported: {', '.join(PREDICTION_TYPES)})")
         sch.set_timesteps(num_steps)
         ts = [int(t) for t in sch.timesteps]
         ac = sch.alphas_cumprod.to(torch.float64)
@@ -328,8 +326,27 @@ def step_mean(sched: Schedule, i: int, x: torch.Tensor, eps: torch.Tensor, eta: 
     return math.sqrt(ap) * x0 + math.sqrt(max(1 - ap - s * s, 0.0)) * eps
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def to_epsilon(out: torch.Tensor, x: torch.Tensor, ab: float, prediction_type: str) -> torch.Tensor:
+    """The noise prediction equivalent to the network output ``out`` at latent ``x`` (level ``ab``).
+
+    v-prediction: ``v = sqrt(ab) eps - sqrt(1 - ab) x0`` gives ``eps = sqrt(ab) v + sqrt(1 - ab) x``;
+    x0-prediction: ``eps = (x - sqrt(ab) x0) / sqrt(1 - ab)``. The map is affine in ``out`` with the
+    same ``x`` for every conditioning, so guidance mixes the same way before or after it."""
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":
+        return math.sqrt(ab) * out + math.sqrt(1 - ab) * x
+    if prediction_type == "sample":
+        return (x - math.sqrt(ab) * out) / math.sqrt(max(1 - ab, 1e-12))
+    raise ValueError(f"unsupported prediction type {prediction_type!r}")
+
+
 class EpsModel:
-    """Noise predictions of a pipeline's UNet for several conditionings at once.
+    """Noise predictions of a pipeline's UNet for several conditionings at once (v- and
+    x0-predicting models are converted to the equivalent noise prediction).
 
     ``embeds`` maps a name (``"null"``, ``"src"``, ``"tar"``...) to a 1xLxD embedding. Requests with
     the same (latent, conditioning) are evaluated once, so equal prompts give bit-equal rows.
@@ -351,6 +368,15 @@ class EpsModel:
                 self.embeds[name] = e.to(self.device, self.dtype)
                 self.alias[name] = name
         self.calls = 0  # rows evaluated (for cost accounting)
+        self.prediction_type = getattr(pipe.scheduler.config, "prediction_type", "epsilon") or "epsilon"
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"this model predicts {self.prediction_type!r}, which is not supported")
+        self._ac = pipe.scheduler.alphas_cumprod.to(torch.float64)
+
+    def _eps(self, out: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
+        if self.prediction_type == "epsilon":
+            return out
+        return to_epsilon(out, x.to(out.dtype), float(self._ac[int(t)]), self.prediction_type)
 
     def same(self, a: str, b: str) -> bool:
         return self.alias[a] == self.alias[b]
@@ -365,7 +391,7 @@ class EpsModel:
         if together:
             xb = torch.cat([x for x, _ in rows]).to(self.device, self.dtype)
             eb = torch.cat([self.embeds[self.alias[n]] for _, n in rows])
-            out = self.unet(xb, tt(xb.shape[0]), encoder_hidden_states=eb).sample
+            out = self._eps(self.unet(xb, tt(xb.shape[0]), encoder_hidden_states=eb).sample, xb, t)
             self.calls += xb.shape[0]
             return [out[j : j + 1] for j in range(len(rows))]
         done: dict[tuple[int, str], torch.Tensor] = {}
@@ -373,8 +399,9 @@ class EpsModel:
         for x, name in rows:
             key = (id(x), self.alias[name])
             if key not in done:
-                done[key] = self.unet(x.to(self.device, self.dtype), tt(1),
-                                      encoder_hidden_states=self.embeds[self.alias[name]]).sample
+                xd = x.to(self.device, self.dtype)
+                done[key] = self._eps(self.unet(xd, tt(1), encoder_hidden_states=self.embeds[self.alias[name]]).sample,
+                                      xd, t)
                 self.calls += 1
             result.append(done[key])
         return result

@@ -250,3 +250,23 @@ def test_reward_registry_and_style_reward(tiny_pipe, test_image, tmp_path):
     assert abs(style(blueish).item()) < 1e-6
     assert R.parse_colour("#ff0000") == (1.0, 0.0, 0.0)
     assert R.parse_colour("0,0,255") == (0.0, 0.0, 1.0)
+
+
+def test_v_prediction_models_are_converted_to_noise_predictions(tiny_vpred_pipe, test_image):
+    pipe = tiny_vpred_pipe
+    emb = D.encode_prompts(pipe, [SRC])
+    eps = D.EpsModel(pipe, {"src": emb})
+    x = torch.randn(1, 4, 8, 8)
+    t = 501
+    with torch.no_grad():
+        v = pipe.unet(x, torch.tensor([t]), encoder_hidden_states=emb).sample
+        got = eps(t, [(x, "src")])[0]
+    ab = float(pipe.scheduler.alphas_cumprod[t])
+    assert torch.allclose(got, math.sqrt(ab) * v + math.sqrt(1 - ab) * x, atol=1e-6)
+    # round trip: the x0 implied by the converted eps is the x0 implied by v
+    x0_from_eps = D.predict_x0(x, got, ab)
+    assert torch.allclose(x0_from_eps, math.sqrt(ab) * x - math.sqrt(1 - ab) * v, atol=1e-5)
+    # and the h-Edit identity still holds
+    s = C.HEditSettings(variant="implicit", num_steps=3, w_src_edit=5.0, w_edit=5.0, skip=0)
+    res = C.h_edit(pipe, test_image, SRC, SRC, s, cache=None)
+    assert (res.latent - _x0(pipe, test_image)).abs().max().item() < 1e-6

@@ -61,3 +61,11 @@ def run_tool(studio_manager):
         return job.results
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def tiny_vpred_pipe(tiny_pipe):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    sched = DDIMScheduler.from_config(tiny_pipe.scheduler.config, prediction_type="v_prediction")
+    return StableDiffusionPipeline(**{**tiny_pipe.components, "scheduler": sched})

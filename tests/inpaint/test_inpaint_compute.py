@@ -150,3 +150,10 @@ def test_cancel(tiny_pipe, scene):
     img, mask = scene
     with pytest.raises(I.Cancelled):
         I.inpaint(tiny_pipe, img, mask, "", I.InpaintSettings(method="blend", num_steps=4), is_cancelled=lambda: True)
+
+
+def test_copaint_on_a_v_prediction_model(tiny_vpred_pipe, scene):
+    img, mask = scene
+    res = I.inpaint(tiny_vpred_pipe, img, mask, "a red square", I.InpaintSettings(method="copaint", num_steps=3))
+    assert all(after <= before for before, after in res.stats["known_loss"])
+    assert np.array_equal(res.image[~mask], img[~mask])

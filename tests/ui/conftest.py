@@ -52,6 +52,12 @@ def make_window(qtbot, studio_env):
         qtbot.addWidget(win)
         win.show()
         qtbot.waitExposed(win)
+        # Keyboard shortcuts go to the active window. Offscreen, a shown window is active; under
+        # Xvfb (CI runs the suite with the xcb platform for the OpenGL tests) and no window
+        # manager, it must be activated explicitly.
+        win.raise_()
+        win.activateWindow()
+        qtbot.waitUntil(win.isActiveWindow, timeout=5000)
         qtbot.waitUntil(win.is_ready, timeout=30000)  # the session opens after the first paint
         windows.append(win)
         return win
