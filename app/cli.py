@@ -139,6 +139,9 @@ def _top_parser(list_plugin_commands: bool = False) -> Any:
     parser.add_argument("--version", action="version", version=f"{PROG} {app.__version__} (plugin API {api.API_VERSION})")
     parser.add_argument("--session", metavar="PATH", help="session folder to open (default: the default session)")
     parser.add_argument("--device", metavar="D", help="compute device: auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation (every plugin, the bundled model, a session) and exit; "
+                             "'--self-test --help' lists its options")
     parser.add_argument("--exit-after-paint", action="store_true",
                         help="open the window, print 'first-paint-ms: N' after its first paint, and exit")
     return parser
@@ -203,6 +206,10 @@ def _launch_window(session: Optional[str], exit_after_paint: bool) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--self-test"]:
+        from app.selftest import main as selftest_main
+
+        return selftest_main(argv[1:])
     try:
         from app.settings import setup_logging
 

@@ -28,7 +28,7 @@ fi
 ln -sf "$DEST/implicit-studio" "$BIN/implicit-studio"
 cp "$DEST/share/implicit-studio.png" "$DATA/icons/hicolor/256x256/apps/implicit-studio.png"
 cp "$DEST/share/implicit-studio.svg" "$DATA/icons/hicolor/scalable/apps/implicit-studio.svg"
-sed -e "s|^Exec=.*|Exec=\"$DEST/implicit-studio\" %F|" -e "s|^TryExec=.*|TryExec=$DEST/implicit-studio|" \
+sed -e "s|^Exec=.*|Exec=\"$DEST/implicit-studio\"|" -e "s|^TryExec=.*|TryExec=$DEST/implicit-studio|" \
   "$DEST/share/implicit-studio.desktop" > "$DATA/applications/implicit-studio.desktop"
 command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database "$DATA/applications" || true
 echo "Implicit Studio installed in $DEST; start it from the menu or with $BIN/implicit-studio"

@@ -27,9 +27,13 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
             f"| {r['size']:.1%} | {r['background']:.1%} | {r['sharpness_ratio']:.2f} |"
         )
     speed = eval_json.get("speed", {})
-    speed_line = f"- torch, CPU (2 threads): **{speed.get('torch_s', float('nan')):.3f} s** for one 64x64 image at {speed.get('steps', 25)} DDIM steps, guidance 5 (median of 5)."
-    if "onnx_s" in speed:
-        speed_line += f"\n- ONNX Runtime, CPUExecutionProvider, same run: **{speed['onnx_s']:.3f} s** (ratio ONNX/torch {speed['onnx_over_torch']:.2f})."
+    speed_line = (
+        f"One 64x64 image at {speed.get('steps', 25)} DDIM steps, guidance 5, CPU, median of 5, all in one process:\n\n"
+        f"| Path | Seconds | Ratio |\n|---|---:|---:|\n"
+        f"| plain diffusers `StableDiffusionPipeline` | {speed.get('diffusers_s', float('nan')):.3f} | 1.00 |\n"
+        f"| studio, torch backend (preview + trajectory) | {speed.get('torch_s', float('nan')):.3f} | {speed.get('studio_over_diffusers', float('nan')):.2f} |\n"
+        f"| studio, ONNX Runtime backend (CPUExecutionProvider) | {speed.get('onnx_s', float('nan')):.3f} | {speed.get('onnx_s', float('nan')) / speed.get('diffusers_s', float('nan')):.2f} |\n"
+    )
     k = max(1, len(losses) // 20)
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
@@ -41,7 +45,7 @@ that the studio can generate, edit and inpaint the moment it opens, on a laptop 
 download. It draws one or two shapes (circle, square, triangle, star, ring, cross) in 8 colours,
 3 sizes, at 9 positions of a 3x3 grid, on 11 background colours. It knows nothing else.
 
-- Native resolution 64x64; latents 8x8x4 (VAE scaling factor set from the latent statistics).
+- Native resolution 64x64; latents 8x8x16 (VAE scaling factor set from the latent statistics).
 - Size on disk: {_mb(model_dir):.1f} MB (float32).
 - Components: UNet (block channels 96/128/128, cross-attention at 8x8 and 4x4), CLIP text encoder (3 layers, width 128, 32 tokens), VAE (4 levels, 32-64 channels).
 
@@ -58,12 +62,17 @@ python -m plugins.default_model.card --train train_out/default --eval eval.json 
 - Data: `plugins/default_model/shapes.py`, {cfg['num_images']:,} images from seeds
   0..{cfg['num_images'] - 1}, captions in 9 natural phrasings ("a small red star in the top left on a
   blue background", "blue background, big green ring in the center", two-object captions ...).
-- VAE: {cfg['vae_crop_steps']} steps on 32x32 crops (batch {cfg['vae_batch']}) then {cfg['vae_full_steps']} steps on
-  full images (batch {cfg['vae_full_batch']}); L1 + L2 + 1e-4 KL.
-- UNet + text encoder, trained together: {cfg['unet_steps']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
-  (warm-up {cfg['warmup']}, cosine to 10%), epsilon objective with min-SNR-{cfg['min_snr_gamma']:g} weighting,
-  {cfg['cond_drop']:.0%} empty captions for classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights).
-- Loss (unweighted epsilon MSE, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
+- VAE: {cfg['vae_crop_steps']} steps on 32x32 crops centred near objects (batch {cfg['vae_batch']}), then {cfg['vae_full_steps']}
+  steps on full images (batch {cfg['vae_full_batch']}); L1 + L2 with object pixels weighted 10x, 1e-4 KL; deterministic
+  latents (posterior mean).
+- UNet + text encoder, trained together: {meta['step']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
+  (warm-up {cfg['warmup']}, cosine to 10% over {cfg['unet_steps']} steps), v-prediction (as Stable Diffusion 2.x) with
+  min-SNR-{cfg['min_snr_gamma']:g} weighting, {cfg['cond_drop']:.0%} empty captions for classifier-free guidance, EMA
+  {cfg['ema_decay']} (the shipped weights). The first 1,400 steps of this run trained the epsilon objective; samples from
+  that model fell apart because an 8x8-latent epsilon model's clean-image estimate at high noise is amplified about
+  200x, so training switched to v-prediction from that checkpoint (features kept, EMA restarted). A run from nothing
+  today takes v-prediction from the start (`OBJECTIVE` in `train.py`).
+- Loss (unweighted MSE of the objective, mean of {k} steps; the v-objective from step 1,400): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
 - Time on this machine (2-core CPU, shared with other work while it ran): """ + ", ".join(
         f"{s} {t / 60:.1f} min" for s, t in timings.items()
     ) + f"""; **total {total_min:.0f} min**.
