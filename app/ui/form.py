@@ -484,13 +484,24 @@ class ImageEditor(ParamEditor):
         return self._value
 
     def set_value(self, v: Any, emit: bool = False) -> None:
+        known = self._session_entry(v) if isinstance(v, str) and v.startswith("result:") else None
         if v is None or v == "":
             self._set(None, "none", None)
+        elif known is not None:  # a session result: show its label and thumbnail, as the menu does
+            self._set(v, known[1], known[2])
         else:
             thumb = v if isinstance(v, (str, Path)) and Path(str(v)).is_file() else None
             self._set(v, Path(str(v)).name if thumb else str(v), thumb)
         if emit:
             self.changed.emit()
+
+    def _session_entry(self, ref: str) -> tuple | None:
+        if self._session_images is None:
+            return None
+        try:
+            return next((e for e in self._session_images() if e[0] == ref), None)
+        except Exception:  # session not open or unreadable: fall back to the bare reference
+            return None
 
     def focus_widget(self) -> QWidget:
         return self.pick

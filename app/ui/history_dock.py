@@ -72,6 +72,7 @@ class HistoryDock(QWidget):
     reproduceRequested = Signal(object)  # run id
     compareRequested = Signal(object, object)  # (run id, result id), (run id, result id)
     exportRequested = Signal(object, object)  # run id, result id
+    sendToRequested = Signal(object, object, str)  # run id, result id, tool id
     refreshed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
@@ -158,6 +159,17 @@ class HistoryDock(QWidget):
         self.use_btn = self._button("Use", "ArrowBack", "Put this run's tool and parameters into the form", self._use_selected)
         self.repro_btn = self._button("Reproduce", "BrowserReload", "Run again with identical parameters and seed, and check the output matches bit for bit", self._repro_selected)
         self.compare_btn = self._button("Compare", "FileDialogContentsView", "Compare two selected results side by side", self._compare_selected)
+        self.send_targets: list = []  # app.ui.send_to.SendTarget, set by the window
+        self.send_btn = QToolButton()
+        self.send_btn.setText("Send to")
+        self.send_btn.setIcon(std("ArrowRight"))
+        self.send_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.send_btn.setToolTip("Open a tool that takes an image with the selected result as its input")
+        self.send_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.send_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
+        self.send_menu = QMenu(self.send_btn)
+        self.send_menu.aboutToShow.connect(lambda: self._fill_send_menu(self.send_menu))
+        self.send_btn.setMenu(self.send_menu)
         self.more_btn = QToolButton()
         self.more_btn.setIcon(std("TitleBarUnshadeButton"))
         self.more_btn.setToolTip("Tag, rate, note, export…")
@@ -183,7 +195,7 @@ class HistoryDock(QWidget):
         self.actions_bar = QToolBar()
         self.actions_bar.setIconSize(QSize(16, 16))
         self.actions_bar.setStyleSheet("QToolBar { padding: 0; spacing: 2px; }")
-        for b in (self.open_btn, self.use_btn, self.repro_btn, self.compare_btn, self.more_btn):
+        for b in (self.open_btn, self.use_btn, self.send_btn, self.repro_btn, self.compare_btn, self.more_btn):
             self.actions_bar.addWidget(b)
         actions = QHBoxLayout()
         actions.setContentsMargins(0, 0, 0, 0)
@@ -429,6 +441,29 @@ class HistoryDock(QWidget):
         self.use_btn.setEnabled(one)
         self.repro_btn.setEnabled(one)
         self.compare_btn.setEnabled(len(sel) == 2)
+        self.send_btn.setEnabled(self.sendable() is not None)
+
+    def set_send_targets(self, targets: list) -> None:
+        """The tools "Send to" offers (:func:`app.ui.send_to.send_targets`)."""
+        self.send_targets = list(targets)
+
+    def sendable(self) -> tuple | None:
+        """(run id, result id) of the one selected result when it is a stored image, else None."""
+        sel = self.selected()
+        if len(sel) != 1 or sel[0][1] is None:
+            return None
+        run_id, result_id = sel[0]
+        run = self.runs.get(run_id)
+        kinds = {r.id: r.kind for r in getattr(run, "results", [])}
+        return (run_id, result_id) if kinds.get(result_id) == "image" else None
+
+    def _fill_send_menu(self, menu: QMenu) -> None:
+        from app.ui.send_to import fill_menu  # noqa: PLC0415
+
+        src = self.sendable()
+        fill_menu(menu, self.send_targets,
+                  lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
+                  enabled=src is not None)
 
     def _open_item(self, it: Any) -> None:
         data = it.data(0, Qt.ItemDataRole.UserRole) if isinstance(it, QTreeWidgetItem) else it.data(Qt.ItemDataRole.UserRole)
@@ -473,6 +508,9 @@ class HistoryDock(QWidget):
             a = m.addAction(text)
             a.triggered.connect(slot)
             a.setEnabled(enabled)
+        send = m.addMenu("Send to")
+        send.setEnabled(self.sendable() is not None)
+        self._fill_send_menu(send)
         m.addSeparator()
         a = m.addAction("Add tag…")
         a.setEnabled(bool(sel))

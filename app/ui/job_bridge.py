@@ -84,6 +84,8 @@ class JobBridge(QObject):
         self._order_dirty = False
         self._wake_pending = False
         self._titles: dict[Any, str] = {}
+        self.paused = False  # the whole queue is held: running jobs finish, waiting ones wait
+        self._paused_queues: set[str] = set()
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
         if runner is not None:
             self.attach_runner(runner)
@@ -189,6 +191,9 @@ class JobBridge(QObject):
     def submit(self, tool: Any, params: dict, parents: list | None = None, title: str | None = None) -> Any:
         """Queue a run; returns the job id. ``ParamError`` for bad parameters."""
         self.attach_runner()
+        if self.paused:
+            # hold the job's device queue before the job enters it, so it cannot start
+            self._pause_queue(self.runner.prepare(tool, params).queue)
         job = self.runner.submit(tool, params)
         # "queued" is delivered to the GUI thread later (queued signal), so the title set here wins
         self._titles[job.id] = title or _title(tool, dict(job.params))
@@ -217,6 +222,24 @@ class JobBridge(QObject):
             self.runner.move(job_id, max(0, idx + delta))
         except ValueError:
             log.info("job %s is no longer waiting", job_id)
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold the whole queue (the running job finishes; waiting jobs do not start) or resume it."""
+        self.paused = bool(paused)
+        if self.runner is None:
+            return  # applied to each queue as jobs are submitted
+        if self.paused:
+            for name in sorted({j.queue for j in self.runner.jobs()}):
+                self._pause_queue(name)
+        else:
+            for name in sorted(self._paused_queues):
+                self.runner.resume(name)
+            self._paused_queues.clear()
+
+    def _pause_queue(self, name: str) -> None:
+        if name not in self._paused_queues:
+            self.runner.pause(name)
+            self._paused_queues.add(name)
 
     def remove(self, job_id: Any) -> bool:
         return self.runner is not None and self.runner.remove(job_id)

@@ -92,12 +92,23 @@ class ResultArea(QWidget):
         self.picker.setVisible(False)
         self.picker.activated.connect(self._picked)
         self._pick_callback = None
+        from PySide6.QtWidgets import QMenu  # noqa: PLC0415
+
+        self.send_btn = QToolButton()  # "Send to ▸": the window fills the menu when it opens
+        self.send_btn.setText("Send to ▸")
+        self.send_btn.setToolTip("Open a tool that takes an image with this result as its input")
+        self.send_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.send_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
+        self.send_menu = QMenu(self.send_btn)
+        self.send_btn.setMenu(self.send_menu)
+        self.send_btn.setVisible(False)
         bar = QHBoxLayout()
         bar.setContentsMargins(12, 8, 12, 4)
         bar.setSpacing(6)
         bar.addWidget(self.caption)
         bar.addWidget(self.sub, 1)
         bar.addWidget(self.picker)
+        bar.addWidget(self.send_btn)
         bar.addWidget(self.split_btn)
         bar.addWidget(self.fit_btn)
         bar.addWidget(self.one_btn)
@@ -265,6 +276,7 @@ class MainWindow(QMainWindow):
         from app.ui.tool_panel import ToolPanel  # noqa: PLC0415
 
         self.tool_panel = ToolPanel(self.undo_stack, session_images=lambda: self.session.image_choices())
+        self.tool_panel.result_file = lambda rid: self.session.result_file(rid)
         self.history = None
         self.queue = None
         self.log_view = None
@@ -288,12 +300,14 @@ class MainWindow(QMainWindow):
         self.jobs.preview.connect(self._on_job_preview)
         self.jobs.finished.connect(self._on_job_finished)
         self._job_meta: dict[Any, dict] = {}
+        self.current_source: tuple | None = None  # (run id, result id) of the shown stored result
         self._pending_reproduce: dict[Any, Any] = {}
 
         # --- wiring ----------------------------------------------------------------------
         self.tool_panel.toolSelected.connect(self._on_tool_selected)
         self.tool_panel.toolCleared.connect(self._update_run_enabled)
         self.tool_panel.runRequested.connect(self.run_current)
+        self.result_area.send_menu.aboutToShow.connect(self._fill_send_menu)
 
         self._build_actions()
         self.status_label = QLabel("")
@@ -346,6 +360,10 @@ class MainWindow(QMainWindow):
         self.queue.cancelRequested.connect(self.jobs.cancel)
         self.queue.moveRequested.connect(self.jobs.move)
         self.queue.removeRequested.connect(self._remove_job)
+        self.queue.pauseToggled.connect(self.set_queue_paused)
+        self.queue.set_paused(self.jobs.paused)
+        self.history.sendToRequested.connect(self.send_to)
+        self.history.set_send_targets(self.send_targets())
         self.history.openRequested.connect(self.open_result)
         self.history.useParamsRequested.connect(self.use_run_params)
         self.history.reproduceRequested.connect(self.reproduce)
@@ -527,6 +545,7 @@ class MainWindow(QMainWindow):
         self.tool_panel.set_tools(tools, titles)
         if self.history is not None:
             self.history.set_known_tools(list(self.manager.tools))
+            self.history.set_send_targets(self.send_targets())
 
     def _on_tool_selected(self, tool: Any) -> None:
         tid = ad.tool_id(tool)
@@ -641,9 +660,16 @@ class MainWindow(QMainWindow):
             if outcome.results:
                 inp = self.session.input_image_for(tool, meta.get("values", {})) if tool is not None else None
                 results, sub = list(outcome.results), self._run_sub(outcome)
-                self._show(results[0], f"{title}", sub, inp)
+                rids = list(outcome.result_ids or [])
+
+                def source(i: int) -> tuple | None:
+                    ok = outcome.run_id is not None and i < len(rids) and len(rids) == len(results)
+                    return (outcome.run_id, rids[i]) if ok else None
+
+                self._show(results[0], f"{title}", sub, inp, source=source(0))
                 self.result_area.set_choices(_result_labels(results),
-                                             lambda i: self._show(results[i], f"{title}", sub, inp, keep_choices=True))
+                                             lambda i: self._show(results[i], f"{title}", sub, inp, keep_choices=True,
+                                                                  source=source(i)))
             self.statusBar().showMessage(f"{title} finished in {outcome.duration:.1f}s" + (f" (run #{outcome.run_id})" if outcome.run_id is not None else ""), 8000)
         elif status == "cancelled":
             self.statusBar().showMessage(f"{title} was cancelled", 8000)
@@ -671,10 +697,15 @@ class MainWindow(QMainWindow):
         return "  ·  ".join(parts)
 
     def _show(self, result: Any, caption: str, sub: str = "", input_image: Any = None,
-              keep_choices: bool = False) -> None:
+              keep_choices: bool = False, source: tuple | None = None) -> None:
         if not keep_choices:
             self.result_area.set_choices([], None)
         self.result_area.show_result(result, caption, sub, input_image)
+        from app.ui.viewers import result_kind  # noqa: PLC0415
+
+        # only a stored image can be sent on (as ``result:<id>``)
+        self.current_source = source if source is not None and result_kind(result) == "image" else None
+        self.result_area.send_btn.setVisible(self.current_source is not None)
         if self.result_area.viewer_error:
             self.log_view.message(self.result_area.viewer_error, logging.WARNING)
         self.resultShown.emit(result)
@@ -737,18 +768,75 @@ class MainWindow(QMainWindow):
         tool = self.manager.tools.get(run.tool_id)
         inp = self.session.input_image_for(tool, run.params) if tool is not None else None
         caption = f"{run.tool_id} #{run.id}"
-        self._show(result, caption, run.subtitle(), inp)
+        self._show(result, caption, run.subtitle(), inp, source=(run.id, result_id))
         ids = [r.id for r in run.results]
 
         def pick(i: int) -> None:
             try:
-                self._show(self.session.load_result(ids[i]), caption, run.subtitle(), inp, keep_choices=True)
+                self._show(self.session.load_result(ids[i]), caption, run.subtitle(), inp, keep_choices=True,
+                           source=(run.id, ids[i]))
             except Exception as exc:
                 self.show_error(f"Could not open result {ids[i]} of run #{run.id}", str(exc), traceback.format_exc())
 
         self.result_area.set_choices([f"{i + 1}. {r.kind}" for i, r in enumerate(run.results)], pick,
                                      ids.index(result_id) if result_id in ids else 0)
         return result
+
+    # ------------------------------------------------------------------------------------
+    # send to: a result becomes the image input of another tool
+    # ------------------------------------------------------------------------------------
+    def send_targets(self) -> list:
+        from app.ui.send_to import send_targets  # noqa: PLC0415
+
+        return send_targets(self.manager.tools.values())
+
+    def _fill_send_menu(self) -> None:
+        from app.ui.send_to import fill_menu  # noqa: PLC0415
+
+        src = self.current_source
+        fill_menu(self.result_area.send_menu, self.send_targets(),
+                  lambda t: self.send_to(src[0], src[1], t.tool_id) if src else None, enabled=src is not None)
+
+    def send_to(self, run_id: Any, result_id: Any, tool_id: str) -> bool:
+        """Select ``tool_id`` and set its image input to stored result ``result_id`` (of run
+        ``run_id``); a source prompt the tool has is filled from the run's prompt."""
+        from app.ui.send_to import image_param, sent_values  # noqa: PLC0415
+
+        tool = self.manager.tools.get(tool_id)
+        if tool is None:
+            self.show_error(f"The tool {tool_id!r} is not available", "Its plugin may be disabled or not installed. See Plugins.")
+            return False
+        param = image_param(tool)
+        if param is None:
+            self.show_error(f"{ad.tool_title(tool)} does not take an image", f"None of the parameters of {tool_id} is an image input.")
+            return False
+        if result_id is None:
+            self.show_error("Choose a result to send", "The selected run has no stored result.")
+            return False
+        params: dict = {}
+        if run_id is not None:
+            try:
+                params = dict(self.session.run(run_id).params or {})
+            except Exception:  # the prompt is a convenience; the image still goes
+                log.warning("could not read run #%s for its prompt", run_id, exc_info=True)
+        if not self.tool_panel.select_tool(tool_id):
+            self.show_error(f"Could not open {ad.tool_title(tool)}", "The tool is not listed in the Tools panel.")
+            return False
+        bad = self.tool_panel.set_values(sent_values(tool, param, result_id, params))
+        if param in bad:
+            self.show_error(f"Could not set the image of {ad.tool_title(tool)}", f"The form refused result:{result_id}.")
+            return False
+        self.tools_dock.raise_()
+        src = f"run #{run_id}" if run_id is not None else f"result {result_id}"
+        self.statusBar().showMessage(f"Sent {src} to {ad.tool_title(tool)}", 8000)
+        return True
+
+    def set_queue_paused(self, paused: bool) -> None:
+        """Hold the queue (the running job finishes, waiting jobs wait) or resume it."""
+        self.jobs.set_paused(paused)
+        if self.queue is not None and self.queue.paused != bool(paused):
+            self.queue.set_paused(paused)
+        self.statusBar().showMessage("Queue paused: waiting jobs will not start" if paused else "Queue resumed", 6000)
 
     def use_run_params(self, run_id: Any) -> bool:
         run = self.session.run(run_id)

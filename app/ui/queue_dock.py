@@ -138,6 +138,7 @@ class QueueDock(QWidget):
     cancelRequested = Signal(object)
     moveRequested = Signal(object, int)  # job id, delta (-1 up, +1 down)
     removeRequested = Signal(object)
+    pauseToggled = Signal(bool)  # True: hold the queue, False: resume
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -154,12 +155,18 @@ class QueueDock(QWidget):
         self.down_btn = self._tool("ArrowDown", "Move the selected waiting job down", lambda: self._move(1))
         self.remove_btn = self._tool("TrashIcon", "Remove the selected waiting job from the queue", self._remove)
         self.clear_btn = self._tool("DialogResetButton", "Clear finished jobs", self.clear_finished)
+        self.paused = False
+        self.pause_btn = QToolButton()
+        self.pause_btn.setCheckable(True)
+        self.pause_btn.setIconSize(QSize(16, 16))
+        self.pause_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.pause_btn.toggled.connect(self._pause_toggled)
         self.summary = QLabel("Idle")
         self.summary.setObjectName("muted")
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(self.summary, 1)
-        for b in (self.up_btn, self.down_btn, self.remove_btn, self.clear_btn):
+        for b in (self.pause_btn, self.up_btn, self.down_btn, self.remove_btn, self.clear_btn):
             bar.addWidget(b)
         listbox = QWidget()
         lv = QVBoxLayout(listbox)
@@ -176,6 +183,7 @@ class QueueDock(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addWidget(split)
+        self._show_paused()
         self._update_buttons()
 
     def _tool(self, icon: str, tip: str, slot) -> QToolButton:
@@ -185,6 +193,31 @@ class QueueDock(QWidget):
         b.setIconSize(QSize(16, 16))
         b.clicked.connect(slot)
         return b
+
+    def _pause_toggled(self, on: bool) -> None:
+        self.paused = bool(on)
+        self._show_paused()
+        self._update_summary()
+        self.pauseToggled.emit(self.paused)
+
+    def set_paused(self, on: bool) -> None:
+        """Show the queue as paused or running (without emitting ``pauseToggled``)."""
+        self.pause_btn.blockSignals(True)
+        self.pause_btn.setChecked(bool(on))
+        self.pause_btn.blockSignals(False)
+        self.paused = bool(on)
+        self._show_paused()
+        self._update_summary()
+
+    def _show_paused(self) -> None:
+        if self.paused:
+            self.pause_btn.setIcon(std("MediaPlay"))
+            self.pause_btn.setText("Resume")
+            self.pause_btn.setToolTip("Resume the queue: waiting jobs start again")
+        else:
+            self.pause_btn.setIcon(std("MediaPause"))
+            self.pause_btn.setText("Pause")
+            self.pause_btn.setToolTip("Pause the queue: the running job finishes, waiting jobs do not start")
 
     # --- state updates (called by the window on the GUI thread) ------------------------
     def add_job(self, job_id: Any, title: str) -> JobState:
@@ -291,9 +324,10 @@ class QueueDock(QWidget):
         running = sum(1 for s in self.jobs.values() if s.status in ("running", "cancelling"))
         queued = sum(1 for s in self.jobs.values() if s.status == "queued")
         if running or queued:
-            self.summary.setText(f"{running} running · {queued} waiting")
+            text = f"{running} running · {queued} waiting"
         else:
-            self.summary.setText("Idle")
+            text = "Idle"
+        self.summary.setText(("Paused · " + text) if self.paused else text)
 
     # --- user requests ------------------------------------------------------------------
     def selected_job(self) -> Any:

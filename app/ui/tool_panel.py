@@ -44,19 +44,56 @@ GROUP_ICONS = {
 class PanelFormAdapter:
     """Gives a plugin's custom panel the ``ParamForm`` interface the window uses."""
 
-    def __init__(self, widget: QWidget):
+    def __init__(self, widget: QWidget, tool: Any = None, result_file: Callable[[int], Any] | None = None):
         self.widget = widget
         self.editors: dict = {}
+        self.tool = tool
+        self._result_file = result_file  # session result id -> its image file
+        # image parameters set to a session result ("result:<id>"): the panel shows the file,
+        # the run gets the reference (so lineage is recorded) while the panel still shows it
+        self._refs: dict[str, tuple[Any, str]] = {}
 
     def values(self) -> dict:
-        return dict(self.widget.values())
+        vals = dict(self.widget.values())
+        for key, (shown, ref) in list(self._refs.items()):
+            if isinstance(shown, str) and vals.get(key) == shown:
+                vals[key] = ref
+            else:  # the user chose another image in the panel
+                del self._refs[key]
+        return vals
 
     def set_values(self, values: dict, record_undo: bool = True) -> list[str]:
+        """Use the panel's own ``set_values`` when it has one; otherwise set what can be set
+        generically: a session-result image through the panel's ``open_image`` and text fields
+        named like the parameter. Returns the names not set."""
         fn = getattr(self.widget, "set_values", None)
-        if fn is None:
-            return list(values)
-        res = fn(values)
-        return list(res or [])
+        if fn is not None:
+            return list(fn(values) or [])
+        return [k for k, v in values.items() if not self._set_one(k, v)]
+
+    def _set_one(self, key: str, value: Any) -> bool:
+        from PySide6.QtWidgets import QPlainTextEdit, QTextEdit  # noqa: PLC0415
+
+        opener = getattr(self.widget, "open_image", None)
+        image_keys = {ad.param_name(p) for p in ad.tool_params(self.tool) if ad.param_kind(p) == "image"}
+        if key in image_keys and isinstance(value, str) and value.startswith("result:") and callable(opener):
+            try:
+                path = self._result_file(int(value.split(":", 1)[1])) if self._result_file else None
+            except (ValueError, LookupError, OSError):
+                path = None
+            if path is None or not opener(str(path)):
+                return False
+            self._refs[key] = (self.widget.values().get(key), value)
+            return True
+        w = getattr(self.widget, key, None)
+        text = "" if value is None else str(value)
+        if isinstance(w, QLineEdit):
+            w.setText(text)
+            return True
+        if isinstance(w, (QPlainTextEdit, QTextEdit)):
+            w.setPlainText(text)
+            return True
+        return False
 
     def show_error(self, name: str | None, message: str) -> bool:
         fn = getattr(self.widget, "show_error", None)
@@ -85,6 +122,7 @@ class ToolPanel(QWidget):
         self.current_tool: Any = None
         self.form: Any = None
         self.panel_errors: dict[str, str] = {}
+        self.result_file: Callable[[int], Any] | None = None  # session result id -> file (set by the window)
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search tools…")
@@ -249,7 +287,7 @@ class ToolPanel(QWidget):
                 w = load_ref(panel_ref)(tool=tool, parent=None)
                 if not hasattr(w, "values"):
                     raise TypeError(f"panel {panel_ref} has no values() method")
-                form = PanelFormAdapter(w)
+                form = PanelFormAdapter(w, tool, self.result_file)
                 self.scroll.setWidget(w)
             except Exception as exc:
                 msg = f"The custom panel of {ad.tool_id(tool)} could not be opened ({type(exc).__name__}: {exc}); using the standard form."

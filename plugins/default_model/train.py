@@ -419,6 +419,11 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     pipe.save_pretrained(str(tmp), safe_serialization=True)
+    # Newer transformers save only tokenizer.json; keep CLIP's vocab.json and merges.txt beside it,
+    # as every Stable Diffusion checkpoint has them and other tools read those.
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+        if not (tmp / "tokenizer" / name).exists():
+            shutil.copy2(out / "tokenizer" / name, tmp / "tokenizer" / name)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

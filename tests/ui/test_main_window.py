@@ -119,7 +119,7 @@ def test_cancel_button_in_queue_and_reorder(qtbot, window):
     form.editors["delay"].set_value(0.0)
     second = window.run_current()
     third = window.run_current()
-    qtbot.waitUntil(lambda: window.queue.jobs.get(first) and window.queue.jobs[first].status == "running", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: first in window.queue.jobs and window.queue.jobs[first].status == "running", timeout=TIMEOUT)
     qtbot.waitUntil(lambda: third in window.queue.jobs, timeout=TIMEOUT)
     # move the third job above the second
     window.queue.list.setCurrentItem(window.queue._items[third])
