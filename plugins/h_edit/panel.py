@@ -11,10 +11,10 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from plugins.inpaint.canvas import MaskEditor, SplitView
+from plugins.inpaint.canvas import MaskEditor, SplitView, browse_image, read_image_source
 
 
 class HEditPanel(QWidget):
@@ -76,21 +76,15 @@ class HEditPanel(QWidget):
         lay.addLayout(form)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.bmp *.webp)")
+        path = browse_image(self)
         if path:
             self.open_image(path)
 
     def open_image(self, source: Any) -> bool:
-        from plugins.h_edit.diffusion import load_image_file, to_uint8_rgb
-
         try:
-            if isinstance(source, str):
-                if not source.strip():
-                    return False
-                arr = load_image_file(source)
-                self.image_path.setText(source)
-            else:
-                arr = to_uint8_rgb(source)
+            arr = read_image_source(source, self.image_path)
+            if arr is None:
+                return False
         except ValueError as exc:
             self.region.status.setText(str(exc))
             return False

@@ -28,6 +28,32 @@ from .maskops import MaskDocument, load_mask_file, resize_mask
 TOOLS = ("brush", "eraser", "rect", "lasso")
 
 
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp)"
+
+
+def browse_image(parent: QWidget) -> str:
+    """Ask for an image file; '' when the user cancels."""
+    from PySide6.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(parent, "Open image", "", IMAGE_FILTER)
+    return path
+
+
+def read_image_source(source, path_edit=None) -> Optional[np.ndarray]:
+    """An HxWx3 uint8 image from a file path or an array (``None`` for an empty path); shows the
+    path in ``path_edit``. Raises ValueError with a readable message for a bad file or array."""
+    from plugins.h_edit.diffusion import load_image_file, to_uint8_rgb
+
+    if isinstance(source, str):
+        if not source.strip():
+            return None
+        arr = load_image_file(source)
+        if path_edit is not None:
+            path_edit.setText(source)
+        return arr
+    return to_uint8_rgb(source)
+
 def to_qimage(arr: np.ndarray) -> QImage:
     """HxWx3/4 uint8 (or HxW) -> a QImage that owns a copy of the pixels."""
     a = np.ascontiguousarray(arr)

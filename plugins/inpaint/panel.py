@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from .canvas import MaskEditor, SplitView
+from .canvas import MaskEditor, SplitView, browse_image, read_image_source
 
 
 class InpaintPanel(QWidget):
@@ -67,22 +67,16 @@ class InpaintPanel(QWidget):
         self._image: Optional[np.ndarray] = None
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.bmp *.webp)")
+        path = browse_image(self)
         if path:
             self.open_image(path)
 
     def open_image(self, source: Any) -> bool:
         """Show an image (a file path or an HxWx3 array) for painting."""
-        from plugins.h_edit.diffusion import load_image_file, to_uint8_rgb
-
         try:
-            if isinstance(source, str):
-                if not source.strip():
-                    return False
-                arr = load_image_file(source)
-                self.image_path.setText(source)
-            else:
-                arr = to_uint8_rgb(source)
+            arr = read_image_source(source, self.image_path)
+            if arr is None:
+                return False
         except ValueError as exc:
             self.editor.message = str(exc)
             self.editor._sync()
