@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -197,8 +198,13 @@ class JobRunner:
         device: Optional[str] = None,
         preview_interval_s: float = 0.15,
         listeners: Iterable[Listener] = (),
+        worker_niceness: int = 0,
     ) -> None:
         self.manager = manager
+        # Worker threads run this much "nicer" than the process (Linux: per-thread niceness), so
+        # that a window's event loop wins the CPU whenever it has something to do; the threads
+        # torch starts for a job inherit it. 0 leaves the workers as they are (CLI, tests).
+        self.worker_niceness = int(worker_niceness)
         self.store = store
         self.settings = settings
         self.device = devices.parse_device(device or os.environ.get("IMPLICIT_STUDIO_DEVICE")
@@ -441,7 +447,17 @@ class JobRunner:
                             return job
                 self._cond.wait(1.0)
 
+    def _lower_priority(self) -> None:
+        if self.worker_niceness <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+            return
+        try:  # on Linux a thread id names one thread for setpriority
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.worker_niceness))
+        except OSError as exc:  # not allowed here: run at the normal priority
+            _log.debug("could not lower the job thread's priority: %s", exc)
+
     def _worker_loop(self, queue: str) -> None:
+        self._lower_priority()
         while True:
             job = self._next_job(queue)
             if job is None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.metadata as md
 import logging
 import os
 import sys
@@ -36,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import pluggy
 
 from app import api, hookspecs
+from app import entrypoints as _ep
 
 _log = logging.getLogger("implicit_studio.plugins")
 
@@ -122,17 +122,23 @@ class _Candidate:
     source: str
 
 
-def _dist_info(ep: md.EntryPoint) -> tuple[Optional[str], Optional[str], Optional[str], str]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None, None, None, ""
-    meta = dist.metadata
+def _dist_info(ep: Any) -> tuple[Optional[str], Optional[str], Optional[str], str]:
+    if isinstance(ep, _ep.EntryPoint):  # read without importlib.metadata (start-up)
+        meta = ep.metadata
+        if not meta:
+            return None, None, None, ""
+        version = meta.get("Version") or None
+    else:  # an importlib.metadata.EntryPoint (tests, zip paths)
+        dist = getattr(ep, "dist", None)
+        if dist is None:
+            return None, None, None, ""
+        meta, version = dist.metadata, dist.version
     name = meta.get("Name") or None
     author = meta.get("Author") or None
     if not author:
         email = meta.get("Author-email") or ""
         author = email.split("<")[0].strip().strip('"') or None
-    return name, dist.version, author, meta.get("Summary") or ""
+    return name, version, author, meta.get("Summary") or ""
 
 
 def _norm(name: Optional[str]) -> str:
@@ -151,7 +157,7 @@ class PluginManager:
         self,
         settings: Any = None,
         *,
-        entry_points: Optional[Iterable[md.EntryPoint]] = None,
+        entry_points: Optional[Iterable[Any]] = None,
         env: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.settings = settings
@@ -195,7 +201,7 @@ class PluginManager:
         found: dict[str, _Candidate] = {}
         eps = self._entry_points
         if eps is None:
-            eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
+            eps = _ep.entry_points(ENTRY_POINT_GROUP)
         seen_values: set[tuple[str, str]] = set()
         for ep in eps:
             if (ep.name, ep.value) in seen_values:

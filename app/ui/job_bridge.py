@@ -99,7 +99,7 @@ class JobBridge(QObject):
             from app.jobs import JobRunner  # noqa: PLC0415
 
             store = self.session.store if self.session is not None else None
-            runner = JobRunner(self.manager, store, settings=self.settings)
+            runner = JobRunner(self.manager, store, settings=self.settings, worker_niceness=5)
         self.runner = runner
         self.runner.add_listener(self._on_event)
         return runner

@@ -1,6 +1,6 @@
 """Write the model card of the bundled model from the training folder and the evaluation figures.
 
-    python -m plugins.default_model.card --train train_out/default --eval eval.json --out resources/models/default/README.md
+    python -m plugins.default_model.card --train train_out/v2 --eval eval.json --out resources/models/default/README.md
 """
 
 from __future__ import annotations
@@ -35,6 +35,18 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
         f"| studio, ONNX Runtime backend (CPUExecutionProvider) | {speed.get('onnx_s', float('nan')):.3f} | {speed.get('onnx_s', float('nan')) / speed.get('diffusers_s', float('nan')):.2f} |\n"
     )
     k = max(1, len(losses) // 20)
+    r25 = eval_json["by_steps"].get("25")
+    floors_text = ""
+    if r25:
+        verdicts = [f"{name} {r25[name]:.1%} ({'met' if r25[name] >= floor else 'missed'})"
+                    for name, floor in (("colour", 0.9), ("shape", 0.8), ("position", 0.8))]
+        floors_text = "These weights: " + ", ".join(verdicts) + "."
+    notes_file = train_dir / "card_notes.md"
+    notes = ("\n" + notes_file.read_text().strip() + "\n") if notes_file.exists() else ""
+    high_since = meta.get("high_noise_since")
+    high_since_text = f"{high_since:,}" if high_since else "0"
+    extended_text = (f" and its length was extended to {cfg['unet_steps']:,} steps at that point (the cosine "
+                     "learning-rate schedule follows the new length)" if high_since else "")
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
 A small text-to-image latent diffusion model in the exact layout of a Stable Diffusion 1.x
@@ -47,36 +59,45 @@ download. It draws one or two shapes (circle, square, triangle, star, ring, cros
 
 - Native resolution 64x64; latents 8x8x16 (VAE scaling factor set from the latent statistics).
 - Size on disk: {_mb(model_dir):.1f} MB (float32).
-- Components: UNet (block channels 96/128/128, cross-attention at 8x8 and 4x4), CLIP text encoder (3 layers, width 128, 32 tokens), VAE (4 levels, 32-64 channels).
+- Components: UNet (block channels 96/128/128, cross-attention at 8x8 and 4x4), CLIP text encoder (3 layers, width 128, 32 tokens), VAE (4 levels, 32-64 channels); DDIM scheduler, cosine betas, v-prediction, trailing timesteps.
 
 ## Training (reproducible)
 
 ```
-implicit-studio train-default-model --out train_out/default
-python -m plugins.default_model.card --train train_out/default --eval eval.json --out resources/models/default/README.md
+implicit-studio train-default-model --out train_out/v2
+python -m plugins.default_model.card --train train_out/v2 --eval eval.json --out resources/models/default/README.md
 ```
 
 (`python -m plugins.default_model.train --out DIR` is the same command.) It checkpoints every
 {cfg['checkpoint_every']} steps and resumes when run again on the same folder.
 
 - Data: `plugins/default_model/shapes.py`, {cfg['num_images']:,} images from seeds
-  0..{cfg['num_images'] - 1}, captions in 9 natural phrasings ("a small red star in the top left on a
-  blue background", "blue background, big green ring in the center", two-object captions ...).
+  0..{cfg['num_images'] - 1}. Captions are composed afresh at every training step from three clauses (the
+  object, its position, the background), each in several phrasings, in any order ("a small red star
+  in the top left on a blue background", "blue background; at the center, the big green ring", two-object
+  captions ...), so each picture is seen in many wordings; the evaluation wording is never produced.
 - VAE: {cfg['vae_crop_steps']} steps on 32x32 crops centred near objects (batch {cfg['vae_batch']}), then {cfg['vae_full_steps']}
   steps on full images (batch {cfg['vae_full_batch']}); L1 + L2 with object pixels weighted 10x, 1e-4 KL; deterministic
-  latents (posterior mean).
+  latents (posterior mean). Then the decoder alone: {cfg.get('decoder_steps', 0)} steps (batch {cfg.get('decoder_batch', 0)}) with an
+  edge term, on latents with up to {cfg.get('decoder_latent_noise', 0):g} (in the UNet's units) of added noise, for crisp corners
+  that forgive the diffusion model's small errors; the encoder, and so the latents, stay as they were.
 - UNet + text encoder, trained together: {meta['step']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
-  (warm-up {cfg['warmup']}, cosine to 10% over {cfg['unet_steps']} steps), v-prediction (as Stable Diffusion 2.x) with
-  min-SNR-{cfg['min_snr_gamma']:g} weighting, {cfg['cond_drop']:.0%} empty captions for classifier-free guidance, EMA
-  {cfg['ema_decay']} (the shipped weights). The first 1,400 steps of this run trained the epsilon objective; samples from
-  that model fell apart because an 8x8-latent epsilon model's clean-image estimate at high noise is amplified about
-  200x, so training switched to v-prediction from that checkpoint (features kept, EMA restarted). A run from nothing
-  today takes v-prediction from the start (`OBJECTIVE` in `train.py`).
-- Loss (unweighted MSE of the objective, mean of {k} steps; the v-objective from step 1,400): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
+  (warm-up {cfg['warmup']}, cosine to 10% over {cfg['unet_steps']} steps), v-prediction (as Stable Diffusion 2.x) on a
+  cosine noise schedule that ends at pure noise (`squaredcos_cap_v2`, sampled with "trailing" timesteps
+  from t=999), clean-image error weighted clamp(SNR, 1, {cfg['min_snr_gamma']:g}), {cfg['cond_drop']:.0%} empty captions for
+  classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). The first version of this model used
+  Stable Diffusion's scaled_linear betas, whose last step keeps 7% of the latent: on 8x8 latents the
+  model learned to read the layout from that leak, not from the prompt (position 6.8%).
+- Timesteps: {cfg.get('high_noise_frac', 0):.0%} of every batch from the noisiest end (t >= {cfg.get('high_noise_from', 0)}), the rest uniform.
+  With uniform timesteps alone (this run's first {high_since_text} steps) the model learned colours and
+  backgrounds but placed objects wherever the starting noise suggested: the noisiest steps, where
+  only the prompt can say where things go, are 2.5% of uniform draws, and 400 steps on them alone
+  taught "top left" to the same weights. This run switched to the mix at step {high_since_text}{extended_text}.
+- Loss (unweighted MSE of the v-objective, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
 - Time on this machine (2-core CPU, shared with other work while it ran): """ + ", ".join(
         f"{s} {t / 60:.1f} min" for s, t in timings.items()
-    ) + f"""; **total {total_min:.0f} min**.
-
+    ) + f"""; **total {total_min:.0f} min** (the sum of the stages' own times).
+{notes}
 ## Evaluation
 
 `implicit-studio evaluate-default-model --json eval.json` generates {eval_json['prompts']} held-out prompts x
@@ -93,7 +114,7 @@ number of objects. Sharpness is the mean gradient magnitude relative to clean re
 |---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + f"""
 
-Floors asked of this model at 25 steps: colour >= 90%, shape >= 80%, position >= 80%.
+Floors asked of this model at 25 steps: colour >= 90%, shape >= 80%, position >= 80%. {floors_text}
 
 ## Speed
 

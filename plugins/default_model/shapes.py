@@ -146,7 +146,20 @@ def render(background: str, objects: list[ShapeObject], size: int = IMAGE_SIZE):
 
 
 # --------------------------------------------------------------------------------------- captions
-# Training templates. Evaluation uses EVAL_TEMPLATES, whose word order never occurs in training.
+# Training captions are composed from three clauses (the object, its position, the background),
+# each with several phrasings, in any order and with varied punctuation, so that the text encoder
+# learns which words bind to what rather than where in the sentence they stand. Evaluation uses
+# EVAL_TEMPLATES, whose exact wording the composer never produces (it skips them).
+_OBJ_FORMS = ("a {size} {colour} {shape}", "{size} {colour} {shape}", "a {colour} {shape}, {size}",
+              "the {size} {colour} {shape}")
+_POS_FORMS = ("in the {pos}", "at the {pos}", "{pos}", "at the {pos} of the background")
+_BG_FORMS = ("on a {bg} background", "{bg} background", "on {bg}", "the background {bg}")
+_JOIN = (", ", " ", "; ", ": ")
+EVAL_TEMPLATES_ONE = ("on a {bg} background, in the {pos}, a {size} {colour} {shape}",)
+EVAL_TEMPLATES_TWO = (
+    "on a {bg} background: a {colour1} {shape1}, {size1}, in the {pos1}; a {colour2} {shape2}, {size2}, in the {pos2}",
+)
+# The templates of the first version of the data, kept in the mix (and in the tokenizer's vocabulary).
 _ONE_TEMPLATES = (
     "a {size} {colour} {shape} in the {pos} on a {bg} background",
     "{bg} background, {size} {colour} {shape} in the {pos}",
@@ -160,10 +173,32 @@ _TWO_TEMPLATES = (
     "{bg} background, {size1} {colour1} {shape1} in the {pos1}, {size2} {colour2} {shape2} in the {pos2}",
     "two shapes on {bg}: a {colour1} {shape1} in the {pos1} and a {colour2} {shape2} in the {pos2}, {size1} and {size2}",
 )
-EVAL_TEMPLATES_ONE = ("on a {bg} background, in the {pos}, a {size} {colour} {shape}",)
-EVAL_TEMPLATES_TWO = (
-    "on a {bg} background: a {colour1} {shape1}, {size1}, in the {pos1}; a {colour2} {shape2}, {size2}, in the {pos2}",
-)
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _object_clause(rng: np.random.Generator, k: str = "") -> str:
+    """An object with its position, the position before or after it."""
+    obj = _pick(rng, _OBJ_FORMS).replace("}", k + "}")
+    pos = _pick(rng, _POS_FORMS).replace("}", k + "}")
+    return f"{obj} {pos}" if rng.random() < 0.75 else f"{pos}, {obj}"
+
+
+def compose_template(n_objects: int, rng: np.random.Generator) -> str:
+    """A random training template for one or two objects (never an evaluation template)."""
+    held_out = set(EVAL_TEMPLATES_ONE + EVAL_TEMPLATES_TWO)
+    while True:
+        if rng.random() < 0.25:  # the original fixed templates
+            t = _pick(rng, _ONE_TEMPLATES if n_objects == 1 else _TWO_TEMPLATES)
+        else:
+            objs = [_object_clause(rng, "" if n_objects == 1 else str(i + 1)) for i in range(n_objects)]
+            body = objs[0] if n_objects == 1 else _pick(rng, (" and ", ", ", "; ")).join(objs)
+            bg = _pick(rng, _BG_FORMS)
+            t = f"{bg}{_pick(rng, _JOIN)}{body}" if rng.random() < 0.5 else f"{body}{_pick(rng, _JOIN)}{bg}"
+        if t not in held_out:
+            return t
 
 
 def caption_for(background: str, objects: list[ShapeObject], rng: np.random.Generator, templates=None) -> str:
@@ -173,17 +208,14 @@ def caption_for(background: str, objects: list[ShapeObject], rng: np.random.Gene
             POSITIONS[obj.cell][rng.integers(len(POSITIONS[obj.cell]))],
         )
 
+    t = _pick(rng, templates) if templates else compose_template(len(objects), rng)
     if len(objects) == 1:
         (o,) = objects
         size_w, pos_w = words(o)
-        pool = templates or _ONE_TEMPLATES
-        t = pool[rng.integers(len(pool))]
         return t.format(size=size_w, colour=o.colour, shape=o.shape, pos=pos_w, bg=background)
     o1, o2 = objects
     s1, p1 = words(o1)
     s2, p2 = words(o2)
-    pool = templates or _TWO_TEMPLATES
-    t = pool[rng.integers(len(pool))]
     return t.format(
         size1=s1, colour1=o1.colour, shape1=o1.shape, pos1=p1,
         size2=s2, colour2=o2.colour, shape2=o2.shape, pos2=p2, bg=background,
@@ -238,6 +270,7 @@ def vocabulary() -> list[str]:
     """Every word any caption (training or evaluation wording) can contain."""
     words: set[str] = set()
     texts = list(_ONE_TEMPLATES + _TWO_TEMPLATES + EVAL_TEMPLATES_ONE + EVAL_TEMPLATES_TWO)
+    texts += list(_OBJ_FORMS + _POS_FORMS + _BG_FORMS + _JOIN)
     fills = list(COLOURS) + list(BACKGROUNDS) + list(SHAPES)
     fills += [w for ws in SIZE_WORDS.values() for w in ws]
     fills += [w for ws in POSITIONS.values() for w in ws]

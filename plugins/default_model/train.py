@@ -5,9 +5,14 @@
 Stages, each checkpointed in DIR so an interrupted run resumes where it stopped:
   1. ``vae``     AutoencoderKL on random 32x32 crops, then on full 64x64 images.
   2. ``latents`` the training set (procedural shape images, see ``shapes.py``) encoded once.
-  3. ``unet``    UNet2DConditionModel and CLIPTextModel trained together on the latents with the
-                 epsilon objective (min-SNR weighting, 10% caption dropout for guidance), EMA weights.
-  4. ``export``  a diffusers StableDiffusionPipeline folder (safetensors) in DIR/pipeline.
+  3. ``decoder`` the VAE decoder alone fine-tuned for crisp corners (the encoder, and so the
+                 latents, stay as they are), on slightly noisy latents so that it forgives the
+                 diffusion model's small errors.
+  4. ``unet``    UNet2DConditionModel and CLIPTextModel trained together on the latents with the
+                 v-prediction objective on a cosine schedule (x0-error weight clamp(SNR, 1, 5), 10%
+                 caption dropout for guidance), EMA weights. Captions are drawn afresh at every step
+                 from the compositional caption generator, so each image is seen in many wordings.
+  5. ``export``  a diffusers StableDiffusionPipeline folder (safetensors) in DIR/pipeline.
 
 Checkpoints are safetensors files plus a JSON state file: nothing is ever unpickled.
 ``--smoke`` runs a few steps of every stage on a few hundred images and checks the losses fall.
@@ -25,6 +30,7 @@ from pathlib import Path
 
 
 OBJECTIVE = "v_prediction"
+SCHEDULE = "squaredcos_cap_v2"
 
 
 @dataclass
@@ -35,13 +41,22 @@ class TrainConfig:
     vae_batch: int = 32
     vae_full_batch: int = 16
     vae_lr: float = 1e-3
-    unet_steps: int = 4000
+    decoder_steps: int = 3000
+    decoder_batch: int = 16
+    decoder_lr: float = 3e-4
+    decoder_latent_noise: float = 0.1
+    unet_steps: int = 12000
     unet_batch: int = 64
     unet_lr: float = 3e-4
     warmup: int = 200
-    ema_decay: float = 0.999
+    ema_decay: float = 0.9995
     cond_drop: float = 0.1
-    min_snr_gamma: float = 5.0
+    min_snr_gamma: float = 5.0  # x0-error weight clamp(SNR, 1, gamma): truncated min-SNR
+    # Share of each batch drawn from the noisiest timesteps (t >= high_noise_from), where the input
+    # holds (almost) nothing of the picture and the layout must come from the prompt alone; with
+    # uniform timesteps the model read positions off the noise instead and ignored "top left".
+    high_noise_frac: float = 0.3
+    high_noise_from: int = 950
     threads: int = 2
     seed: int = 0
     checkpoint_every: int = 200
@@ -49,7 +64,7 @@ class TrainConfig:
     @classmethod
     def smoke(cls) -> "TrainConfig":
         return cls(num_images=384, vae_crop_steps=30, vae_full_steps=6, vae_batch=16, vae_full_batch=8,
-                   unet_steps=40, unet_batch=32, warmup=5, checkpoint_every=20, vae_lr=1e-3, unet_lr=5e-4)
+                   decoder_steps=20, decoder_batch=8, unet_steps=40, unet_batch=32, warmup=5, checkpoint_every=20, vae_lr=1e-3, unet_lr=5e-4)
 
 
 # ----------------------------------------------------------------------------- checkpoint helpers
@@ -176,6 +191,48 @@ def _to_tensor(imgs):
 
 
 # ----------------------------------------------------------------------------- stage 1: VAE
+def _autoencoder_pool(cfg: TrainConfig):
+    """Up to 20,000 training images as tensors, with per-pixel loss weights and object masks.
+
+    Objects cover a few percent of the pixels: they (and a 1-pixel rim) weigh ten times as much,
+    so that the autoencoder learns shapes and colours, not only backgrounds.
+    """
+    import torch
+
+    pool_n = min(cfg.num_images, 20_000)
+    imgs, _, masks = _images(cfg, 0, pool_n, with_masks=True)
+    fg = torch.nn.functional.max_pool2d(torch.from_numpy(masks).float()[:, None], 3, 1, 1)
+    return pool_n, _to_tensor(imgs), 1.0 + 9.0 * fg, masks
+
+
+def _autoencoder_update(vae, opt, params, loss, step: int, total: int, losses: list, prog, ck: Path,
+                        cfg: TrainConfig) -> int:
+    """One optimiser step of an autoencoder stage, with logging and checkpoints; the new step."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    step += 1
+    losses.append(float(loss.detach()))
+    prog.update(step, loss=sum(losses[-20:]) / len(losses[-20:]))
+    if step % 25 == 0:
+        adapt_threads(cfg.threads)
+    if step % cfg.checkpoint_every == 0 or step == total:
+        _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)}, {"step": step, "losses": losses})
+    return step
+
+
+def _resume_autoencoder(vae, opt, tensors, meta, name: str, log) -> tuple[int, list]:
+    if tensors is None:
+        return 0, []
+    vae.load_state_dict(_unpack(tensors, "vae"))
+    _restore_optimizer(opt, tensors, "opt")
+    log(f"[{name}] resuming at step {meta['step']}")
+    return meta["step"], meta["losses"]
+
+
 def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     import numpy as np
     import torch
@@ -186,22 +243,11 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     vae = make_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     tensors, meta = _load_state(ck)
-    step, losses = 0, []
-    if tensors is not None:
-        vae.load_state_dict(_unpack(tensors, "vae"))
-        _restore_optimizer(opt, tensors, "opt")
-        step, losses = meta["step"], meta["losses"]
-        log(f"[vae] resuming at step {step}")
+    step, losses = _resume_autoencoder(vae, opt, tensors, meta, "vae", log)
     total = cfg.vae_crop_steps + cfg.vae_full_steps
     if step >= total:
         return losses
-    pool_n = min(cfg.num_images, 20_000)
-    imgs, _, masks = _images(cfg, 0, pool_n, with_masks=True)
-    data = _to_tensor(imgs)
-    # Objects cover a few percent of the pixels: weight them (and a 1-pixel rim) ten times so the
-    # autoencoder learns shapes and colours, not only backgrounds.
-    fg = torch.nn.functional.max_pool2d(torch.from_numpy(masks).float()[:, None], 3, 1, 1)
-    weights = 1.0 + 9.0 * fg
+    pool_n, data, weights, masks = _autoencoder_pool(cfg)
     centres = [np.argwhere(m) for m in masks]
     g = torch.Generator().manual_seed(cfg.seed + step)
     prog = Progress("vae", total, step)
@@ -232,21 +278,12 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         kl = post.kl().mean() / x[0].numel()
         err = rec - x
         loss = ((err.abs() + err.pow(2)) * w).mean() / w.mean() + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        prog.update(step, loss=sum(losses[-20:]) / len(losses[-20:]))
-        if step % 25 == 0:
-            adapt_threads(cfg.threads)
-        if step % cfg.checkpoint_every == 0 or step == total:
-            _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)}, {"step": step, "losses": losses})
+        step = _autoencoder_update(vae, opt, vae.parameters(), loss, step, total, losses, prog, ck, cfg)
     return losses
 
 
-def load_vae(out: Path):
+def load_vae(out: Path, decoder: bool = True):
+    """The trained VAE; with ``decoder`` its fine-tuned decoder where that stage has run."""
     from .build import make_vae
 
     vae = make_vae()
@@ -254,6 +291,9 @@ def load_vae(out: Path):
     if tensors is None:
         raise FileNotFoundError(f"no VAE checkpoint in {out}")
     vae.load_state_dict(_unpack(tensors, "vae"))
+    dec, _ = _load_state(out / "decoder_ckpt")
+    if dec is not None and decoder:
+        vae.load_state_dict(_unpack(dec, "vae"))
     return vae.eval()
 
 
@@ -270,7 +310,7 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
         write_tokenizer(tok_dir)
     if path.exists():
         return load_file(str(path))
-    vae = load_vae(out)
+    vae = load_vae(out, decoder=False)
     tok = load_tokenizer(tok_dir)
     means, logvars, ids = [], [], []
     chunk = 1000
@@ -301,13 +341,84 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
     return tensors
 
 
-# ----------------------------------------------------------------------------- stage 3: UNet
+# ----------------------------------------------------------------------------- stage 3: decoder
+def _edges(x):
+    """Horizontal and vertical differences of an image batch."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
+    """Fine-tune the VAE decoder on the frozen encoder's latents (which the UNet is trained on)."""
+    import torch
+
+    lat_scale = float(encode_latents(out, cfg, log)["scaling_factor"])
+    ck = out / "decoder_ckpt"
+    vae = load_vae(out, decoder=False)
+    tensors, meta = _load_state(ck)
+    dec_params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(dec_params, lr=cfg.decoder_lr, weight_decay=0.0)
+    step, losses = _resume_autoencoder(vae, opt, tensors, meta, "decoder", log)
+    if step >= cfg.decoder_steps:
+        return losses
+    pool_n, data, weights, _ = _autoencoder_pool(cfg)
+    g = torch.Generator().manual_seed(cfg.seed + 17 + step)
+    for p in vae.encoder.parameters():
+        p.requires_grad_(False)
+    vae.train()
+    prog = Progress("decoder", cfg.decoder_steps, step)
+    while step < cfg.decoder_steps:
+        idx = torch.randint(0, pool_n, (cfg.decoder_batch,), generator=g)
+        x, w = data[idx], weights[idx]
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+            # noise of a fraction of the latent spread, in the UNet's scaled units
+            z = z + torch.randn(z.shape, generator=g) * (cfg.decoder_latent_noise / lat_scale) * float(torch.rand(1, generator=g))
+        rec = vae.decode(z).sample
+        err = rec - x
+        pix = ((err.abs() + err.pow(2)) * w).mean() / w.mean()
+        (rx, ry), (tx, ty) = _edges(rec), _edges(x)
+        edge = (rx - tx).abs().mean() + (ry - ty).abs().mean()
+        loss = pix + edge
+        lr = cfg.decoder_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps)))
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        step = _autoencoder_update(vae, opt, dec_params, loss, step, cfg.decoder_steps, losses, prog, ck, cfg)
+    return losses
+
+
+def _scenes(cfg: TrainConfig, count: int):
+    """(background, objects) of the first ``count`` training images, without rendering them."""
+    import numpy as np
+
+    from .shapes import random_scene
+
+    return [random_scene(np.random.default_rng(cfg.seed * 10_000_019 + i)) for i in range(count)]
+
+
+def _caption_ids(tok, scenes, idx, rng, max_tokens: int):
+    """Token ids of a fresh caption for each picked scene (re-drawn if it would be truncated)."""
+    from .shapes import caption_for
+
+    caps = []
+    for i in idx:
+        bg, objs = scenes[i]
+        for _ in range(8):
+            cap = caption_for(bg, objs, rng)
+            if len(tok(cap).input_ids) <= max_tokens:
+                break
+        caps.append(cap)
+    return tok(caps, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt").input_ids
+
+
+# ----------------------------------------------------------------------------- stage 4: UNet
 def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     import copy
 
     import torch
 
-    from .build import load_tokenizer, make_scheduler, make_text_encoder, make_unet
+    import numpy as np
+
+    from .build import MAX_TOKENS, load_tokenizer, make_scheduler, make_text_encoder, make_unet
 
     lat = encode_latents(out, cfg, log)
     tok = load_tokenizer(out / "tokenizer")
@@ -318,6 +429,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     ck = out / "unet_ckpt"
     tensors, meta = _load_state(ck)
     step, losses = 0, []
+    high_since = 0 if cfg.high_noise_frac else None
     if tensors is not None:
         unet.load_state_dict(_unpack(tensors, "unet"))
         te.load_state_dict(_unpack(tensors, "te"))
@@ -325,34 +437,40 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         ema_te.load_state_dict(_unpack(tensors, "ema_te"))
         _restore_optimizer(opt, tensors, "opt")
         step, losses = meta["step"], meta["losses"]
+        high_since = meta.get("high_noise_since", step if cfg.high_noise_frac else None)
         log(f"[unet] resuming at step {step}")
-        if meta.get("objective", "epsilon") != OBJECTIVE:
-            # The objective changed (the first run of this model trained epsilon for 1,400 steps):
-            # keep the learned features, restart the averaged weights from the current ones.
-            ema_unet.load_state_dict(unet.state_dict())
-            ema_te.load_state_dict(te.state_dict())
-            log(f"[unet] objective {meta.get('objective', 'epsilon')} -> {OBJECTIVE}: EMA restarted")
+        if (meta.get("objective", "epsilon"), meta.get("schedule", "scaled_linear")) != (OBJECTIVE, SCHEDULE):
+            raise SystemExit(f"{ck} was trained with another objective or noise schedule "
+                             f"({meta.get('objective', 'epsilon')}, {meta.get('schedule', 'scaled_linear')}); "
+                             "use a new --out folder")
     if step >= cfg.unet_steps:
         return losses
     sched = make_scheduler()
     acp = sched.alphas_cumprod.float()
     snr = acp / (1 - acp)
-    weight = torch.clamp(snr, max=cfg.min_snr_gamma) / (snr + 1)  # min-SNR weighting for v-prediction
+    # ||v - v_hat||^2 = (SNR + 1) ||x0 - x0_hat||^2: weight the clean-image error by clamp(SNR, 1, gamma),
+    # min-SNR's cap at low noise, and no less than the x0 error at high noise, where the layout is decided.
+    weight = torch.clamp(snr, min=1.0, max=cfg.min_snr_gamma) / (snr + 1)
     sf = float(lat["scaling_factor"])
     mean = lat["mean"]
-    ids, empty = lat["ids"], lat["empty_ids"]
+    empty = lat["empty_ids"]
     n = mean.shape[0]
+    scenes = _scenes(cfg, n)
     g = torch.Generator().manual_seed(cfg.seed * 7 + step)
+    cap_rng = np.random.default_rng(cfg.seed * 13 + step)
     prog = Progress("unet", cfg.unet_steps, step)
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
     unet.train(), te.train()
     while step < cfg.unet_steps:
         idx = torch.randint(0, n, (cfg.unet_batch,), generator=g)
         z0 = mean[idx] * sf
-        tok_ids = ids[idx].clone()
+        tok_ids = _caption_ids(tok, scenes, idx.tolist(), cap_rng, MAX_TOKENS)
         drop = torch.rand(cfg.unet_batch, generator=g) < cfg.cond_drop
         tok_ids[drop] = empty
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.unet_batch,), generator=g)
+        n_high = int(round(cfg.unet_batch * cfg.high_noise_frac))
+        if n_high:
+            t[:n_high] = torch.randint(cfg.high_noise_from, sched.config.num_train_timesteps, (n_high,), generator=g)
         noise = torch.randn(z0.shape, generator=g)
         a = acp[t].sqrt().view(-1, 1, 1, 1)
         s = (1 - acp[t]).sqrt().view(-1, 1, 1, 1)
@@ -385,7 +503,8 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                 ck,
                 {**_pack("unet", unet), **_pack("te", te), **_pack("ema_unet", ema_unet),
                  **_pack("ema_te", ema_te), **_pack_optimizer("opt", opt)},
-                {"step": step, "losses": losses, "config": asdict(cfg), "objective": OBJECTIVE},
+                {"step": step, "losses": losses, "config": asdict(cfg), "objective": OBJECTIVE, "schedule": SCHEDULE,
+                 "high_noise_since": high_since},
             )
     return losses
 
@@ -431,7 +550,7 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
     return dest
 
 
-def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "unet", "export"), log=print) -> dict:
+def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet", "export"), log=print) -> dict:
     import torch
 
     torch.set_num_threads(cfg.threads)
@@ -448,11 +567,16 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "unet", "export")
             report["vae_losses"] = train_vae(out, cfg, log)
         elif stage == "latents":
             encode_latents(out, cfg, log)
+        elif stage == "decoder":
+            report["decoder_losses"] = train_decoder(out, cfg, log)
         elif stage == "unet":
             report["unet_losses"] = train_unet(out, cfg, log)
         elif stage == "export":
             report["pipeline"] = str(export_pipeline(out, log=log))
-        timings[stage] = timings.get(stage, 0.0) + (time.time() - t0)
+        spent = time.time() - t0
+        # re-read: another process may have run a different stage into the same folder meanwhile
+        timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+        timings[stage] = timings.get(stage, 0.0) + spent
         (out / "timings.json").write_text(json.dumps(timings, indent=2))
     report["timings"] = timings
     return report
@@ -465,11 +589,14 @@ def main(argv=None) -> int:
     p.add_argument("--unet-steps", type=int, default=None)
     p.add_argument("--num-images", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--stages", default="vae,latents,unet,export")
+    p.add_argument("--decoder-steps", type=int, default=None)
+    p.add_argument("--stages", default="vae,latents,decoder,unet,export")
     a = p.parse_args(argv)
     cfg = TrainConfig.smoke() if a.smoke else TrainConfig()
     if a.unet_steps:
         cfg.unet_steps = a.unet_steps
+    if a.decoder_steps:
+        cfg.decoder_steps = a.decoder_steps
     if a.num_images:
         cfg.num_images = a.num_images
     if a.threads:
@@ -477,7 +604,7 @@ def main(argv=None) -> int:
     report = run(a.out, cfg, tuple(s.strip() for s in a.stages.split(",") if s.strip()))
     if a.smoke:
         ok = True
-        for key in ("vae_losses", "unet_losses"):
+        for key in ("vae_losses", "decoder_losses", "unet_losses"):
             ls = report.get(key) or []
             if len(ls) >= 10:
                 k = max(3, len(ls) // 5)

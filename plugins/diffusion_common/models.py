@@ -57,6 +57,8 @@ _SINGLE_FILE_CLASS = {
     "sd2": "StableDiffusionPipeline",
     "sd1-inpaint": "StableDiffusionInpaintPipeline",
     "sd2-inpaint": "StableDiffusionInpaintPipeline",
+    "sd-custom": "StableDiffusionPipeline",
+    "sd-custom-inpaint": "StableDiffusionInpaintPipeline",
     "sdxl": "StableDiffusionXLPipeline",
     "sdxl-inpaint": "StableDiffusionXLInpaintPipeline",
     "sdxl-refiner": "StableDiffusionXLImg2ImgPipeline",
@@ -190,10 +192,14 @@ def classify_state_dict(shapes: Mapping[str, tuple], name: str = "checkpoint") -
     conv_in = shapes.get(dm + "input_blocks.0.0.weight")
     if conv_in is not None:
         in_ch = int(conv_in[1]) if len(conv_in) > 1 else 4
-        inpaint = in_ch == 9
-        if in_ch not in (4, 9):
-            raise ModelError(f"{name} is a UNet checkpoint with {in_ch} input channels (4 = text-to-image, "
-                             "9 = inpainting are supported; 8 is InstructPix2Pix, not supported)")
+        # the VAE's latent channels when the file has the VAE (4 in SD; other widths are custom models)
+        vae_in = shapes.get("first_stage_model.decoder.conv_in.weight")
+        latent = int(vae_in[1]) if vae_in is not None and len(vae_in) > 1 else 4
+        inpaint = in_ch == 2 * latent + 1
+        if in_ch not in (latent, 2 * latent + 1):
+            raise ModelError(f"{name} is a UNet checkpoint with {in_ch} input channels ({latent} = text-to-image, "
+                             f"{2 * latent + 1} = inpainting are supported; {2 * latent} is InstructPix2Pix, "
+                             "not supported)")
         if has_prefix(dm + "label_emb.") or has_prefix("conditioner.embedders."):
             if has_prefix("conditioner.embedders.1.") or not has_prefix("conditioner.embedders.0.model."):
                 arch = "sdxl-inpaint" if inpaint else "sdxl"
@@ -211,10 +217,14 @@ def classify_state_dict(shapes: Mapping[str, tuple], name: str = "checkpoint") -
                 ctx = 768
             elif has_prefix("cond_stage_model.model."):
                 ctx = 1024
-        if ctx == 768:
+        clip_norm = shapes.get("cond_stage_model.transformer.text_model.final_layer_norm.weight")
+        if latent == 4 and ctx == 768:
             arch = "sd1"
-        elif ctx == 1024:
+        elif latent == 4 and ctx == 1024:
             arch = "sd2"
+        elif ctx is not None and clip_norm is not None and int(clip_norm[0]) == ctx:
+            # SD 1.x structure (CLIP text encoder in the file) with other widths, e.g. the bundled model
+            arch = "sd-custom"
         else:
             raise ModelError(f"{name} has a Stable Diffusion UNet but its text conditioning size is "
                              f"{ctx if ctx is not None else 'unknown'} (768 = SD1, 1024 = SD2 are known)")
@@ -525,6 +535,8 @@ def find_local_config(arch: str) -> Path | None:
     from .model_manager import hf_cache_models
 
     base = arch.replace("-inpaint", "")
+    if base == "sd-custom":  # its sizes are its own: another custom model's config would not fit
+        return None
     for entry in hf_cache_models():
         try:
             info = inspect_diffusers_folder(entry.path)
@@ -562,8 +574,12 @@ def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOpt
             raise
         hint = ("" if config is not None else
                 f" diffusers needs the configuration of a {info.arch_name} model to build the pipeline; none was "
-                "found in the Hugging Face cache. Point the model's config setting at a diffusers folder of the "
-                "same architecture.")
+                "found in the Hugging Face cache. Give a diffusers folder of the same architecture as the model's "
+                "config (--model-config on the command line, 'model config' in the tool's advanced options).")
+        if config is None and info.arch.startswith("sd-custom"):
+            hint = (" Its layer sizes are not those of a standard SD 1.x/2.x model, so diffusers needs the "
+                    "diffusers folder it was made from (or one of identical sizes) as its config (--model-config on "
+                    "the command line, 'model config' in the tool's advanced options).")
         raise ModelError(f"could not load {path.name} as a {info.arch_name} checkpoint offline.{hint} "
                          f"Cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 

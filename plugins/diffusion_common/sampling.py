@@ -78,14 +78,16 @@ def set_timesteps(scheduler, steps: int, device, strength: float = 1.0):
     image-to-image ``strength`` (1.0 = all of them), as diffusers' img2img pipeline does."""
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
-    if strength >= 1.0:
-        return timesteps
-    init = min(int(steps * strength), steps)
-    start = max(steps - init, 0)
-    order = getattr(scheduler, "order", 1)
-    timesteps = timesteps[start * order:]
+    start = 0
+    if strength < 1.0:
+        init = min(int(steps * strength), steps)
+        start = max(steps - init, 0) * getattr(scheduler, "order", 1)
+        timesteps = timesteps[start:]
     if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start * order)
+        # Step through the schedule by position, not by looking each timestep up: Karras sigmas on
+        # a schedule that ends at pure noise (cosine betas) give repeated timesteps, and the look-up
+        # would then run past the end of the schedule.
+        scheduler.set_begin_index(start)
     return timesteps
 
 

@@ -1,4 +1,5 @@
-"""``implicit-studio models``: list the diffusion models and LoRAs the model manager finds."""
+"""``implicit-studio models``: list the diffusion models and LoRAs the model manager finds;
+``implicit-studio export-checkpoint``: write a diffusers model as a single-file checkpoint."""
 
 from __future__ import annotations
 
@@ -63,4 +64,31 @@ def models_main(argv: list[str]) -> int:
         print(f"{'':<10} {r['path']}")
         if r.get("problem"):
             print(f"{'':<10} ! {r['problem']}")
+    return 0
+
+
+def export_checkpoint_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="implicit-studio export-checkpoint",
+        description="Write a diffusers SD 1.x-structured model folder as one .safetensors checkpoint in the "
+                    "original LDM layout that AUTOMATIC1111, ComfyUI and diffusers' from_single_file read. "
+                    "A model of non-standard sizes (the bundled one) loads back with --model-config set to "
+                    "the folder it came from.")
+    parser.add_argument("model", nargs="?", default="default",
+                        help="'default' (the bundled model) or a diffusers folder")
+    parser.add_argument("--out", required=True, help="the .safetensors file to write")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                        help="convert the weights (default: keep their precision)")
+    args = parser.parse_args(argv)
+
+    from plugins.diffusion_common.models import ModelError, resolve_model_path
+    from plugins.diffusion_common.single_file import export_single_file
+
+    try:
+        res = export_single_file(resolve_model_path(args.model), args.out, dtype=args.dtype)
+    except (ModelError, ValueError, OSError) as exc:
+        print(f"implicit-studio export-checkpoint: {exc}", file=sys.stderr)
+        return 2
+    parts = ", ".join(f"{k} {v}" for k, v in res.components.items())
+    print(f"wrote {res.path} ({_human(res.bytes)}, {res.tensors} tensors: {parts})")
     return 0

@@ -2,7 +2,7 @@
 ``models`` command and the trajectory viewer. Cheap to import: stdlib + app.api only; the run
 function (``plugins.text_to_image.run``) imports torch/diffusers/onnxruntime when it runs."""
 
-from app.api import (BoolParam, ChoiceParam, CommandSpec, FloatParam, ImageParam, IntParam, ModelParam,
+from app.api import (BoolParam, ChoiceParam, CommandSpec, FloatParam, ImageParam, IntParam, ModelParam, PathParam,
                      SeedParam, SettingsSpec, TextParam, ToolSpec, ViewerSpec, hookimpl)
 
 REQUIRES_API = "1.0"
@@ -40,6 +40,9 @@ def tool_params():
                    help="image-to-image: how much of the image is redrawn (1 = all)"),
         ModelParam(name="model", default="default",
                    help="'default' (the bundled model), a diffusers folder or a .safetensors checkpoint"),
+        PathParam(name="model_config", mode="dir", optional=True, advanced=True,
+                  help="single-file checkpoints: a diffusers folder of the same architecture to take the "
+                       "configuration and tokenizer from (found in the Hugging Face cache when empty)"),
         ChoiceParam(name="backend", choices=("torch", "onnx"), labels=("PyTorch", "ONNX Runtime"), default="torch",
                     help="ONNX Runtime exports the model once (cached by its hash)"),
         ChoiceParam(name="sweep", choices=("none", "seed", "guidance", "steps", "scheduler"), default="none",
@@ -105,6 +108,10 @@ def studio_commands():
     return [
         CommandSpec(name="models", help="list the diffusion models and LoRAs found (kind, format, size, hash)",
                     main="plugins.text_to_image.commands:models_main"),
+        CommandSpec(name="export-checkpoint",
+                    help="write a diffusers SD 1.x-structured model as one .safetensors file in the original "
+                         "(AUTOMATIC1111/ComfyUI) layout",
+                    main="plugins.text_to_image.commands:export_checkpoint_main"),
     ]
 
 

@@ -62,7 +62,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                       strength: float = 0.75, model: str = "default", backend: str = "torch", sweep: str = "none",
                       sweep_values: str = "", clip_skip: int = 0, loras: str = "", record_trajectory: bool = True,
                       thumbnails: str = "fast", attention_slicing: bool = False, vae_tiling: bool = False,
-                      cpu_offload: bool = False):
+                      cpu_offload: bool = False, model_config: str | None = None):
     from plugins.diffusion_common.models import LoadOptions
 
     from . import compute
@@ -74,7 +74,8 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         scheduler=scheduler, width=width or None, height=height or None, batch_size=batch_size,
         batch_count=batch_count, init_image=init_image, strength=strength, clip_skip=clip_skip, preset=preset,
         loras=parse_loras(loras))
-    options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload)
+    options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
+                          config=model_config or None)
     kwargs = dict(
         backend=backend, device=ctx.device, dtype=ctx.dtype, providers=tuple(ctx.ort_providers),
         on_preview=ctx.preview, is_cancelled=lambda: ctx.cancelled, record_trajectory=record_trajectory,

@@ -3,6 +3,7 @@ operations, failures, device errors (toy plugin, real discovery)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -294,3 +295,25 @@ def test_open_session_marks_runs_left_running_as_failed(tmp_path):
         assert store.get_run(again).status == "running"
     finally:
         store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is a Linux feature")
+def test_worker_threads_run_nicer_than_the_window(manager):
+    """The window's runner lowers its worker threads' priority so the event loop wins the CPU."""
+    import os
+
+    seen = {}
+
+    def probe(event):
+        if event.kind == "progress" and "nice" not in seen:
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    r = JobRunner(manager, None, device="cpu", worker_niceness=5, listeners=[probe])
+    try:
+        job = r.submit("noise-image", {"size": 8, "steps": 2, "seed": 1})
+        assert job.wait(20) and job.state is JobState.FINISHED, job.error
+    finally:
+        r.shutdown(cancel=True)
+    assert seen["nice"] == min(19, main_nice + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice  # the caller is untouched

@@ -228,3 +228,39 @@ def test_hook_returning_wrong_type_fails_the_plugin(settings):
     m = PluginManager(settings, entry_points=[], env={}).load()
     rec = m.register_plugin(Wrong(), "wrong")
     assert rec.status == FAILED and "expected app.api.ToolSpec" in rec.error
+
+
+def test_fast_entry_point_discovery_matches_importlib_metadata():
+    """Start-up reads entry_points.txt itself; it must find what importlib.metadata finds."""
+    import importlib.metadata as md
+
+    from app import entrypoints
+    from app.plugins import ENTRY_POINT_GROUP
+
+    ours = entrypoints.entry_points(ENTRY_POINT_GROUP)
+    theirs = list(md.entry_points(group=ENTRY_POINT_GROUP))
+    assert {(e.name, e.value) for e in ours} == {(e.name, e.value) for e in theirs}
+    assert {e.name for e in ours} >= {"text_to_image", "h_edit", "inpaint", "inr", "rl"}
+    for e in ours:
+        ref = next(t for t in theirs if t.name == e.name)
+        assert e.metadata["Name"] == ref.dist.metadata["Name"]
+        assert e.metadata["Version"] == ref.dist.version
+        assert e.metadata.get("Summary", "") == (ref.dist.metadata.get("Summary") or "")
+        assert e.load() is ref.load()
+
+
+def test_fast_entry_point_parser_reads_groups_folds_and_attributes(tmp_path, monkeypatch):
+    from app import entrypoints
+
+    dist = tmp_path / "my_plugin-2.3.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text(
+        "[console_scripts]\nx = y:z\n\n[implicit_studio.plugins]\n# a comment\nmine = json:decoder.JSONDecoder\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 2.3\n"
+                                   "Summary: A long\n  folded summary\nAuthor: Ada\n\nBody: not a header\n")
+    monkeypatch.setattr("sys.path", [str(tmp_path)])
+    (ep,) = entrypoints.entry_points("implicit_studio.plugins")
+    import json
+
+    assert (ep.name, ep.value) == ("mine", "json:decoder.JSONDecoder") and ep.load() is json.decoder.JSONDecoder
+    assert ep.metadata == {"Name": "my-plugin", "Version": "2.3", "Summary": "A long folded summary", "Author": "Ada"}

@@ -29,7 +29,10 @@ def test_model_card_records_command_time_and_evaluation():
     card = (MODEL / "README.md").read_text()
     assert "train-default-model" in card
     assert "| DDIM steps | colour | shape | position |" in card
-    assert "min of wall time" in card
+    import re
+
+    assert re.search(r"\*\*total \d+ min\*\*", card)  # the time the training took on this machine
+    assert "These weights: colour" in card  # the floors, met or missed
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +59,13 @@ def test_generates_what_the_prompt_asks(pipe):
     out = pipe(prompts, num_inference_steps=10, guidance_scale=5.0,
                generator=[torch.Generator().manual_seed(i) for i in range(len(prompts))], output_type="np").images
     imgs = (np.clip(out, 0, 1) * 255).round().astype("uint8")
-    colour = sum(score(s.background, s.objects, detect(i))["colour"] for s, i in zip(scenes, imgs))
-    # The shipped model follows colours about half the time (model card); chance is about 1 in 8.
-    assert colour >= 3, colour
+    scores = [score(s.background, s.objects, detect(i)) for s, i in zip(scenes, imgs)]
+    colour = sum(sc["colour"] for sc in scores)
+    position = sum(sc["position"] for sc in scores)
+    background = sum(sc["background"] for sc in scores)
+    # The shipped model gets about 94% of colours and positions right at 10 steps (model card);
+    # chance is about 1 in 8 for a colour and 1 in 9 for a position.
+    assert colour >= 6 and position >= 6 and background >= 7, (colour, position, background)
     # Different prompts give different pictures (the text is actually read).
     assert np.abs(imgs[0].astype(int) - imgs[1].astype(int)).mean() > 10
 

@@ -44,6 +44,32 @@ def test_every_scheduler_runs(tiny_model, scheduler):
     assert np.isfinite(r.trajectory.latent_norm).all()
 
 
+@pytest.fixture(scope="module")
+def cosine_model(tiny_model, tmp_path_factory):
+    """The tiny model with the bundled model's kind of schedule: cosine betas that end at pure noise
+    (sigma_max ~ 2e4), v-prediction, trailing timesteps."""
+    import json
+    import shutil
+
+    dest = tmp_path_factory.mktemp("cosine") / "tiny"
+    shutil.copytree(tiny_model, dest)
+    cfg_path = dest / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", timestep_spacing="trailing")
+    cfg_path.write_text(json.dumps(cfg))
+    return dest
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_every_scheduler_runs_on_a_schedule_that_ends_at_pure_noise(cosine_model, scheduler):
+    # DPM++ Karras sigmas on such a schedule repeat timesteps; stepping by position must still
+    # take exactly the asked number of steps (it used to run past the end: IndexError).
+    for steps in (4, 10):
+        r = generate(gp(steps=steps, scheduler=scheduler), str(cosine_model))
+        assert r.trajectory.steps == steps
+        assert np.isfinite(r.trajectory.latent_norm).all() and r.images[0].std() > 0
+
+
 def test_schedulers_give_different_images(tiny_model):
     a = generate(gp(scheduler="ddim"), str(tiny_model)).images[0]
     b = generate(gp(scheduler="euler-a"), str(tiny_model)).images[0]
