@@ -399,15 +399,19 @@ def _caption_ids(tok, scenes, idx, rng, max_tokens: int):
     """Token ids of a fresh caption for each picked scene (re-drawn if it would be truncated)."""
     from .shapes import caption_for
 
-    caps = []
+    rows = []
     for i in idx:
         bg, objs = scenes[i]
         for _ in range(8):
             cap = caption_for(bg, objs, rng)
-            if len(tok(cap).input_ids) <= max_tokens:
+            ids = tok(cap).input_ids
+            if len(ids) <= max_tokens:
                 break
-        caps.append(cap)
-    return tok(caps, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt").input_ids
+        else:  # eight long draws in a row: keep the last one, cut to length (end token kept)
+            ids = tok(cap, truncation=True, max_length=max_tokens).input_ids
+        rows.append(ids)
+    # each caption is tokenized once; padding the ids gives what a padded batch call gives
+    return tok.pad({"input_ids": rows}, padding="max_length", max_length=max_tokens, return_tensors="pt")["input_ids"]
 
 
 # ----------------------------------------------------------------------------- stage 4: UNet

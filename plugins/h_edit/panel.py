@@ -12,9 +12,9 @@ from typing import Any, Optional
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QSlider, QSpinBox, QVBoxLayout, QWidget)
 
-from plugins.inpaint.canvas import MaskEditor, SplitView, browse_image, read_image_source
+from plugins.inpaint.canvas import editor_tabs, image_source_row, read_image_source
 
 
 class HEditPanel(QWidget):
@@ -22,21 +22,8 @@ class HEditPanel(QWidget):
         super().__init__(parent)
         self._defaults = tool.defaults() if tool is not None else {}
         self._image: Optional[np.ndarray] = None
-        self.image_path = QLineEdit(self)
-        self.image_path.setPlaceholderText("image file to edit")
-        self.image_path.editingFinished.connect(lambda: self.open_image(self.image_path.text()))
-        browse = QPushButton("Open…", self)
-        browse.clicked.connect(self._browse)
-        top = QHBoxLayout()
-        top.addWidget(self.image_path, 1)
-        top.addWidget(browse)
-
-        self.region = MaskEditor(parent=self)
-        self.split = SplitView(parent=self)
-        self.tabs = QTabWidget(self)
-        self.tabs.addTab(self.region, "Region (optional)")
-        self.tabs.addTab(self.split, "Before / after")
-        self.tabs.setTabEnabled(1, False)
+        self.image_path, top = image_source_row(self, "image file to edit", lambda p: self.open_image(p))
+        self.region, self.split, self.tabs = editor_tabs(self, "Region (optional)")
         self.use_region = QCheckBox("confine the edit to the painted region", self)
 
         self.source_prompt = QLineEdit(self)
@@ -74,11 +61,6 @@ class HEditPanel(QWidget):
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.use_region)
         lay.addLayout(form)
-
-    def _browse(self) -> None:
-        path = browse_image(self)
-        if path:
-            self.open_image(path)
 
     def open_image(self, source: Any) -> bool:
         try:

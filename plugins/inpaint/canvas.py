@@ -20,8 +20,8 @@ from typing import Callable, Optional
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox, QToolButton,
-                               QVBoxLayout, QWidget, QButtonGroup)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QSlider,
+                               QSpinBox, QTabWidget, QToolButton, QVBoxLayout, QWidget, QButtonGroup)
 
 from .maskops import MaskDocument, load_mask_file, resize_mask
 
@@ -536,3 +536,35 @@ class SplitView(QWidget):
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
         self._dragging = False
+
+
+def image_source_row(owner: QWidget, placeholder: str, open_image: Callable[[str], object]):
+    """A path field and an "Open..." button that both hand a path to ``open_image``; returns
+    ``(field, row layout)``. Shared by the h-Edit and inpainting panels."""
+    edit = QLineEdit(owner)
+    edit.setPlaceholderText(placeholder)
+    edit.editingFinished.connect(lambda: open_image(edit.text()))
+    browse = QPushButton("Open\u2026", owner)
+
+    def on_browse() -> None:
+        path = browse_image(owner)
+        if path:
+            open_image(path)
+
+    browse.clicked.connect(on_browse)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    return edit, row
+
+
+def editor_tabs(owner: QWidget, editor_label: str):
+    """A mask editor tab and a before/after tab (enabled once there is a result); returns
+    ``(editor, split, tabs)``."""
+    editor = MaskEditor(parent=owner)
+    split = SplitView(parent=owner)
+    tabs = QTabWidget(owner)
+    tabs.addTab(editor, editor_label)
+    tabs.addTab(split, "Before / after")
+    tabs.setTabEnabled(1, False)
+    return editor, split, tabs

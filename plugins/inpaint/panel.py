@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLineEdit,
-                               QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout,
+                               QPlainTextEdit, QSpinBox, QVBoxLayout, QWidget)
 
-from .canvas import MaskEditor, SplitView, browse_image, read_image_source
+from .canvas import editor_tabs, image_source_row, read_image_source
 
 
 class InpaintPanel(QWidget):
@@ -20,21 +20,9 @@ class InpaintPanel(QWidget):
         super().__init__(parent)
         self.tool = tool
         self._defaults = tool.defaults() if tool is not None else {}
-        self.image_path = QLineEdit(self)
-        self.image_path.setPlaceholderText("image file (or drop a session result here)")
-        self.image_path.editingFinished.connect(lambda: self.open_image(self.image_path.text()))
-        browse = QPushButton("Open…", self)
-        browse.clicked.connect(self._browse)
-        top = QHBoxLayout()
-        top.addWidget(self.image_path, 1)
-        top.addWidget(browse)
-
-        self.editor = MaskEditor(parent=self)
-        self.split = SplitView(parent=self)
-        self.tabs = QTabWidget(self)
-        self.tabs.addTab(self.editor, "Mask")
-        self.tabs.addTab(self.split, "Before / after")
-        self.tabs.setTabEnabled(1, False)
+        self.image_path, top = image_source_row(self, "image file (or drop a session result here)",
+                                                lambda p: self.open_image(p))
+        self.editor, self.split, self.tabs = editor_tabs(self, "Mask")
 
         self.prompt = QPlainTextEdit(self)
         self.prompt.setPlaceholderText("what to paint in the masked region")
@@ -65,11 +53,6 @@ class InpaintPanel(QWidget):
         lay.addWidget(self.tabs, 1)
         lay.addLayout(form)
         self._image: Optional[np.ndarray] = None
-
-    def _browse(self) -> None:
-        path = browse_image(self)
-        if path:
-            self.open_image(path)
 
     def open_image(self, source: Any) -> bool:
         """Show an image (a file path or an HxWx3 array) for painting."""
