@@ -43,6 +43,18 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
         floors_text = "These weights: " + ", ".join(verdicts) + "."
     notes_file = train_dir / "card_notes.md"
     notes = ("\n" + notes_file.read_text().strip() + "\n") if notes_file.exists() else ""
+    analysis_file = train_dir / "card_analysis.md"  # findings about the evaluation, after its table
+    analysis = ("\n" + analysis_file.read_text().strip() + "\n") if analysis_file.exists() else ""
+    from .train import STUDIO_SETTINGS
+
+    h = STUDIO_SETTINGS["h-edit"]["random"]
+    tools_text = (f"`implicit_studio.json` beside `model_index.json` holds the settings the studio's tools use with "
+                  f"this model where a setting is left at its default: h-Edit (random inversion) with reconstruction "
+                  f"weight {h['w_orig']:g}, source weight {h['w_src_edit']:g} and target weight {h['w_edit']:g} inside "
+                  f"the editing term, instead of the paper's 1 / 5 / 7.5, which on this model amplify the source "
+                  f"prompt's guidance into distorted shapes and shifted backgrounds "
+                  f"(`python -m plugins.h_edit.evaluate --weights paper` vs `--weights model`; figures in "
+                  f"benchmarks/RESULTS.md). Other tools and other models keep their own defaults.")
     high_since = meta.get("high_noise_since")
     high_since_text = f"{high_since:,}" if high_since else "0"
     extended_text = (f" and its length was extended to {cfg['unet_steps']:,} steps at that point (the cosine "
@@ -115,6 +127,10 @@ number of objects. Sharpness is the mean gradient magnitude relative to clean re
 """ + "\n".join(rows) + f"""
 
 Floors asked of this model at 25 steps: colour >= 90%, shape >= 80%, position >= 80%. {floors_text}
+{analysis}
+## Settings for the studio's tools
+
+{tools_text}
 
 ## Speed
 

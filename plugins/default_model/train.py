@@ -29,6 +29,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
+# What the studio's tools use with this model where a setting is left at its default
+# (plugins/diffusion_common/recommended.py). h-Edit's weights come from a sweep on the model's own
+# images (python -m plugins.h_edit.evaluate; model card, "Editing"): with the paper's
+# 1 / 5 / 7.5 the editing term amplifies the source prompt's guidance, which on this model distorts
+# shapes and shifts backgrounds.
+STUDIO_SETTINGS = {
+    "about": "Settings Implicit Studio's tools use for this model where a setting is left at its default. "
+             "h-Edit's guidance weights were chosen on this model's own images (model card, 'Editing'); "
+             "the paper's (1 / 5 / 7.5) distort shapes and backgrounds here.",
+    "h-edit": {"random": {"w_orig": 3.0, "w_src_edit": 2.0, "w_edit": 7.5}},
+}
+
 OBJECTIVE = "v_prediction"
 SCHEDULE = "squaredcos_cap_v2"
 
@@ -547,6 +559,7 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
     for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
         if not (tmp / "tokenizer" / name).exists():
             shutil.copy2(out / "tokenizer" / name, tmp / "tokenizer" / name)
+    (tmp / "implicit_studio.json").write_text(json.dumps(STUDIO_SETTINGS, indent=2) + "\n")
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

@@ -42,6 +42,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from plugins.diffusion_common.recommended import model_folder, recommended_settings
+
 from . import diffusion as D
 from .p2p import AttentionController, align_tokens, attention_control, prompts_alignable
 
@@ -69,7 +71,9 @@ class HEditSettings:
     variant: str = "implicit"
     inversion: str = "random"
     num_steps: int = 25
-    w_orig: float = 1.0  # source weight of the reconstruction step (cfg_src)
+    # Guidance weights; None: the model's recommendation (``implicit_studio.json`` in its folder),
+    # else the paper's scripts.
+    w_orig: Optional[float] = None  # source weight of the reconstruction step (cfg_src; 1.0)
     w_src_edit: Optional[float] = None  # source weight inside the editing term (5.0 R / 9.0 D)
     w_edit: Optional[float] = None  # target weight (7.5 R / 10.0 D)
     edit_strength: float = 1.0  # multiplies the text editing term (1 = the paper)
@@ -87,8 +91,12 @@ class HEditSettings:
     seed: int = 0
     preview_every: int = 0  # 0: no previews
 
-    def resolved(self, prompts_differ_alignably: bool, has_text_term: bool) -> "HEditSettings":
+    def resolved(self, prompts_differ_alignably: bool, has_text_term: bool,
+                 recommended: Optional[dict] = None) -> "HEditSettings":
+        """Defaults filled in. ``recommended``: the model's weights for this inversion
+        (``w_orig``/``w_src_edit``/``w_edit``), used where a weight is None."""
         s = replace(self)
+        rec = recommended or {}
         if s.variant not in VARIANTS:
             raise ValueError(f"unknown variant {s.variant!r}; choose one of {', '.join(VARIANTS)}")
         if s.variant == "baseline-ef":
@@ -103,10 +111,10 @@ class HEditSettings:
             raise ValueError(f"number of steps must be between 1 and 1000, got {s.num_steps}")
         n = s.num_steps = int(s.num_steps)
         det = s.inversion == "deterministic"
-        if s.w_src_edit is None:
-            s.w_src_edit = 9.0 if det else 5.0
-        if s.w_edit is None:
-            s.w_edit = 10.0 if det else 7.5
+        paper = {"w_orig": 1.0, "w_src_edit": 9.0 if det else 5.0, "w_edit": 10.0 if det else 7.5}
+        for name, value in paper.items():
+            if getattr(s, name) is None:
+                setattr(s, name, float(rec.get(name, value)))
         if s.self_replace is None:
             s.self_replace = 0.6 if det else 0.35
         if s.inner_steps < 1:
@@ -325,9 +333,15 @@ def h_edit(
     tar_ids = D.token_ids(pipe, target_prompt)
     text_differs = src_ids != tar_ids
     s0 = settings
+    kind = {"baseline-ef": "random", "baseline-ddim": "deterministic"}.get(s0.variant, s0.inversion)
+    recommended = recommended_settings(model_folder(pipe), "h-edit", kind, notes)
     s = settings.resolved(prompts_alignable(src_ids, tar_ids),
                           has_text_term=text_differs or (s0.w_edit is not None and s0.w_src_edit is not None
-                                                         and s0.w_edit != s0.w_src_edit))
+                                                         and s0.w_edit != s0.w_src_edit),
+                          recommended=recommended)
+    if recommended and any(getattr(s0, k) is None for k in recommended):
+        notes.append("guidance weights recommended by the model: " + ", ".join(
+            f"{k} {getattr(s, k):g}" for k in ("w_orig", "w_src_edit", "w_edit") if getattr(s0, k) is None))
     if s.variant.startswith("baseline") and has_reward:
         notes.append("rewards are not used by the baselines (they have no h-term)")
     n = s.num_steps

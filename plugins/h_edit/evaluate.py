@@ -187,6 +187,15 @@ def run(args) -> dict:
     from plugins.h_edit import diffusion as D
 
     torch.set_num_threads(args.threads)
+
+    def weights(kw: dict) -> dict:
+        """Guidance weights: None (the tool's defaults, i.e. the model's recommendation where it has
+        one) or the paper's scripts' values for the method's inversion (``--weights paper``)."""
+        if getattr(args, "weights", "model") != "paper":
+            return {}
+        det = kw["variant"] == "baseline-ddim"
+        return dict(w_orig=1.0, w_src_edit=9.0 if det else 5.0, w_edit=10.0 if det else 7.5)
+
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
     with tempfile.TemporaryDirectory() as tmp:
         pipe, model_hash = load_eval_model(args.model, args.smoke, Path(tmp))
@@ -203,7 +212,7 @@ def run(args) -> dict:
         for name, kw in METHODS.items():
             for k, e in enumerate(edits):
                 src = sources[e["src"]]
-                st = C.HEditSettings(num_steps=args.steps, seed=src["seed"], **kw)
+                st = C.HEditSettings(num_steps=args.steps, seed=src["seed"], **kw, **weights(kw))
                 res = C.h_edit(pipe, src["image"], src["caption"], e["target"], st, cache=cache, model_hash=model_hash)
                 sc = score_edit(src, e, res.image, roundtrips[e["src"]])
                 rows[name].append(dict(kind=e["kind"], **sc))
@@ -216,7 +225,7 @@ def run(args) -> dict:
             for e in [e for e in edits if e["kind"] != "null"][: args.timing_edits]:
                 src = sources[e["src"]]
                 tcache = C.InversionCache()
-                st = C.HEditSettings(num_steps=args.timing_steps, seed=src["seed"], **kw)
+                st = C.HEditSettings(num_steps=args.timing_steps, seed=src["seed"], **kw, **weights(kw))
                 for bucket in (t_first, t_cached):
                     t0 = time.perf_counter()
                     C.h_edit(pipe, src["image"], src["caption"], e["target"], st, cache=tcache, model_hash=model_hash)
@@ -247,13 +256,15 @@ def run(args) -> dict:
         save_examples(examples, args.examples)
     vae_psnr = float(np.mean([psnr(r, s["image"]) for r, s in zip(roundtrips, sources)])) if sources else float("nan")
     return dict(model=args.model if not args.smoke else "tiny-random", steps=args.steps, sources=len(sources),
+                weights=getattr(args, "weights", "model"),
                 source=args.source,
                 timing_steps=args.timing_steps,
                 vae_roundtrip_psnr=vae_psnr, methods=summary)
 
 
 def format_table(result: dict) -> str:
-    lines = [f"h-Edit evaluation: model {result['model']}, {result['steps']} steps, {result['sources']} "
+    lines = [f"h-Edit evaluation: model {result['model']}, {result['steps']} steps, "
+             f"{result.get('weights', 'model')} guidance weights, {result['sources']} "
              f"{result.get('source', 'generated')} source images, "
              f"VAE round-trip PSNR {result['vae_roundtrip_psnr']:.2f} dB",
              "| method | edits | success | colour | shape | PSNR outside (dB) | null edits | null PSNR (dB) "
@@ -281,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-edits", type=int, default=2, help="edits timed per method")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--weights", choices=("model", "paper"), default="model",
+                   help="guidance weights: the tool's defaults (the model's recommended weights where it ships "
+                        "them) or the paper's (1 / 5 / 7.5 R, 1 / 9 / 10 D) for every method")
     p.add_argument("--smoke", action="store_true", help="tiny random model, 1 source, 2 steps")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--examples", type=Path, default=None, help="save a PNG grid of example edits in this folder")

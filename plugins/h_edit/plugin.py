@@ -45,11 +45,14 @@ def studio_tools():
                           help="resize a region mask of another size to the image (otherwise an error)"),
                 IntParam(name="steps", default=25, min=1, max=1000),
                 FloatParam(name="w_edit", default=0.0, min=0.0, max=50.0, advanced=True,
-                           help="target prompt guidance in the editing term; 0 = paper default (7.5 R, 10 D)"),
+                           help="target prompt guidance in the editing term; 0 = default (the model's "
+                                "recommendation, else the paper's 7.5 R, 10 D)"),
                 FloatParam(name="w_src_edit", default=0.0, min=0.0, max=50.0, advanced=True,
-                           help="source prompt guidance in the editing term; 0 = paper default (5 R, 9 D)"),
-                FloatParam(name="w_orig", default=1.0, min=0.0, max=50.0, advanced=True,
-                           help="source guidance of the reconstruction/inversion"),
+                           help="source prompt guidance in the editing term; 0 = default (the model's "
+                                "recommendation, else the paper's 5 R, 9 D)"),
+                FloatParam(name="w_orig", default=-1.0, min=-1.0, max=50.0, advanced=True,
+                           help="source guidance of the reconstruction/inversion; -1 = default (the model's "
+                                "recommendation, else the paper's 1)"),
                 IntParam(name="inner_steps", default=1, min=1, max=10, advanced=True,
                          help="implicit form: number of editing updates per step"),
                 FloatParam(name="lambda_rec", default=0.1, min=0.0, max=1.0, advanced=True,

@@ -40,7 +40,7 @@ def _plugin_reward(name: str, ctx, region, prompt):
 
 def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward_weight=0.1, edit_strength=1.0,
                variant="implicit", inversion="random", region=None, resize_mask=False, steps=25, w_edit=0.0,
-               w_src_edit=0.0, w_orig=1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
+               w_src_edit=0.0, w_orig=-1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
                self_replace=-1.0, skip=-1, edit_stop=-1, feather=2, model="default", seed=0) -> list[Any]:
     from . import compute as C
     from .models import load_model
@@ -52,7 +52,7 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
     mask = region.mask if isinstance(region, MaskResult) else region
     pipe, model_hash = load_model(model, device=ctx.device, dtype=ctx.dtype)
     settings = C.HEditSettings(
-        variant=variant, inversion=inversion, num_steps=steps, w_orig=w_orig,
+        variant=variant, inversion=inversion, num_steps=steps, w_orig=None if w_orig < 0 else w_orig,
         w_src_edit=w_src_edit or None, w_edit=w_edit or None, edit_strength=edit_strength,
         inner_steps=inner_steps, lambda_rec=lambda_rec, skip=None if skip < 0 else skip,
         edit_stop=None if edit_stop < 0 else edit_stop, attention=attention, cross_replace=cross_replace,
@@ -82,6 +82,7 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
     info = {"source_prompt": source_prompt, "target_prompt": target_prompt or source_prompt,
             "prompt": target_prompt or source_prompt, "variant": s.variant, "inversion": s.inversion,
             "attention": s.attention, "skip": s.skip, "w_edit": s.w_edit, "w_src_edit": s.w_src_edit,
+            "w_orig": s.w_orig,
             "notes": res.notes, "stats": {k: v for k, v in res.stats.items() if isinstance(v, (int, float, bool))}}
     out: list[Any] = [ImageResult(image=res.image, metadata=info, label=f"h-Edit: {target_prompt or settings.reward}")]
     if res.mask is not None:

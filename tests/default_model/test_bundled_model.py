@@ -28,6 +28,7 @@ def test_is_a_complete_diffusers_folder_of_safetensors_under_40_mb():
 def test_model_card_records_command_time_and_evaluation():
     card = (MODEL / "README.md").read_text()
     assert "train-default-model" in card
+    assert "`implicit_studio.json`" in card  # the tools' settings for this model are explained
     assert "| DDIM steps | colour | shape | position |" in card
     import re
 

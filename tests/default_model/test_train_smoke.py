@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from app.paths import default_model_dir
+
+MODEL_DIR = default_model_dir()
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -33,5 +36,10 @@ def test_smoke_training_runs_resumes_and_exports(tmp_path):
     torch.set_num_threads(1)
     pipe = StableDiffusionPipeline.from_pretrained(str(out / "pipeline"), local_files_only=True)
     assert pipe.vae.config.scaling_factor != 1.0  # set from the latent statistics
+    # the export carries the settings the studio's tools use with this model, as the shipped one does
+    from plugins.default_model.train import STUDIO_SETTINGS
+
+    assert json.loads((out / "pipeline" / "implicit_studio.json").read_text()) == STUDIO_SETTINGS
+    assert json.loads((MODEL_DIR / "implicit_studio.json").read_text()) == STUDIO_SETTINGS
     img = pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert img.shape == (64, 64, 3)
