@@ -72,6 +72,7 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     checkpoint_every: int = 200
+    latent: str = "8x8x16"  # latent geometry (build.LATENTS); the shipped model's is 8x8x16
 
     @classmethod
     def smoke(cls) -> "TrainConfig":
@@ -252,7 +253,7 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     from .build import make_vae
 
     ck = out / "vae_ckpt"
-    vae = make_vae()
+    vae = make_vae(cfg.latent)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     tensors, meta = _load_state(ck)
     step, losses = _resume_autoencoder(vae, opt, tensors, meta, "vae", log)
@@ -294,11 +295,17 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     return losses
 
 
+def _latent_of(out: Path) -> str:
+    """The latent geometry the training folder ``out`` was made with."""
+    cfg_file = Path(out) / "train_config.json"
+    return json.loads(cfg_file.read_text()).get("latent", "8x8x16") if cfg_file.exists() else "8x8x16"
+
+
 def load_vae(out: Path, decoder: bool = True):
     """The trained VAE; with ``decoder`` its fine-tuned decoder where that stage has run."""
     from .build import make_vae
 
-    vae = make_vae()
+    vae = make_vae(_latent_of(out))
     tensors, _ = _load_state(out / "vae_ckpt")
     if tensors is None:
         raise FileNotFoundError(f"no VAE checkpoint in {out}")
@@ -438,7 +445,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
 
     lat = encode_latents(out, cfg, log)
     tok = load_tokenizer(out / "tokenizer")
-    unet, te = make_unet(), make_text_encoder(tok)
+    unet, te = make_unet(cfg.latent), make_text_encoder(tok)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
@@ -540,7 +547,7 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
     tensors, _ = _load_state(out / "unet_ckpt")
     if tensors is None:
         raise FileNotFoundError(f"no UNet checkpoint in {out}")
-    unet, te = make_unet(), make_text_encoder(tok)
+    unet, te = make_unet(_latent_of(out)), make_text_encoder(tok)
     unet.load_state_dict(_unpack(tensors, "ema_unet"))
     te.load_state_dict(_unpack(tensors, "ema_te"))
     vae = load_vae(out)
@@ -575,6 +582,9 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
     torch.manual_seed(cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "vae_ckpt.safetensors").exists() and _latent_of(out) != cfg.latent:
+        raise SystemExit(f"{out} holds a model with {_latent_of(out)} latents, not {cfg.latent}; "
+                         "use a new --out folder or the same --latent")
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     report: dict = {}
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
@@ -608,16 +618,25 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
     p.add_argument("--stages", default="vae,latents,decoder,unet,export")
+    p.add_argument("--latent", default=None, help="latent geometry: 8x8x16 (the shipped model) or 16x16x4")
     a = p.parse_args(argv)
     cfg = TrainConfig.smoke() if a.smoke else TrainConfig()
     if a.unet_steps:
         cfg.unet_steps = a.unet_steps
-    if a.decoder_steps:
+    if a.decoder_steps is not None:
         cfg.decoder_steps = a.decoder_steps
     if a.num_images:
         cfg.num_images = a.num_images
     if a.threads:
         cfg.threads = a.threads
+    if a.latent:
+        from .build import latent_geometry
+
+        try:
+            latent_geometry(a.latent)
+        except ValueError as exc:
+            p.error(str(exc))
+        cfg.latent = a.latent
     report = run(a.out, cfg, tuple(s.strip() for s in a.stages.split(",") if s.strip()))
     if a.smoke:
         ok = True
