@@ -577,14 +577,15 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
 def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet", "export"), log=print) -> dict:
     import torch
 
-    torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
-    torch.manual_seed(cfg.seed)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # checked before anything changes, in the folder or in this process's torch settings
     if (out / "vae_ckpt.safetensors").exists() and _latent_of(out) != cfg.latent:
         raise SystemExit(f"{out} holds a model with {_latent_of(out)} latents, not {cfg.latent}; "
                          "use a new --out folder or the same --latent")
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
+    torch.manual_seed(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     report: dict = {}
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}

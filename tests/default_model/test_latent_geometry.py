@@ -37,6 +37,8 @@ def test_a_folder_keeps_its_geometry(tmp_path):
 
     (tmp_path / "train_config.json").write_text(json.dumps({"latent": "8x8x16"}))
     (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
+    threads = torch.get_num_threads()
     with pytest.raises(SystemExit, match="holds a model with 8x8x16 latents, not 16x16x4"):
-        run(tmp_path, TrainConfig(latent="16x16x4"), stages=())
+        run(tmp_path, TrainConfig(latent="16x16x4", threads=threads + 1), stages=())
+    assert torch.get_num_threads() == threads  # refused before touching this process's settings
     assert json.loads((tmp_path / "train_config.json").read_text()) == {"latent": "8x8x16"}  # untouched
