@@ -31,12 +31,12 @@ from pathlib import Path
 
 # What the studio's tools use with this model where a setting is left at its default
 # (plugins/diffusion_common/recommended.py). h-Edit's weights come from a sweep on the model's own
-# images (python -m plugins.h_edit.evaluate; model card, "Editing"): with the paper's
+# images (python -m plugins.h_edit.evaluate; model card, "Settings for the studio's tools"): with the paper's
 # 1 / 5 / 7.5 the editing term amplifies the source prompt's guidance, which on this model distorts
 # shapes and shifts backgrounds.
 STUDIO_SETTINGS = {
     "about": "Settings Implicit Studio's tools use for this model where a setting is left at its default. "
-             "h-Edit's guidance weights were chosen on this model's own images (model card, 'Editing'); "
+             "h-Edit's guidance weights were chosen on this model's own images (model card, 'Settings for the studio's tools'); "
              "the paper's (1 / 5 / 7.5) distort shapes and backgrounds here.",
     "h-edit": {"random": {"w_orig": 3.0, "w_src_edit": 2.0, "w_edit": 7.5}},
 }
@@ -579,8 +579,9 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
 
     out = Path(out)
     # checked before anything changes, in the folder or in this process's torch settings
-    if (out / "vae_ckpt.safetensors").exists() and _latent_of(out) != cfg.latent:
-        raise SystemExit(f"{out} holds a model with {_latent_of(out)} latents, not {cfg.latent}; "
+    made_with = _latent_of(out) if (out / "vae_ckpt.safetensors").exists() else cfg.latent
+    if made_with != cfg.latent:
+        raise SystemExit(f"{out} holds a model with {made_with} latents, not {cfg.latent}; "
                          "use a new --out folder or the same --latent")
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
