@@ -14,11 +14,48 @@ def _mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
+def components(model_dir: Path) -> str:
+    """One line describing the UNet, text encoder and VAE, read from the folder's configs."""
+    unet = json.loads((model_dir / "unet" / "config.json").read_text())
+    te = json.loads((model_dir / "text_encoder" / "config.json").read_text())
+    vae = json.loads((model_dir / "vae" / "config.json").read_text())
+    size = int(unet["sample_size"])
+    attn = [f"{size >> i}x{size >> i}" for i, b in enumerate(unet["down_block_types"]) if b.startswith("CrossAttn")]
+    chans = "/".join(str(c) for c in unet["block_out_channels"])
+    vch = vae["block_out_channels"]
+    return (f"UNet (block channels {chans}, cross-attention at {' and '.join(attn)}), CLIP text encoder "
+            f"({te['num_hidden_layers']} layers, width {te['hidden_size']}, {te['max_position_embeddings']} tokens), "
+            f"VAE ({len(vch)} levels, {min(vch)}-{max(vch)} channels)")
+
+
+def training_command(cfg: dict, train_dir: Path, decoder_ran: bool) -> str:
+    """The command line that trains this folder's recipe: the flags where it differs from the defaults."""
+    from .train import TrainConfig
+
+    base = TrainConfig.for_latent(cfg.get("latent", "8x8x16"))
+    flags = []
+    if cfg.get("latent", "8x8x16") != TrainConfig().latent:
+        flags.append(f"--latent {cfg['latent']}")
+    if cfg["unet_steps"] != base.unet_steps:
+        flags.append(f"--unet-steps {cfg['unet_steps']}")
+    if decoder_ran and cfg.get("decoder_steps") != base.decoder_steps:
+        flags.append(f"--decoder-steps {cfg['decoder_steps']}")
+    if not decoder_ran and base.decoder_steps:
+        flags.append("--decoder-steps 0")
+    if cfg["num_images"] != base.num_images:
+        flags.append(f"--num-images {cfg['num_images']}")
+    return " ".join(["implicit-studio train-default-model --out", train_dir.as_posix()] + flags)
+
+
 def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
     cfg = json.loads((train_dir / "train_config.json").read_text())
     timings = json.loads((train_dir / "timings.json").read_text())
     meta = json.loads((train_dir / "unet_ckpt.json").read_text())
     losses = meta["losses"]
+    if meta.get("seconds"):  # the UNet's compute time over every process that ran it (train.py)
+        timings["unet"] = max(timings.get("unet", 0.0), float(meta["seconds"]))
+    if not cfg.get("decoder_steps"):
+        timings.pop("decoder", None)  # the recipe has no decoder stage; the stage only said so
     total_min = sum(timings.values()) / 60
     rows = []
     for steps, r in sorted(eval_json["by_steps"].items(), key=lambda kv: int(kv[0])):
@@ -55,10 +92,30 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
                   f"prompt's guidance into distorted shapes and shifted backgrounds "
                   f"(`python -m plugins.h_edit.evaluate --weights paper` vs `--weights model`; figures in "
                   f"benchmarks/RESULTS.md). Other tools and other models keep their own defaults.")
-    high_since = meta.get("high_noise_since")
-    high_since_text = f"{high_since:,}" if high_since else "0"
-    extended_text = (f" and its length was extended to {cfg['unet_steps']:,} steps at that point (the cosine "
-                     "learning-rate schedule follows the new length)" if high_since else "")
+    high_since = meta.get("high_noise_since") or 0
+    if high_since:
+        timestep_text = (
+            f"With uniform timesteps alone (this run's first {high_since:,} steps) the model learned colours and\n"
+            "  backgrounds but placed objects wherever the starting noise suggested: the noisiest steps, where\n"
+            "  only the prompt can say where things go, are 2.5% of uniform draws, and 400 steps on them alone\n"
+            f"  taught \"top left\" to the same weights. This run switched to the mix at step {high_since:,} and its\n"
+            f"  length was extended to {cfg['unet_steps']:,} steps at that point (the cosine learning-rate schedule\n"
+            "  follows the new length).")
+    else:
+        timestep_text = (
+            "The mix is there from the first step: with uniform timesteps alone an earlier run learned colours\n"
+            "  and backgrounds but placed objects wherever the starting noise suggested, because the noisiest\n"
+            "  steps, where only the prompt can say where things go, are 2.5% of uniform draws.")
+    geometry = cfg.get("latent", "8x8x16")
+    decoder_ran = "decoder" in timings and cfg.get("decoder_steps", 0) > 0
+    if decoder_ran:
+        decoder_text = (f" Then the decoder alone: {cfg['decoder_steps']} steps (batch {cfg['decoder_batch']}) with an\n"
+                        f"  edge term, on latents with up to {cfg['decoder_latent_noise']:g} (in the UNet's units) of added noise, "
+                        "for crisp corners\n  that forgive the diffusion model's small errors; the encoder, and so the "
+                        "latents, stay as they were.")
+    else:
+        decoder_text = " No separate decoder stage: the autoencoder is used as the VAE stage leaves it."
+    command = training_command(cfg, train_dir, decoder_ran)
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
 A small text-to-image latent diffusion model in the exact layout of a Stable Diffusion 1.x
@@ -69,15 +126,16 @@ that the studio can generate, edit and inpaint the moment it opens, on a laptop 
 download. It draws one or two shapes (circle, square, triangle, star, ring, cross) in 8 colours,
 3 sizes, at 9 positions of a 3x3 grid, on 11 background colours. It knows nothing else.
 
-- Native resolution 64x64; latents 8x8x16 (VAE scaling factor set from the latent statistics).
+- Native resolution 64x64; latents {geometry} (VAE scaling factor set from the latent statistics).
 - Size on disk: {_mb(model_dir):.1f} MB (float32).
-- Components: UNet (block channels 96/128/128, cross-attention at 8x8 and 4x4), CLIP text encoder (3 layers, width 128, 32 tokens), VAE (4 levels, 32-64 channels); DDIM scheduler, cosine betas, v-prediction, trailing timesteps.
+- Components: {components(model_dir)}; DDIM scheduler, cosine betas, v-prediction, trailing timesteps.
 
 ## Training (reproducible)
 
 ```
-implicit-studio train-default-model --out train_out/v2
-python -m plugins.default_model.card --train train_out/v2 --eval eval.json --out resources/models/default/README.md
+{command}
+implicit-studio evaluate-default-model --model {train_dir.as_posix()}/pipeline --json eval.json
+python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.json --out resources/models/default/README.md
 ```
 
 (`python -m plugins.default_model.train --out DIR` is the same command.) It checkpoints every
@@ -90,21 +148,16 @@ python -m plugins.default_model.card --train train_out/v2 --eval eval.json --out
   captions ...), so each picture is seen in many wordings; the evaluation wording is never produced.
 - VAE: {cfg['vae_crop_steps']} steps on 32x32 crops centred near objects (batch {cfg['vae_batch']}), then {cfg['vae_full_steps']}
   steps on full images (batch {cfg['vae_full_batch']}); L1 + L2 with object pixels weighted 10x, 1e-4 KL; deterministic
-  latents (posterior mean). Then the decoder alone: {cfg.get('decoder_steps', 0)} steps (batch {cfg.get('decoder_batch', 0)}) with an
-  edge term, on latents with up to {cfg.get('decoder_latent_noise', 0):g} (in the UNet's units) of added noise, for crisp corners
-  that forgive the diffusion model's small errors; the encoder, and so the latents, stay as they were.
+  latents (posterior mean).{decoder_text}
 - UNet + text encoder, trained together: {meta['step']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
   (warm-up {cfg['warmup']}, cosine to 10% over {cfg['unet_steps']} steps), v-prediction (as Stable Diffusion 2.x) on a
   cosine noise schedule that ends at pure noise (`squaredcos_cap_v2`, sampled with "trailing" timesteps
   from t=999), clean-image error weighted clamp(SNR, 1, {cfg['min_snr_gamma']:g}), {cfg['cond_drop']:.0%} empty captions for
-  classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). The first version of this model used
+  classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). An early version of this model used
   Stable Diffusion's scaled_linear betas, whose last step keeps 7% of the latent: on 8x8 latents the
   model learned to read the layout from that leak, not from the prompt (position 6.8%).
 - Timesteps: {cfg.get('high_noise_frac', 0):.0%} of every batch from the noisiest end (t >= {cfg.get('high_noise_from', 0)}), the rest uniform.
-  With uniform timesteps alone (this run's first {high_since_text} steps) the model learned colours and
-  backgrounds but placed objects wherever the starting noise suggested: the noisiest steps, where
-  only the prompt can say where things go, are 2.5% of uniform draws, and 400 steps on them alone
-  taught "top left" to the same weights. This run switched to the mix at step {high_since_text}{extended_text}.
+  {timestep_text}
 - Loss (unweighted MSE of the v-objective, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
 - Time on this machine (2-core CPU, shared with other work while it ran): """ + ", ".join(
         f"{s} {t / 60:.1f} min" for s, t in timings.items()

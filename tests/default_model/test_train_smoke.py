@@ -24,6 +24,7 @@ def test_smoke_training_runs_resumes_and_exports(tmp_path):
         assert (out / f).exists(), f
     meta = json.loads((out / "unet_ckpt.json").read_text())
     assert meta["step"] == 40
+    assert meta["seconds"] > 0  # the UNet's compute time travels with its checkpoint, across resumes
 
     # A second run resumes from the checkpoints instead of starting again.
     r2 = subprocess.run(cmd[:-2] + ["--stages", "vae,unet"], capture_output=True, text=True, env=env, timeout=120)
