@@ -28,6 +28,17 @@ def components(model_dir: Path) -> str:
             f"VAE ({len(vch)} levels, {min(vch)}-{max(vch)} channels)")
 
 
+def schedule_text(cfg: dict) -> str:
+    """The UNet's learning-rate schedule in words, with the lengths it had before an extension."""
+    lengths = sorted(int(n) for n in cfg.get("unet_lr_lengths") or ())
+    if not lengths:
+        return f"cosine to 10% over {cfg['unet_steps']} steps"
+    parts = [f"a {lengths[0]:,}-step cosine to 10%"]
+    parts += [f"lengthened to {b:,} steps at step {a:,}"
+              for a, b in zip(lengths, lengths[1:] + [cfg["unet_steps"]])]
+    return ", ".join(parts)
+
+
 def training_command(cfg: dict, train_dir: Path, decoder_ran: bool) -> str:
     """The command line that trains this folder's recipe: the flags where it differs from the defaults."""
     from .train import TrainConfig
@@ -42,6 +53,8 @@ def training_command(cfg: dict, train_dir: Path, decoder_ran: bool) -> str:
         flags.append(f"--decoder-steps {cfg['decoder_steps']}")
     if not decoder_ran and base.decoder_steps:
         flags.append("--decoder-steps 0")
+    if list(cfg.get("unet_lr_lengths") or ()) != list(base.unet_lr_lengths):
+        flags.append("--unet-lr-lengths " + ",".join(str(n) for n in cfg["unet_lr_lengths"]))
     if cfg["num_images"] != base.num_images:
         flags.append(f"--num-images {cfg['num_images']}")
     return " ".join(["implicit-studio train-default-model --out", train_dir.as_posix()] + flags)
@@ -150,7 +163,7 @@ python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.
   steps on full images (batch {cfg['vae_full_batch']}); L1 + L2 with object pixels weighted 10x, 1e-4 KL; deterministic
   latents (posterior mean).{decoder_text}
 - UNet + text encoder, trained together: {meta['step']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
-  (warm-up {cfg['warmup']}, cosine to 10% over {cfg['unet_steps']} steps), v-prediction (as Stable Diffusion 2.x) on a
+  (warm-up {cfg['warmup']}, {schedule_text(cfg)}), v-prediction (as Stable Diffusion 2.x) on a
   cosine noise schedule that ends at pure noise (`squaredcos_cap_v2`, sampled with "trailing" timesteps
   from t=999), clean-image error weighted clamp(SNR, 1, {cfg['min_snr_gamma']:g}), {cfg['cond_drop']:.0%} empty captions for
   classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). An early version of this model used
