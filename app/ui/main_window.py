@@ -78,6 +78,11 @@ class ResultArea(QWidget):
         self.caption.setObjectName("title")
         self.sub = QLabel("")
         self.sub.setObjectName("muted")
+        # the run details may be cut short in a narrow window rather than widen it (the tooltip keeps them)
+        from PySide6.QtWidgets import QSizePolicy  # noqa: PLC0415
+
+        self.sub.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.sub.setMinimumWidth(40)
         self.fit_btn = self._tool("Fit", "Fit the image to the view (F)", lambda: self._view_call("fit"))
         self.one_btn = self._tool("1:1", "Show pixels 1:1 (1)", lambda: self._view_call("actual_size"))
         self.split_btn = self._tool("Before / after", "Compare with the input image", self._toggle_split)
@@ -89,6 +94,9 @@ class ResultArea(QWidget):
 
         self.picker = QComboBox()  # which result of the run is shown, when it made several
         self.picker.setToolTip("This run made several results; choose the one to show")
+        # sized to a short label, not the longest result name, so the header never sets the window's width
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(16)
         self.picker.setVisible(False)
         self.picker.activated.connect(self._picked)
         self._pick_callback = None
@@ -171,6 +179,7 @@ class ResultArea(QWidget):
             b.setVisible(True)
         self.caption.setText(caption)
         self.sub.setText(sub)
+        self.sub.setToolTip(sub)
         self.split_btn.setEnabled(input_image is not None and kind in ("image", "mask"))
         if self.split_btn.isChecked() and self.split_btn.isEnabled():
             self._toggle_split(True)

@@ -112,6 +112,7 @@ class ToolPanel(QWidget):
     toolSelected = Signal(object)  # ToolSpec
     toolCleared = Signal()
     runRequested = Signal()
+    FORM_MAX_FIT = 420  # widest form (px) the panel widens to show whole; wider ones scroll sideways
 
     def __init__(self, undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
                  parent: QWidget | None = None):
@@ -148,7 +149,7 @@ class ToolPanel(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.run_btn = QPushButton("Generate")
         self.run_btn.setObjectName("primary")  # its icon is set after the first paint (SVG)
         self.run_btn.setToolTip("Run the tool with these parameters (Ctrl+Enter)")
@@ -299,10 +300,23 @@ class ToolPanel(QWidget):
 
             form = ParamForm(tool, undo_stack=self.undo_stack, session_images=self.session_images)
             self.scroll.setWidget(form)
+        self._fit_width()
         self.form = form
         self.run_btn.setEnabled(True)
         self.reset_btn.setEnabled(True)
         self.run_btn.setText(self._run_label(tool))
+
+    def _fit_width(self) -> None:
+        """Keep the form whole: a viewport narrower than the form's minimum width hid its right edge
+        (spin boxes, the end of a wrapped prompt line). The panel widens to fit a form up to
+        FORM_MAX_FIT pixels; a wider custom panel gets a horizontal scroll bar instead of taking the
+        window's centre."""
+        w = self.scroll.widget()
+        if w is None:
+            return
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        need = w.minimumSizeHint().width() + bar + 2 * self.scroll.frameWidth()
+        self.scroll.setMinimumWidth(min(need, self.FORM_MAX_FIT))
 
     @staticmethod
     def _short(text: str, limit: int = 150) -> str:

@@ -411,3 +411,15 @@ def test_preferences_pages_validate_and_persist(qtbot, window):
         assert dlg.save()
     assert window.settings.plugin_settings()["toy-settings"] == {"threads": 6, "folder": ""}
     assert window.settings.device == "cpu" and window.jobs.runner.device == "cpu"
+
+
+def test_the_form_is_never_clipped_on_the_right(qtbot, window):
+    """The tool panel's scroll area has no horizontal scroll bar, so its viewport must be at least
+    as wide as the form needs: nothing of a row may sit hidden past the right edge."""
+    choose(window, "toy-gradient")
+    window.resize(640, 480)  # a small window squeezes the dock as far as it goes
+    scroll = window.tool_panel.scroll
+    qtbot.waitUntil(lambda: scroll.viewport().width() > 0, timeout=TIMEOUT)
+    qtbot.wait(50)
+    need = scroll.widget().minimumSizeHint().width()
+    assert scroll.viewport().width() >= need, (scroll.viewport().width(), need)
