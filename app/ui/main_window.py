@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QSizePolicy,
     QStackedWidget,
     QToolButton,
     QVBoxLayout,
@@ -79,8 +80,6 @@ class ResultArea(QWidget):
         self.sub = QLabel("")
         self.sub.setObjectName("muted")
         # the run details may be cut short in a narrow window rather than widen it (the tooltip keeps them)
-        from PySide6.QtWidgets import QSizePolicy  # noqa: PLC0415
-
         self.sub.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.sub.setMinimumWidth(40)
         self.fit_btn = self._tool("Fit", "Fit the image to the view (F)", lambda: self._view_call("fit"))

@@ -39,14 +39,14 @@ def schedule_text(cfg: dict) -> str:
     return ", ".join(parts)
 
 
-def training_command(cfg: dict, train_dir: Path, decoder_ran: bool) -> str:
+def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: bool) -> str:
     """The command line that trains this folder's recipe: the flags where it differs from the defaults."""
     from .train import TrainConfig
 
-    base = TrainConfig.for_latent(cfg.get("latent", "8x8x16"))
+    base = TrainConfig.for_latent(geometry)
     flags = []
-    if cfg.get("latent", "8x8x16") != TrainConfig().latent:
-        flags.append(f"--latent {cfg['latent']}")
+    if geometry != TrainConfig().latent:
+        flags.append(f"--latent {geometry}")
     if cfg["unet_steps"] != base.unet_steps:
         flags.append(f"--unet-steps {cfg['unet_steps']}")
     if decoder_ran and cfg.get("decoder_steps") != base.decoder_steps:
@@ -95,7 +95,7 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
     notes = ("\n" + notes_file.read_text().strip() + "\n") if notes_file.exists() else ""
     analysis_file = train_dir / "card_analysis.md"  # findings about the evaluation, after its table
     analysis = ("\n" + analysis_file.read_text().strip() + "\n") if analysis_file.exists() else ""
-    from .train import STUDIO_SETTINGS
+    from .train import STUDIO_SETTINGS, _latent_of
 
     h = STUDIO_SETTINGS["h-edit"]["random"]
     tools_text = (f"`implicit_studio.json` beside `model_index.json` holds the settings the studio's tools use with "
@@ -119,8 +119,8 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
             "The mix is there from the first step: with uniform timesteps alone an earlier run learned colours\n"
             "  and backgrounds but placed objects wherever the starting noise suggested, because the noisiest\n"
             "  steps, where only the prompt can say where things go, are 2.5% of uniform draws.")
-    geometry = cfg.get("latent", "8x8x16")
-    decoder_ran = "decoder" in timings and cfg.get("decoder_steps", 0) > 0
+    geometry = _latent_of(train_dir)
+    decoder_ran = "decoder" in timings  # dropped above when the recipe has no decoder steps
     if decoder_ran:
         decoder_text = (f" Then the decoder alone: {cfg['decoder_steps']} steps (batch {cfg['decoder_batch']}) with an\n"
                         f"  edge term, on latents with up to {cfg['decoder_latent_noise']:g} (in the UNet's units) of added noise, "
@@ -128,7 +128,7 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
                         "latents, stay as they were.")
     else:
         decoder_text = " No separate decoder stage: the autoencoder is used as the VAE stage leaves it."
-    command = training_command(cfg, train_dir, decoder_ran)
+    command = training_command(cfg, geometry, train_dir, decoder_ran)
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
 A small text-to-image latent diffusion model in the exact layout of a Stable Diffusion 1.x

@@ -682,7 +682,7 @@ def main(argv=None) -> int:
         cfg.num_images = a.num_images
     if a.threads:
         cfg.threads = a.threads
-    if a.latent:
+    if a.smoke and a.latent:
         cfg.latent = a.latent
     report = run(a.out, cfg, tuple(s.strip() for s in a.stages.split(",") if s.strip()))
     if a.smoke:
