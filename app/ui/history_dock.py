@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -44,6 +44,18 @@ log = logging.getLogger("implicit_studio.ui.history")
 
 PAGE = 100
 STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
+
+
+def _centred_square(img: QImage, size: int) -> QPixmap:
+    """The picture scaled to fit a transparent ``size`` square, centred: a wide filmstrip sits in the
+    middle of its tile like a square image does, not as a sliver along the top."""
+    pm = QPixmap(size, size)
+    pm.fill(Qt.GlobalColor.transparent)
+    scaled = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    p = QPainter(pm)
+    p.drawImage((size - scaled.width()) // 2, (size - scaled.height()) // 2, scaled)
+    p.end()
+    return pm
 
 
 class _FetchSignals(QObject):
@@ -352,9 +364,11 @@ class HistoryDock(QWidget):
             results = [r for r in run.results if r.kind in ("image", "mask")] or run.results[:1]
             if not results:
                 results = [None]
-            for res in results:
+            for n, res in enumerate(results):
                 rid = res.id if res is not None else None
                 caption = f"{STATUS_MARK.get(run.status, '')}#{run.id} {run.tool_id}"
+                if n:  # a run's further pictures (a sweep's images, a trajectory filmstrip) say which they are
+                    caption = f"#{run.id} · {getattr(res, 'label', '') or f'{n + 1} of {len(results)}'}"
                 it = QListWidgetItem(self._placeholder_icon(run), caption)
                 it.setData(Qt.ItemDataRole.UserRole, (run.id, rid))
                 it.setToolTip(run.tooltip())
@@ -393,7 +407,7 @@ class HistoryDock(QWidget):
         if where == "g":
             it = self._gallery_items.get((run_id, rid))
             if it is not None:
-                it.setIcon(QIcon(QPixmap.fromImage(img)))
+                it.setIcon(QIcon(_centred_square(img, THUMB)))
         else:
             it = self._tree_items.get(run_id)
             if it is not None:

@@ -675,6 +675,8 @@ class MainWindow(QMainWindow):
                     return (outcome.run_id, rids[i]) if ok else None
 
                 self._show(results[0], f"{title}", sub, inp, source=source(0))
+                if getattr(results[0], "kind", "") == "image":  # the preview ends on the finished picture
+                    self.queue.set_preview(job_id, results[0])
                 self.result_area.set_choices(_result_labels(results),
                                              lambda i: self._show(results[i], f"{title}", sub, inp, keep_choices=True,
                                                                   source=source(i)))

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -73,10 +73,38 @@ class JobState:
         return max(0.0, rate * (self.total - self.step))
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that cuts its text with an ellipsis to the width it is given; the whole text
+    is its tooltip. A job's title is its prompt, which is often wider than the dock: as a plain label
+    it widened the row and the queue scrolled sideways with the status and cancel button out of sight."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 10)))
+
+
 class JobRow(QWidget):
     def __init__(self, state: JobState, parent: QWidget | None = None):
         super().__init__(parent)
-        self.title = QLabel(state.title)
+        self.title = ElidedLabel(state.title)
         self.title.setStyleSheet("font-weight: 600;")
         self.status = QLabel()
         self.status.setObjectName("muted")
@@ -149,6 +177,11 @@ class QueueDock(QWidget):
         self.preview.setMinimumHeight(90)
         self.list = QListWidget()
         self.list.setSpacing(2)
+        # rows follow the dock's width (their titles elide) instead of scrolling sideways
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        # the view widens its row widgets with the dock but does not narrow them again
+        self.list.viewport().installEventFilter(self)
         self.list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
         self.list.itemSelectionChanged.connect(self._update_buttons)
         self.up_btn = self._tool("ArrowUp", "Move the selected waiting job up", lambda: self._move(-1))
@@ -227,7 +260,9 @@ class QueueDock(QWidget):
         item.setData(Qt.ItemDataRole.UserRole, job_id)
         row = JobRow(st)
         row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
-        item.setSizeHint(row.sizeHint())
+        # only the height: a row as wide as its hint made the list's contents wider than a narrow dock
+        # (the status and the end of the bar cut off); list-mode rows span the viewport anyway
+        item.setSizeHint(QSize(1, row.sizeHint().height()))
         # queued jobs go after running/queued ones, before finished ones
         pos = sum(1 for j, s in self.jobs.items() if s.status in ACTIVE and j != job_id)
         self.list.insertItem(pos, item)
@@ -291,7 +326,9 @@ class QueueDock(QWidget):
         row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
         self.list.insertItem(new_row, item)
         self.list.setItemWidget(item, row)
-        item.setSizeHint(row.sizeHint())
+        # only the height: a row as wide as its hint made the list's contents wider than a narrow dock
+        # (the status and the end of the bar cut off); list-mode rows span the viewport anyway
+        item.setSizeHint(QSize(1, row.sizeHint().height()))
         self._rows[job_id] = row
         if sel:
             self.list.setCurrentItem(item)
@@ -357,6 +394,20 @@ class QueueDock(QWidget):
             if s.status in ("running", "cancelling"):
                 return j
         return None
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if obj is self.list.viewport() and event.type() == QEvent.Type.Resize:
+            QTimer.singleShot(0, self._fit_rows)
+        return super().eventFilter(obj, event)
+
+    def _fit_rows(self) -> None:
+        """Every row as wide as its item in the view (after the view's own relayout)."""
+        for job_id, row in self._rows.items():
+            item = self._items.get(job_id)
+            if item is not None:
+                rect = self.list.visualItemRect(item)
+                if rect.width() > 0 and row.width() != rect.width():
+                    row.setGeometry(rect)
 
     def row_widget(self, job_id: Any) -> JobRow | None:
         return self._rows.get(job_id)

@@ -36,11 +36,12 @@ def _ts(v: Any) -> float | None:
 class ResultView:
     """One result of a run, as the history shows it."""
 
-    __slots__ = ("id", "kind", "path", "thumb_path", "width", "height")
+    __slots__ = ("id", "kind", "path", "thumb_path", "width", "height", "label")
 
     def __init__(self, id: Any, kind: str, path: str | None = None, thumb_path: str | None = None,
-                 width: int | None = None, height: int | None = None):
+                 width: int | None = None, height: int | None = None, label: str = ""):
         self.id, self.kind, self.path, self.thumb_path, self.width, self.height = id, kind, path, thumb_path, width, height
+        self.label = label  # the result's own name ("seed 3", "trajectory filmstrip"), may be empty
 
     def __repr__(self) -> str:
         return f"ResultView(id={self.id!r}, kind={self.kind!r}, path={self.path!r})"
@@ -157,9 +158,11 @@ class SessionView:
             except Exception:
                 path = None
         thumb = _get(r, "thumb_path", "thumbnail_path", "thumbnail", default=None)
+        meta = _get(r, "metadata", default=None)
+        label = str(meta.get("label") or "") if isinstance(meta, dict) else ""
         return ResultView(id=rid, kind=str(_get(r, "kind", default="file")), path=str(path) if path else None,
                           thumb_path=str(thumb) if thumb else None, width=_get(r, "width", default=None),
-                          height=_get(r, "height", default=None))
+                          height=_get(r, "height", default=None), label=label)
 
     def _run_view(self, r: Any) -> RunView:
         params = _get(r, "params", "parameters", default={}) or {}

@@ -39,6 +39,39 @@ def schedule_text(cfg: dict) -> str:
     return ", ".join(parts)
 
 
+def shape_text(eval_json: dict) -> str:
+    """What the shape score is made of, at the most steps evaluated (from the evaluation's breakdown)."""
+    steps = max(eval_json["by_steps"], key=int)
+    b = eval_json["by_steps"][steps].get("shapes")
+    if not b:
+        return ""
+    lines = [f"### What the shape score is made of ({steps} steps, all {b['objects']} asked objects)", "",
+             "| asked | read right | objects |", "|---|---|---|"]
+    lines += [f"| {size} | {acc:.0%} | |" for size, acc in b["by_size"].items()]
+    lines += [f"| {shape} | {acc:.0%} | {b['asked'].get(shape, '')} |" for shape, acc in b["by_shape"].items()]
+    if b["misread"]:
+        lines += ["", f"The commonest misreadings, of {b['errors']} errors: "
+                  + ", ".join(f"{k} ({n})" for k, n in b["misread"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def batch_text(cfg: dict) -> str:
+    """The UNet's batch size in words, with the smaller batches of its first steps."""
+    ramp = sorted((int(until), int(b)) for until, b in cfg.get("unet_batch_ramp") or ())
+    if not ramp:
+        return f"batch {cfg['unet_batch']}"
+    parts, start = [], 0
+    for until, b in ramp:
+        parts.append(f"{b} for steps {start:,}-{until - 1:,}")
+        start = until
+    return "batch " + ", ".join(parts) + f", {cfg['unet_batch']} after"
+
+
+def ramp_flag(ramp) -> str:
+    """The --unet-batch-ramp value for a ramp ('none' for none)."""
+    return ",".join(f"{int(until)}:{int(b)}" for until, b in ramp) or "none"
+
+
 def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: bool) -> str:
     """The command line that trains this folder's recipe: the flags where it differs from the defaults."""
     from .train import TrainConfig
@@ -55,6 +88,9 @@ def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: boo
         flags.append("--decoder-steps 0")
     if list(cfg.get("unet_lr_lengths") or ()) != list(base.unet_lr_lengths):
         flags.append("--unet-lr-lengths " + ",".join(str(n) for n in cfg["unet_lr_lengths"]))
+    ramp = [[int(x) for x in r] for r in cfg.get("unet_batch_ramp") or ()]
+    if ramp != [list(r) for r in base.unet_batch_ramp]:
+        flags.append("--unet-batch-ramp " + ramp_flag(ramp))
     if cfg["num_images"] != base.num_images:
         flags.append(f"--num-images {cfg['num_images']}")
     return " ".join(["implicit-studio train-default-model --out", train_dir.as_posix()] + flags)
@@ -129,6 +165,7 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
     else:
         decoder_text = " No separate decoder stage: the autoencoder is used as the VAE stage leaves it."
     command = training_command(cfg, geometry, train_dir, decoder_ran)
+    shape_block = ("\n" + shape_text(eval_json)) if shape_text(eval_json) else ""
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
 A small text-to-image latent diffusion model in the exact layout of a Stable Diffusion 1.x
@@ -162,7 +199,7 @@ python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.
 - VAE: {cfg['vae_crop_steps']} steps on 32x32 crops centred near objects (batch {cfg['vae_batch']}), then {cfg['vae_full_steps']}
   steps on full images (batch {cfg['vae_full_batch']}); L1 + L2 with object pixels weighted 10x, 1e-4 KL; deterministic
   latents (posterior mean).{decoder_text}
-- UNet + text encoder, trained together: {meta['step']} steps, batch {cfg['unet_batch']}, AdamW lr {cfg['unet_lr']}
+- UNet + text encoder, trained together: {meta['step']} steps, {batch_text(cfg)}, AdamW lr {cfg['unet_lr']}
   (warm-up {cfg['warmup']}, {schedule_text(cfg)}), v-prediction (as Stable Diffusion 2.x) on a
   cosine noise schedule that ends at pure noise (`squaredcos_cap_v2`, sampled with "trailing" timesteps
   from t=999), clean-image error weighted clamp(SNR, 1, {cfg['min_snr_gamma']:g}), {cfg['cond_drop']:.0%} empty captions for
@@ -172,7 +209,7 @@ python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.
 - Timesteps: {cfg.get('high_noise_frac', 0):.0%} of every batch from the noisiest end (t >= {cfg.get('high_noise_from', 0)}), the rest uniform.
   {timestep_text}
 - Loss (unweighted MSE of the v-objective, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.
-- Time on this machine (2-core CPU, shared with other work while it ran): """ + ", ".join(
+- Time on this machine (2-core CPU): """ + ", ".join(
         f"{s} {t / 60:.1f} min" for s, t in timings.items()
     ) + f"""; **total {total_min:.0f} min** (the sum of the stages' own times).
 {notes}
@@ -193,7 +230,7 @@ number of objects. Sharpness is the mean gradient magnitude relative to clean re
 """ + "\n".join(rows) + f"""
 
 Floors asked of this model at 25 steps: colour >= 90%, shape >= 80%, position >= 80%. {floors_text}
-{analysis}
+{shape_block}{analysis}
 ## Settings for the studio's tools
 
 {tools_text}

@@ -141,22 +141,60 @@ def sharpness(image: np.ndarray) -> float:
     return float(np.sqrt(gx**2 + gy**2).mean())
 
 
-def score(truth_background: str, truth: list[ShapeObject], det: SceneDetection) -> dict[str, float]:
-    """Per-image scores: for each true object, the detection of its colour (else the nearest one)."""
-    out = {"colour": 0.0, "shape": 0.0, "position": 0.0, "size": 0.0}
+def _matches(truth: list[ShapeObject], det: SceneDetection):
+    """For each true object: (object, the detection judged as it or None, a detection of its colour exists).
+
+    The judged detection is the nearest of the asked colour, else the nearest of any colour."""
     for obj in truth:
         same = [d for d in det.objects if d.colour == obj.colour]
         ty, tx = CELL_CENTRES[obj.cell[0]], CELL_CENTRES[obj.cell[1]]
         pool = same or list(det.objects)
-        if not pool:
+        best = min(pool, key=lambda d: (d.centroid[0] - ty) ** 2 + (d.centroid[1] - tx) ** 2) if pool else None
+        yield obj, best, bool(same)
+
+
+def score(truth_background: str, truth: list[ShapeObject], det: SceneDetection) -> dict[str, float]:
+    """Per-image scores: for each true object, the detection of its colour (else the nearest one)."""
+    out = {"colour": 0.0, "shape": 0.0, "position": 0.0, "size": 0.0}
+    for obj, best, same in _matches(truth, det):
+        if best is None:
             continue
-        best = min(pool, key=lambda d: (d.centroid[0] - ty) ** 2 + (d.centroid[1] - tx) ** 2)
-        out["colour"] += float(bool(same))
+        out["colour"] += float(same)
         out["shape"] += float(best.shape == obj.shape)
-        out["position"] += float(bool(same) and best.cell == obj.cell)
+        out["position"] += float(same and best.cell == obj.cell)
         out["size"] += float(best.size == obj.size)
     n = max(len(truth), 1)
     out = {k: v / n for k, v in out.items()}
     out["count"] = float(len(det.objects) == len(truth))
     out["background"] = float(det.background == truth_background)
     return out
+
+
+def shape_readings(truth: list[ShapeObject], det: SceneDetection) -> list[tuple[str, str, str]]:
+    """(asked shape, asked size, shape read) for each true object, the same judgement as ``score``'s
+    shape accuracy; "nothing" where no object was found at all."""
+    return [(obj.shape, obj.size, best.shape if best is not None else "nothing") for obj, best, _ in _matches(truth, det)]
+
+
+def shape_breakdown(readings: list[tuple[str, str, str]], top: int = 8) -> dict:
+    """Shape accuracy per asked size and per asked shape, and the commonest misreadings."""
+    def accuracy(key_index: int) -> dict[str, float]:
+        groups: dict[str, list[bool]] = {}
+        for r in readings:
+            groups.setdefault(r[key_index], []).append(r[0] == r[2])
+        return {k: sum(v) / len(v) for k, v in groups.items()}
+
+    by_size = accuracy(1)
+    by_shape = accuracy(0)
+    wrong: dict[str, int] = {}
+    for asked, _size, read in readings:
+        if asked != read:
+            wrong[f"{asked} as {read}"] = wrong.get(f"{asked} as {read}", 0) + 1
+    return {
+        "objects": len(readings),
+        "errors": sum(wrong.values()),
+        "by_size": {k: by_size[k] for k in SIZES if k in by_size},
+        "by_shape": {k: by_shape[k] for k in SHAPES if k in by_shape},
+        "misread": dict(sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))[:top]),
+        "asked": {k: sum(1 for r in readings if r[0] == k) for k in SHAPES},
+    }

@@ -55,7 +55,7 @@ def evaluate(model_dir: Path, n_prompts: int = 200, seeds=(0, 1), steps_list=(4,
              threads: int = 2, save_grid: Path | None = None) -> dict:
     import numpy as np
 
-    from .detector import detect, score, sharpness
+    from .detector import detect, score, shape_breakdown, shape_readings, sharpness
 
     pipe = load_pipeline(model_dir, threads)
     scenes = eval_scenes(n_prompts)
@@ -69,16 +69,19 @@ def evaluate(model_dir: Path, n_prompts: int = 200, seeds=(0, 1), steps_list=(4,
         images = generate(pipe, prompts, seed_list, steps, guidance)
         gen_time = time.time() - t0
         totals: dict[str, float] = {}
+        readings = []
         for k, img in enumerate(images):
-            sc = score(scenes[k // len(seeds)].background, scenes[k // len(seeds)].objects, detect(img))
-            for key, v in sc.items():
+            scene, det = scenes[k // len(seeds)], detect(img)
+            for key, v in score(scene.background, scene.objects, det).items():
                 totals[key] = totals.get(key, 0.0) + v
+            readings += shape_readings(scene.objects, det)
         row = {k: v / len(images) for k, v in totals.items()}
+        row["shapes"] = shape_breakdown(readings)
         row["sharpness"] = float(np.mean([sharpness(i) for i in images]))
         row["sharpness_ratio"] = row["sharpness"] / truth_sharp
         row["seconds_per_image_batched"] = gen_time / len(images)
         results["by_steps"][str(steps)] = row
-        print(f"steps={steps}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()), flush=True)
+        print(f"steps={steps}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
         if save_grid and steps == max(steps_list):
             from PIL import Image
 

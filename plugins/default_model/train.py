@@ -88,6 +88,12 @@ class TrainConfig:
     # Earlier lengths of the UNet's cosine learning-rate schedule, for a run that was extended: up
     # to step L the schedule was L steps long, after the last one it is unet_steps long.
     unet_lr_lengths: tuple = (10000,)
+    # Smaller batches for the first UNet steps: (until_step, batch) pairs, unet_batch after the last.
+    # Off in the shipped recipe. Tried to fit the recipe in two hours (a batch-32 step costs 0.38 s
+    # against 0.64 s here): 6,000 steps at batch 32 then 6,000 at 64 (one 12,000-step cosine) took
+    # 117 min in all, but its loss at step 6,000 was twice the full-batch run's (0.160 vs 0.076) and
+    # it drew shapes at 47% (colour 92%, position 86%) against 83% (benchmarks/RESULTS.md).
+    unet_batch_ramp: tuple = ()
 
     @classmethod
     def for_latent(cls, latent: str) -> "TrainConfig":
@@ -101,7 +107,21 @@ class TrainConfig:
     def smoke(cls) -> "TrainConfig":
         return cls(num_images=384, vae_crop_steps=30, vae_full_steps=6, vae_batch=16, vae_full_batch=8,
                    decoder_steps=20, decoder_batch=8, unet_steps=40, unet_batch=32, warmup=5, checkpoint_every=20, vae_lr=1e-3, unet_lr=5e-4,
-                   unet_lr_lengths=())
+                   unet_lr_lengths=(), unet_batch_ramp=((20, 16),))
+
+
+def unet_batch_at(cfg: TrainConfig, step: int) -> int:
+    """The UNet batch size at ``step`` (``unet_batch_ramp``'s smaller batches come first)."""
+    return next((int(b) for until, b in sorted(cfg.unet_batch_ramp) if step < until), cfg.unet_batch)
+
+
+def unet_samples(cfg: TrainConfig, step: int) -> int:
+    """Training samples the UNet has seen after ``step`` steps (its work, for the progress ETA)."""
+    total, start = 0, 0
+    for until, b in sorted(cfg.unet_batch_ramp):
+        n = max(0, min(step, int(until)) - start)
+        total, start = total + n * int(b), max(start, int(until))
+    return total + max(0, step - start) * cfg.unet_batch
 
 
 def lr_length(cfg: TrainConfig, step: int) -> int:
@@ -160,11 +180,17 @@ def _restore_optimizer(opt, tensors: dict, prefix: str) -> None:
     opt.load_state_dict(sd)
 
 
+_OWN_CPU: dict = {}  # adapt_threads' last reading of this process's CPU time
+
+
 def adapt_threads(max_threads: int) -> None:
     """Use fewer intra-op threads while other processes load the machine.
 
     OpenMP threads that wait for a busy core at every barrier make a step many times slower than
-    one thread that has a core to itself, so the thread count follows the load average.
+    one thread that has a core to itself, so the thread count follows the load average less this
+    process's own share of it. That share is measured (CPU seconds over wall seconds since the last
+    call), not taken as the thread count: a process set to one thread keeps about 1.3 cores busy
+    here, and counting the extra 0.3 as somebody else's load held training at one thread for good.
     """
     import os
 
@@ -176,7 +202,12 @@ def adapt_threads(max_threads: int) -> None:
         return
     cores = os.cpu_count() or 1
     current = torch.get_num_threads()
-    others = max(0.0, load - current)
+    cpu, wall = time.process_time(), time.monotonic()
+    own = float(current)
+    if _OWN_CPU and wall - _OWN_CPU["wall"] >= 1.0:
+        own = max(own, (cpu - _OWN_CPU["cpu"]) / (wall - _OWN_CPU["wall"]))
+    _OWN_CPU.update(cpu=cpu, wall=wall)
+    others = max(0.0, load - own)
     want = max(1, min(max_threads, int(cores - others + 0.3)))
     if want != current:
         torch.set_num_threads(want)
@@ -185,8 +216,11 @@ def adapt_threads(max_threads: int) -> None:
 class Progress:
     """A plain progress line with ETA (works in logs and terminals alike)."""
 
-    def __init__(self, name: str, total: int, start: int = 0):
+    def __init__(self, name: str, total: int, start: int = 0, work=None):
         self.name, self.total, self.start = name, total, start
+        # work(step): the work done by step ``step`` (default: the step count). The ETA is the work
+        # left over the work rate so far, so it stays right when later steps cost more (a batch ramp).
+        self.work = work or (lambda s: float(s))
         self.t0 = time.time()
         self.last = 0.0
 
@@ -195,9 +229,10 @@ class Progress:
         if now - self.last < 2.0 and step < self.total:
             return
         self.last = now
-        done = step - self.start
-        rate = done / max(now - self.t0, 1e-9)
-        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        elapsed = max(now - self.t0, 1e-9)
+        rate = (step - self.start) / elapsed
+        work_rate = (self.work(step) - self.work(self.start)) / elapsed
+        eta = (self.work(self.total) - self.work(step)) / work_rate if work_rate > 0 else float("inf")
         width = 30
         filled = int(width * step / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
@@ -517,17 +552,18 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     scenes = _scenes(cfg, n)
     g = torch.Generator().manual_seed(cfg.seed * 7 + step)
     cap_rng = np.random.default_rng(cfg.seed * 13 + step)
-    prog = Progress("unet", cfg.unet_steps, step)
+    prog = Progress("unet", cfg.unet_steps, step, work=lambda s: unet_samples(cfg, s))
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
     unet.train(), te.train()
     while step < cfg.unet_steps:
-        idx = torch.randint(0, n, (cfg.unet_batch,), generator=g)
+        batch = unet_batch_at(cfg, step)
+        idx = torch.randint(0, n, (batch,), generator=g)
         z0 = mean[idx] * sf
         tok_ids = _caption_ids(tok, scenes, idx.tolist(), cap_rng, MAX_TOKENS)
-        drop = torch.rand(cfg.unet_batch, generator=g) < cfg.cond_drop
+        drop = torch.rand(batch, generator=g) < cfg.cond_drop
         tok_ids[drop] = empty
-        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.unet_batch,), generator=g)
-        n_high = int(round(cfg.unet_batch * cfg.high_noise_frac))
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)
+        n_high = int(round(batch * cfg.high_noise_frac))
         if n_high:
             t[:n_high] = torch.randint(cfg.high_noise_from, sched.config.num_train_timesteps, (n_high,), generator=g)
         noise = torch.randn(z0.shape, generator=g)
@@ -655,6 +691,9 @@ def main(argv=None) -> int:
     p.add_argument("--unet-lr-lengths", default=None,
                    help="earlier lengths of the cosine learning-rate schedule, comma-separated, for an extended run "
                         "(the recipe sets them; 'none' for a single cosine over --unet-steps)")
+    p.add_argument("--unet-batch-ramp", default=None,
+                   help="smaller UNet batches for the first steps, as UNTIL:BATCH pairs separated by commas "
+                        "(the recipe sets them; 'none' for the full batch from the first step)")
     p.add_argument("--num-images", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
@@ -676,6 +715,15 @@ def main(argv=None) -> int:
             cfg.unet_lr_lengths = tuple(int(n) for n in a.unet_lr_lengths.split(",") if n.strip() and n.strip() != "none")
         except ValueError:
             p.error(f"--unet-lr-lengths takes step counts separated by commas, not {a.unet_lr_lengths!r}")
+    if a.unet_batch_ramp is not None:
+        try:
+            cfg.unet_batch_ramp = tuple(
+                tuple(int(x) for x in pair.split(":", 1)) for pair in a.unet_batch_ramp.split(",")
+                if pair.strip() and pair.strip() != "none")
+            if any(len(pair) != 2 or min(pair) < 1 for pair in cfg.unet_batch_ramp):
+                raise ValueError
+        except ValueError:
+            p.error(f"--unet-batch-ramp takes UNTIL:BATCH pairs separated by commas (e.g. 6000:32), not {a.unet_batch_ramp!r}")
     if a.decoder_steps is not None:
         cfg.decoder_steps = a.decoder_steps
     if a.num_images:

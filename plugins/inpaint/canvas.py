@@ -322,10 +322,15 @@ class MaskEditor(QWidget):
         self.ask_resize = ask_resize or self._ask_resize_dialog
         self.message = ""
 
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar2 = QHBoxLayout()
-        bar2.setContentsMargins(0, 0, 0, 0)
+        # The tool bar in four short rows (tools; brush; mask operations; history and files) rather
+        # than two long ones: the panel sits in a dock about 400 px wide, where two rows of fourteen
+        # controls had to scroll sideways.
+        rows = []
+        for _ in range(4):
+            row = QHBoxLayout()
+            row.setContentsMargins(0, 0, 0, 0)
+            rows.append(row)
+        tools_row, brush_row, ops_row, file_row = rows
         self.tool_buttons: dict[str, QToolButton] = {}
         group = QButtonGroup(self)
         group.setExclusive(True)
@@ -339,67 +344,68 @@ class MaskEditor(QWidget):
             b.setCheckable(True)
             b.clicked.connect(lambda _=False, t=tool: self.canvas.set_tool(t))
             group.addButton(b)
-            bar.addWidget(b)
+            tools_row.addWidget(b)
             self.tool_buttons[tool] = b
         self.tool_buttons["brush"].setChecked(True)
+        tools_row.addStretch(1)
 
         def slider(lo, hi, value, tip, fn):
             s = QSlider(Qt.Orientation.Horizontal, self)
             s.setRange(lo, hi)
             s.setValue(value)
             s.setToolTip(tip)
-            s.setMinimumWidth(70)
+            s.setMinimumWidth(48)
             s.setMaximumWidth(140)
             s.valueChanged.connect(fn)
             return s
 
-        bar.addWidget(QLabel("Size", self))
+        brush_row.addWidget(QLabel("Size", self))
         self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius (pixels of the image)",
                                   lambda v: setattr(self.canvas, "brush_size", float(v)))
-        bar.addWidget(self.size_slider)
-        bar.addWidget(QLabel("Hard", self))
+        brush_row.addWidget(self.size_slider, 1)
+        brush_row.addWidget(QLabel("Hard", self))
         self.hardness_slider = slider(0, 100, int(self.canvas.hardness * 100), "brush hardness",
                                       lambda v: setattr(self.canvas, "hardness", v / 100.0))
-        bar.addWidget(self.hardness_slider)
-        bar.addWidget(QLabel("Opacity", self))
+        brush_row.addWidget(self.hardness_slider, 1)
+        brush_row.addWidget(QLabel("Opacity", self))
         self.opacity_slider = slider(0, 100, int(self.canvas.opacity * 100), "mask overlay opacity",
                                      lambda v: self.canvas.set_opacity(v / 100.0))
-        bar.addWidget(self.opacity_slider)
+        brush_row.addWidget(self.opacity_slider, 1)
+        brush_row.addStretch(0)
 
         self.amount = QSpinBox(self)
         self.amount.setRange(1, 64)
         self.amount.setValue(2)
         self.amount.setToolTip("pixels for grow / shrink / feather")
 
-        bar.addStretch(1)
-
-        def action(text, tip, fn):
+        def action(row, text, tip, fn):
             b = QToolButton(self)
             b.setText(text)
             b.setToolTip(tip)
             b.clicked.connect(fn)
-            bar2.addWidget(b)
+            row.addWidget(b)
             return b
 
-        self.invert_button = action("Invert", "invert the mask", lambda: self.canvas.apply_op("invert"))
-        bar2.addWidget(self.amount)
-        self.grow_button = action("Grow", "grow the mask", lambda: self.canvas.apply_op("grow", self.amount.value()))
-        self.shrink_button = action("Shrink", "shrink the mask",
+        action(tools_row, "Fit", "zoom to fit", self.canvas.fit)
+        self.invert_button = action(ops_row, "Invert", "invert the mask", lambda: self.canvas.apply_op("invert"))
+        ops_row.addWidget(self.amount)
+        self.grow_button = action(ops_row, "Grow", "grow the mask", lambda: self.canvas.apply_op("grow", self.amount.value()))
+        self.shrink_button = action(ops_row, "Shrink", "shrink the mask",
                                     lambda: self.canvas.apply_op("shrink", self.amount.value()))
-        self.feather_button = action("Feather", "soften the mask edge",
+        self.feather_button = action(ops_row, "Feather", "soften the mask edge",
                                      lambda: self.canvas.apply_op("feather", float(self.amount.value())))
-        self.undo_button = action("Undo", "undo (Ctrl+Z)", self.canvas.undo)
-        self.redo_button = action("Redo", "redo (Ctrl+Shift+Z)", self.canvas.redo)
-        action("Clear", "clear the mask", lambda: self.canvas.apply_op("clear"))
-        action("Load…", "load a mask PNG", lambda: self.load_mask())
-        action("Save…", "save the mask as PNG", lambda: self.save_mask())
-        action("Fit", "zoom to fit", self.canvas.fit)
-        bar2.addStretch(1)
+        ops_row.addStretch(1)
+        self.undo_button = action(file_row, "Undo", "undo (Ctrl+Z)", self.canvas.undo)
+        self.redo_button = action(file_row, "Redo", "redo (Ctrl+Shift+Z)", self.canvas.redo)
+        action(file_row, "Clear", "clear the mask", lambda: self.canvas.apply_op("clear"))
+        file_row.addStretch(1)
+        action(file_row, "Load\u2026", "load a mask PNG", lambda: self.load_mask())
+        action(file_row, "Save\u2026", "save the mask as PNG", lambda: self.save_mask())
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(bar)
-        lay.addLayout(bar2)
+        for row in rows:
+            lay.addLayout(row)
         lay.addWidget(self.canvas, 1)
         self.status = QLabel("", self)
         lay.addWidget(self.status)

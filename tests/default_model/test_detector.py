@@ -55,3 +55,29 @@ def test_sharpness_orders_blur():
     img = shapes.make_sample(3).image
     blurred = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(2)))
     assert sharpness(img) > sharpness(blurred)
+
+
+def test_shape_breakdown_says_which_shapes_are_misread_and_at_which_size():
+    from plugins.default_model.detector import shape_breakdown, shape_readings
+    from plugins.default_model.shapes import ShapeObject, render
+
+    square = ShapeObject("square", "red", "small", (0, 0))
+    star = ShapeObject("star", "blue", "large", (2, 2))
+    truth = [square, star]
+    right = detect(render("white", truth)[0])
+    # the picture drew a circle where a square was asked for
+    wrong = detect(render("white", [ShapeObject("circle", "red", "small", (0, 0)), star])[0])
+    readings = (shape_readings(truth, right) + shape_readings(truth, wrong)
+                + shape_readings(truth, detect(render("white", [])[0])))
+    assert readings == [("square", "small", "square"), ("star", "large", "star"),
+                        ("square", "small", "circle"), ("star", "large", "star"),
+                        ("square", "small", "nothing"), ("star", "large", "nothing")]
+    b = shape_breakdown(readings)
+    assert b["objects"] == 6 and b["errors"] == 3
+    assert b["by_size"] == {"small": pytest.approx(1 / 3), "large": pytest.approx(2 / 3)}
+    assert b["by_shape"] == {"square": pytest.approx(1 / 3), "star": pytest.approx(2 / 3)}
+    assert b["misread"] == {"square as circle": 1, "square as nothing": 1, "star as nothing": 1}
+    assert b["asked"]["square"] == 3 and b["asked"]["ring"] == 0
+    # the same judgement as score's shape accuracy
+    per_image = [score("white", truth, d)["shape"] for d in (right, wrong)]
+    assert per_image == [1.0, 0.5]

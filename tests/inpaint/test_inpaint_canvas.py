@@ -163,3 +163,26 @@ def test_split_view_and_panel(qtbot, picture, tmp_path):
     assert panel.restore_history(history)
     assert np.array_equal(panel.editor.mask(), vals["mask"])
     assert panel.editor.canvas.doc.can_undo
+
+
+@pytest.mark.parametrize("module", ["plugins.inpaint.plugin", "plugins.h_edit.plugin"])
+def test_the_painting_panels_fit_the_tool_dock_without_scrolling_sideways(qtbot, module):
+    """The tool dock widens to a form up to ToolPanel.FORM_MAX_FIT px (scroll bar and frame
+    included); the panels with the mask editor must fit in it whole, tool bar rows included."""
+    import importlib
+
+    from app.api import load_ref
+    from app.ui.tool_panel import ToolPanel
+
+    tool = importlib.import_module(module).studio_tools()[0]
+    panel = load_ref(tool.panel)(tool=tool)
+    qtbot.addWidget(panel)
+    panel.resize(ToolPanel.FORM_MAX_FIT - 20, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert panel.minimumSizeHint().width() <= ToolPanel.FORM_MAX_FIT - 20, panel.minimumSizeHint()
+    editor = getattr(panel, "editor", None) or panel.region
+    for b in [*editor.tool_buttons.values(), editor.undo_button, editor.feather_button]:
+        # every tool bar button lies inside the panel's width, none squeezed below its size hint
+        right = b.mapTo(panel, b.rect().topRight()).x()
+        assert right < panel.width() and b.width() >= b.sizeHint().width() - 1, (b.text(), right, b.width())

@@ -48,7 +48,8 @@ def test_tools_grouped_by_plugin_and_form_built(window):
               for i in range(tree.topLevelItemCount())}
     assert groups == {"Toy": ["Toy failure", "Toy gradient", "Toy invert"]}
     form = choose(window, "toy-gradient")
-    assert set(form.editors) == {"prompt", "size", "steps", "delay", "palette", "invert", "seed", "with_table"}
+    assert set(form.editors) == {"prompt", "size", "steps", "delay", "palette", "invert", "seed", "with_table",
+                                 "with_strip"}
     assert form.editors["size"].spin.maximum() == 256 and form.editors["size"].slider is not None
     assert form.editors["palette"].combo.count() == 2
     assert form.values()["seed"] == 7
@@ -70,6 +71,10 @@ def test_type_run_and_see_result(qtbot, window):
     assert len(jobs) == 1 and jobs[0].status == "ok"
     assert "a blue square" in jobs[0].title
     assert window.queue.row_widget(jobs[0].job_id).bar.value() == 1
+    # the queue's preview ends on the finished picture, not on the last in-progress frame
+    final = window.queue.preview.image()
+    assert (final.width(), final.height()) == (48, 48)
+    assert all(final.pixelColor(x, y) == img.pixelColor(x, y) for x, y in ((0, 0), (47, 0), (20, 30), (47, 47)))
     # the window keeps the last-used parameters for the next start
     assert window.settings.last_params("toy-gradient")["prompt"] == "a blue square"
 
@@ -388,6 +393,32 @@ def test_a_run_with_several_results_offers_each(qtbot, window):
         picker.activated.emit(1)
     table = window.result_area.current_viewer()
     assert table.rowCount() == 16 and table.horizontalHeaderItem(1).text() == "mean"
+
+
+@needs_storage
+def test_the_gallery_names_a_runs_further_pictures_and_centres_wide_ones(qtbot, window):
+    """A run's second picture (a filmstrip, a sweep image) gets a tile captioned with its label, and
+    its thumbnail sits in the middle of the tile, not as a sliver along the top."""
+    from app.ui.thumbs import THUMB
+
+    form = choose(window, "toy-gradient")
+    form.editors["with_strip"].set_value(True)
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        click_run(qtbot, window)
+    settle(qtbot, window.history)
+    gallery = window.history.gallery
+    run_id = max(window.history.runs)
+    assert [gallery.item(i).text() for i in range(gallery.count())][:2] == [
+        f"#{run_id} toy-gradient", f"#{run_id} · red strip"]
+
+    def strip_thumb():
+        return gallery.item(1).icon().pixmap(THUMB, THUMB).toImage()
+
+    qtbot.waitUntil(lambda: strip_thumb().pixelColor(THUMB // 2, THUMB // 2).getRgb()[:3] == (255, 0, 0),
+                    timeout=TIMEOUT)
+    thumb = strip_thumb()
+    assert thumb.pixelColor(THUMB // 2, 2).alpha() == 0  # above the strip: empty, the strip is centred
+    assert thumb.pixelColor(THUMB // 2, THUMB - 3).alpha() == 0
 
 
 def test_preferences_pages_validate_and_persist(qtbot, window):

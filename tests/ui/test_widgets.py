@@ -194,6 +194,30 @@ def test_queue_dock_eta_and_states(qtbot):
     assert 1 not in q.jobs
 
 
+def test_a_long_job_title_elides_instead_of_widening_the_queue(qtbot):
+    from app.ui.queue_dock import QueueDock
+
+    q = QueueDock()
+    qtbot.addWidget(q)
+    title = "Text to image: " + "a small red star in the top left on a blue background, " * 3
+    q.add_job(1, title)
+    q.set_status(1, "ok")
+    q.resize(600, 400)  # the dock is narrowed after the job came in
+    q.show()
+    qtbot.waitExposed(q)
+    q.resize(230, 400)
+    row = q.row_widget(1)
+
+    def right_edge(w):
+        return w.mapTo(q.list.viewport(), w.rect().topRight()).x()
+
+    qtbot.waitUntil(lambda: right_edge(row.bar) < q.list.viewport().width())
+    assert right_edge(row.status) < q.list.viewport().width()  # the status and the whole bar stay in sight
+    assert row.title.text().endswith("\u2026")
+    assert row.title.full_text() == title and row.title.toolTip() == title
+    assert not q.list.horizontalScrollBar().isVisible()
+
+
 def test_param_diff_and_compare_dialog(qtbot):
     from app.ui.compare_dialog import CompareDialog, param_diff
 

@@ -38,6 +38,7 @@ def studio_tools():
                 BoolParam(name="invert", default=False),
                 SeedParam(name="seed", default=7),
                 BoolParam(name="with_table", default=False, help="Also return a table of row means"),
+                BoolParam(name="with_strip", default=False, help="Also return a wide red strip, like a filmstrip"),
             ),
         ),
         ToolSpec(
@@ -58,7 +59,7 @@ def studio_tools():
     ]
 
 
-def make_gradient(ctx, prompt, size, steps, delay, palette, invert, seed, with_table=False):
+def make_gradient(ctx, prompt, size, steps, delay, palette, invert, seed, with_table=False, with_strip=False):
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -79,6 +80,10 @@ def make_gradient(ctx, prompt, size, steps, delay, palette, invert, seed, with_t
         img = 1 - img
     ctx.progress(steps, steps)
     out = ImageResult(image=(img * 255).round().astype("uint8"))
+    if with_strip:
+        strip = np.zeros((size, 4 * size, 3), np.uint8)
+        strip[..., 0] = 255
+        return [out, ImageResult(image=strip, label="red strip")]
     if with_table:
         means = img.mean(axis=(1, 2))
         return [out, TableResult(columns=("row", "mean"), rows=[(i, float(m)) for i, m in enumerate(means)], label="row means")]
