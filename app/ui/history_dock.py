@@ -47,13 +47,12 @@ STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
 
 
 def _centred_square(img: QImage, size: int) -> QPixmap:
-    """The picture scaled to fit a transparent ``size`` square, centred: a wide filmstrip sits in the
-    middle of its tile like a square image does, not as a sliver along the top."""
+    """The thumbnail (the loader already fits it in ``size``) centred on a transparent ``size`` square:
+    a wide filmstrip sits in the middle of its tile like a square image does, not as a sliver along the top."""
     pm = QPixmap(size, size)
     pm.fill(Qt.GlobalColor.transparent)
-    scaled = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     p = QPainter(pm)
-    p.drawImage((size - scaled.width()) // 2, (size - scaled.height()) // 2, scaled)
+    p.drawImage((size - img.width()) // 2, (size - img.height()) // 2, img)
     p.end()
     return pm
 
@@ -368,7 +367,7 @@ class HistoryDock(QWidget):
                 rid = res.id if res is not None else None
                 caption = f"{STATUS_MARK.get(run.status, '')}#{run.id} {run.tool_id}"
                 if n:  # a run's further pictures (a sweep's images, a trajectory filmstrip) say which they are
-                    caption = f"#{run.id} · {getattr(res, 'label', '') or f'{n + 1} of {len(results)}'}"
+                    caption = f"#{run.id} · {res.label or f'{n + 1} of {len(results)}'}"
                 it = QListWidgetItem(self._placeholder_icon(run), caption)
                 it.setData(Qt.ItemDataRole.UserRole, (run.id, rid))
                 it.setToolTip(run.tooltip())

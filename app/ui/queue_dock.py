@@ -258,17 +258,11 @@ class QueueDock(QWidget):
         self.jobs[job_id] = st
         item = QListWidgetItem()
         item.setData(Qt.ItemDataRole.UserRole, job_id)
-        row = JobRow(st)
-        row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
-        # only the height: a row as wide as its hint made the list's contents wider than a narrow dock
-        # (the status and the end of the bar cut off); list-mode rows span the viewport anyway
-        item.setSizeHint(QSize(1, row.sizeHint().height()))
         # queued jobs go after running/queued ones, before finished ones
         pos = sum(1 for j, s in self.jobs.items() if s.status in ACTIVE and j != job_id)
         self.list.insertItem(pos, item)
-        self.list.setItemWidget(item, row)
         self._items[job_id] = item
-        self._rows[job_id] = row
+        self._set_row(job_id, item)
         self._refresh(job_id)
         return st
 
@@ -321,15 +315,8 @@ class QueueDock(QWidget):
         sel = self.list.currentItem() is item
         old = self.list.row(item)
         self.list.takeItem(old)
-        st = self.jobs[job_id]
-        row = JobRow(st)
-        row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
         self.list.insertItem(new_row, item)
-        self.list.setItemWidget(item, row)
-        # only the height: a row as wide as its hint made the list's contents wider than a narrow dock
-        # (the status and the end of the bar cut off); list-mode rows span the viewport anyway
-        item.setSizeHint(QSize(1, row.sizeHint().height()))
-        self._rows[job_id] = row
+        self._set_row(job_id, item)
         if sel:
             self.list.setCurrentItem(item)
 
@@ -394,6 +381,16 @@ class QueueDock(QWidget):
             if s.status in ("running", "cancelling"):
                 return j
         return None
+
+    def _set_row(self, job_id: Any, item: QListWidgetItem) -> None:
+        """A new row widget for the job, shown in its (inserted) list item."""
+        row = JobRow(self.jobs[job_id])
+        row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
+        self.list.setItemWidget(item, row)
+        # only the height: a row as wide as its hint made the list's contents wider than a narrow dock
+        # (the status and the end of the bar cut off); list-mode rows span the viewport anyway
+        item.setSizeHint(QSize(1, row.sizeHint().height()))
+        self._rows[job_id] = row
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if obj is self.list.viewport() and event.type() == QEvent.Type.Resize:

@@ -88,8 +88,8 @@ def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: boo
         flags.append("--decoder-steps 0")
     if list(cfg.get("unet_lr_lengths") or ()) != list(base.unet_lr_lengths):
         flags.append("--unet-lr-lengths " + ",".join(str(n) for n in cfg["unet_lr_lengths"]))
-    ramp = [[int(x) for x in r] for r in cfg.get("unet_batch_ramp") or ()]
-    if ramp != [list(r) for r in base.unet_batch_ramp]:
+    ramp = tuple(tuple(int(x) for x in r) for r in cfg.get("unet_batch_ramp") or ())  # lists in the JSON
+    if ramp != tuple(base.unet_batch_ramp):
         flags.append("--unet-batch-ramp " + ramp_flag(ramp))
     if cfg["num_images"] != base.num_images:
         flags.append(f"--num-images {cfg['num_images']}")
@@ -165,7 +165,8 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
     else:
         decoder_text = " No separate decoder stage: the autoencoder is used as the VAE stage leaves it."
     command = training_command(cfg, geometry, train_dir, decoder_ran)
-    shape_block = ("\n" + shape_text(eval_json)) if shape_text(eval_json) else ""
+    shape_block = shape_text(eval_json)
+    shape_block = "\n" + shape_block if shape_block else ""
     return f"""# Implicit Studio default model (`shapes-sd-tiny`)
 
 A small text-to-image latent diffusion model in the exact layout of a Stable Diffusion 1.x

@@ -371,7 +371,6 @@ class MaskEditor(QWidget):
         self.opacity_slider = slider(0, 100, int(self.canvas.opacity * 100), "mask overlay opacity",
                                      lambda v: self.canvas.set_opacity(v / 100.0))
         brush_row.addWidget(self.opacity_slider, 1)
-        brush_row.addStretch(0)
 
         self.amount = QSpinBox(self)
         self.amount.setRange(1, 64)
