@@ -47,12 +47,14 @@ STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
 
 
 def _centred_square(img: QImage, size: int) -> QPixmap:
-    """The thumbnail (the loader already fits it in ``size``) centred on a transparent ``size`` square:
-    a wide filmstrip sits in the middle of its tile like a square image does, not as a sliver along the top."""
+    """The picture scaled to fit a transparent ``size`` square, centred: a wide filmstrip sits in the
+    middle of its tile like a square image does, not as a sliver along the top. (Thumbnails of small
+    pictures come at their own size, 64x64 for the bundled model, and are scaled up here.)"""
     pm = QPixmap(size, size)
     pm.fill(Qt.GlobalColor.transparent)
+    scaled = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     p = QPainter(pm)
-    p.drawImage((size - img.width()) // 2, (size - img.height()) // 2, img)
+    p.drawImage((size - scaled.width()) // 2, (size - scaled.height()) // 2, scaled)
     p.end()
     return pm
 
