@@ -148,29 +148,41 @@ def make_vae(latent: str = "16x16x4"):
     )
 
 
-def make_unet(latent: str = "16x16x4"):
+# The UNet's block widths per latent geometry when a training folder does not say (folders made before
+# the widths were a setting). The recipe's own widths are TrainConfig.unet_channels.
+UNET_CHANNELS = {8: (96, 128, 128), 16: (64, 128, 128)}
+
+
+def _norm_groups(channels) -> int:
+    """The most GroupNorm groups, up to Stable Diffusion's 32, that divide every block width."""
+    return next(g for g in (32, 16, 8, 4, 2, 1) if all(c % g == 0 for c in channels))
+
+
+def make_unet(latent: str = "16x16x4", channels=None):
+    """The UNet for a latent geometry; ``channels`` its three block widths (default UNET_CHANNELS)."""
     from diffusers import UNet2DConditionModel
 
-    size, channels = latent_geometry(latent)
+    size, latent_channels = latent_geometry(latent)
+    widths = tuple(int(c) for c in (channels or UNET_CHANNELS[size]))
+    if len(widths) != 3 or min(widths) < 8 or any(c % 8 for c in widths):
+        raise ValueError(f"the UNet takes three block widths, each a multiple of 8, not {widths}")
     if size == 8:  # cross-attention at 8x8 and 4x4
         down = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
         up = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
-        widths = (96, 128, 128)
     else:  # 16x16: plain convolutions at full size, cross-attention at 8x8 and 4x4 as above
         down = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
         up = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
-        widths = (64, 128, 128)
     return UNet2DConditionModel(
         sample_size=size,
-        in_channels=channels,
-        out_channels=channels,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
         block_out_channels=widths,
         layers_per_block=1,
         cross_attention_dim=TEXT_HIDDEN,
         attention_head_dim=8,
-        norm_num_groups=32,
+        norm_num_groups=_norm_groups(widths),
     )
 
 

@@ -91,6 +91,9 @@ def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: boo
     ramp = tuple(tuple(int(x) for x in r) for r in cfg.get("unet_batch_ramp") or ())  # lists in the JSON
     if ramp != tuple(base.unet_batch_ramp):
         flags.append("--unet-batch-ramp " + ramp_flag(ramp))
+    channels = tuple(int(c) for c in cfg.get("unet_channels") or ())
+    if channels != tuple(base.unet_channels):
+        flags.append("--unet-channels " + (",".join(map(str, channels)) or "default"))
     if cfg["num_images"] != base.num_images:
         flags.append(f"--num-images {cfg['num_images']}")
     return " ".join(["implicit-studio train-default-model --out", train_dir.as_posix()] + flags)

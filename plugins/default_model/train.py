@@ -94,6 +94,8 @@ class TrainConfig:
     # 117 min in all, but its loss at step 6,000 was twice the full-batch run's (0.160 vs 0.076) and
     # it drew shapes at 47% (colour 92%, position 86%) against 83% (benchmarks/RESULTS.md).
     unet_batch_ramp: tuple = ()
+    # The UNet's three block widths; empty for the geometry's default (build.UNET_CHANNELS).
+    unet_channels: tuple = ()
 
     @classmethod
     def for_latent(cls, latent: str) -> "TrainConfig":
@@ -365,6 +367,12 @@ def _latent_of(out: Path) -> str:
     return json.loads(cfg_file.read_text()).get("latent", "8x8x16") if cfg_file.exists() else "8x8x16"
 
 
+def _unet_channels_of(out: Path) -> tuple:
+    """The UNet block widths the training folder ``out`` was made with (empty: the geometry's default)."""
+    cfg_file = Path(out) / "train_config.json"
+    return tuple(json.loads(cfg_file.read_text()).get("unet_channels") or ()) if cfg_file.exists() else ()
+
+
 def load_vae(out: Path, decoder: bool = True):
     """The trained VAE; with ``decoder`` its fine-tuned decoder where that stage has run."""
     from .build import make_vae
@@ -513,7 +521,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
 
     lat = encode_latents(out, cfg, log)
     tok = load_tokenizer(out / "tokenizer")
-    unet, te = make_unet(cfg.latent), make_text_encoder(tok)
+    unet, te = make_unet(cfg.latent, cfg.unet_channels), make_text_encoder(tok)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
@@ -589,7 +597,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         with torch.no_grad():
             for pe, p in zip(ema_params, params):
                 pe.lerp_(p, 1 - d)
-        losses.append(float(per.mean()))
+        losses.append(float(per.detach().mean()))
         prog.update(step, loss=sum(losses[-50:]) / len(losses[-50:]), lr=lr)
         if step % 25 == 0:
             adapt_threads(cfg.threads)
@@ -619,7 +627,7 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
     tensors, _ = _load_state(out / "unet_ckpt")
     if tensors is None:
         raise FileNotFoundError(f"no UNet checkpoint in {out}")
-    unet, te = make_unet(_latent_of(out)), make_text_encoder(tok)
+    unet, te = make_unet(_latent_of(out), _unet_channels_of(out)), make_text_encoder(tok)
     unet.load_state_dict(_unpack(tensors, "ema_unet"))
     te.load_state_dict(_unpack(tensors, "ema_te"))
     vae = load_vae(out)
@@ -655,6 +663,10 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
     if made_with != cfg.latent:
         raise SystemExit(f"{out} holds a model with {made_with} latents, not {cfg.latent}; "
                          "use a new --out folder or the same --latent")
+    if (out / "unet_ckpt.safetensors").exists() and _unet_channels_of(out) != tuple(cfg.unet_channels):
+        had = "/".join(map(str, _unet_channels_of(out))) or "the default"
+        raise SystemExit(f"{out} holds a UNet with block widths {had}, not "
+                         f"{'/'.join(map(str, cfg.unet_channels)) or 'the default'}; use a new --out folder or the same --unet-channels")
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
     torch.manual_seed(cfg.seed)
@@ -694,6 +706,8 @@ def main(argv=None) -> int:
     p.add_argument("--unet-batch-ramp", default=None,
                    help="smaller UNet batches for the first steps, as UNTIL:BATCH pairs separated by commas "
                         "(the recipe sets them; 'none' for the full batch from the first step)")
+    p.add_argument("--unet-channels", default=None,
+                   help="the UNet's three block widths, e.g. 48,96,96 (the recipe sets them; 'default' for the geometry's)")
     p.add_argument("--num-images", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
@@ -724,6 +738,16 @@ def main(argv=None) -> int:
                 raise ValueError
         except ValueError:
             p.error(f"--unet-batch-ramp takes UNTIL:BATCH pairs separated by commas (e.g. 6000:32), not {a.unet_batch_ramp!r}")
+    if a.unet_channels is not None:
+        try:
+            cfg.unet_channels = tuple(int(c) for c in a.unet_channels.split(",") if c.strip() and c.strip() != "default")
+            from .build import make_unet
+
+            if cfg.unet_channels:
+                make_unet(cfg.latent, cfg.unet_channels)  # a clear error now, not after the VAE stage
+        except ValueError as exc:
+            p.error(f"--unet-channels takes three block widths separated by commas (e.g. 48,96,96), not {a.unet_channels!r}"
+                    + (f": {exc}" if "block widths" in str(exc) else ""))
     if a.decoder_steps is not None:
         cfg.decoder_steps = a.decoder_steps
     if a.num_images:
