@@ -133,22 +133,40 @@ def lr_length(cfg: TrainConfig, step: int) -> int:
 
 # ----------------------------------------------------------------------------- checkpoint helpers
 def _save_state(path: Path, tensors: dict, meta: dict) -> None:
-    """Write tensors (safetensors) and meta (JSON) atomically."""
+    """Write tensors (safetensors) and meta (JSON) atomically.
+
+    The meta travels inside the safetensors header too, so tensors and meta always belong to the same
+    step: a process ended between the two writes leaves a new tensor file beside an older JSON, and
+    _load_state then takes the header's copy. The JSON beside it is for people and older readers.
+    """
     from safetensors.torch import save_file
 
+    text = json.dumps(meta)
     tmp = path.with_suffix(".tmp.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"meta": text})
     tmp.replace(path.with_suffix(".safetensors"))
     mtmp = path.with_suffix(".tmp.json")
-    mtmp.write_text(json.dumps(meta))
+    mtmp.write_text(text)
     mtmp.replace(path.with_suffix(".json"))
 
 
 def _load_state(path: Path):
+    """(tensors, meta) of a checkpoint, or (None, None) where there is none.
+
+    The meta is the one written with the tensors (their header's); a checkpoint from before the header
+    held it falls back to the JSON beside it.
+    """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    if not (st.exists() and js.exists()):
+    if not st.exists():
+        return None, None
+    with safe_open(str(st), framework="pt") as f:
+        header = (f.metadata() or {}).get("meta")
+    if header is not None:
+        return load_file(str(st)), json.loads(header)
+    if not js.exists():
         return None, None
     return load_file(str(st)), json.loads(js.read_text())
 
