@@ -157,18 +157,16 @@ def _load_state(path: Path):
     held it falls back to the JSON beside it.
     """
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
     if not st.exists():
         return None, None
-    with safe_open(str(st), framework="pt") as f:
+    with safe_open(str(st), framework="pt") as f:  # one read: the header and the tensors
         header = (f.metadata() or {}).get("meta")
-    if header is not None:
-        return load_file(str(st)), json.loads(header)
-    if not js.exists():
-        return None, None
-    return load_file(str(st)), json.loads(js.read_text())
+        if header is None and not js.exists():
+            return None, None
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return tensors, json.loads(header if header is not None else js.read_text())
 
 
 def _pack(prefix: str, module) -> dict:
