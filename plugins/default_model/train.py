@@ -49,11 +49,12 @@ SCHEDULE = "squaredcos_cap_v2"
 # What each latent geometry's recipe sets beyond TrainConfig's field defaults, which are the shipped
 # model's recipe (16x16x4). The 16x16x4 autoencoder reads back 95.8% of shapes as the VAE stage leaves
 # it, so that recipe has no decoder stage; the 8x8x16 one needs it (rounded corners otherwise, 79%).
-# The shipped run was planned at 10,000 UNet steps and extended to 12,000 at step 10,000 (shape 78.2%
-# -> 83.0%), hence its cosine schedule's earlier length.
+# The shipped 16x16x4 UNet is the narrow one (48/96/96, 14,000 steps, one cosine): a step costs
+# 0.65-0.69 of the 64/128/128 UNet's (benchmarks/bench_unet_widths.py), so the recipe costs about 0.76
+# of the previous 16x16x4 recipe's (64/128/128, 12,000 steps: 10,000 planned, extended at step 10,000).
 RECIPES = {
     "16x16x4": {},
-    "8x8x16": {"unet_steps": 12000, "decoder_steps": 3000, "unet_lr_lengths": ()},
+    "8x8x16": {"unet_steps": 12000, "decoder_steps": 3000, "unet_channels": ()},
 }
 
 
@@ -69,7 +70,7 @@ class TrainConfig:
     decoder_batch: int = 16
     decoder_lr: float = 3e-4
     decoder_latent_noise: float = 0.1
-    unet_steps: int = 12000
+    unet_steps: int = 14000
     unet_batch: int = 64
     unet_lr: float = 3e-4
     warmup: int = 200
@@ -86,16 +87,19 @@ class TrainConfig:
     checkpoint_every: int = 200
     latent: str = "16x16x4"  # latent geometry (build.LATENTS); the shipped model's
     # Earlier lengths of the UNet's cosine learning-rate schedule, for a run that was extended: up
-    # to step L the schedule was L steps long, after the last one it is unet_steps long.
-    unet_lr_lengths: tuple = (10000,)
+    # to step L the schedule was L steps long, after the last one it is unet_steps long. The previous
+    # shipped model (64/128/128) had (10000,): planned at 10,000 steps, extended to 12,000.
+    unet_lr_lengths: tuple = ()
     # Smaller batches for the first UNet steps: (until_step, batch) pairs, unet_batch after the last.
-    # Off in the shipped recipe. Tried to fit the recipe in two hours (a batch-32 step costs 0.38 s
-    # against 0.64 s here): 6,000 steps at batch 32 then 6,000 at 64 (one 12,000-step cosine) took
-    # 117 min in all, but its loss at step 6,000 was twice the full-batch run's (0.160 vs 0.076) and
-    # it drew shapes at 47% (colour 92%, position 86%) against 83% (benchmarks/RESULTS.md).
+    # Off in the shipped recipe. Tried with the 64/128/128 UNet to fit that recipe in two hours (a
+    # batch-32 step cost 0.38 s against 0.64 s at 64): 6,000 steps at batch 32 then 6,000 at 64 (one
+    # 12,000-step cosine) took 117 min in all, but its loss at step 6,000 was twice the full-batch
+    # run's (0.160 vs 0.076) and it drew shapes at 47% (colour 92%, position 86%) against 83%
+    # (benchmarks/RESULTS.md). The narrower UNet keeps the full batch instead.
     unet_batch_ramp: tuple = ()
-    # The UNet's three block widths; empty for the geometry's default (build.UNET_CHANNELS).
-    unet_channels: tuple = ()
+    # The UNet's three block widths; empty for the geometry's default (build.UNET_CHANNELS, the widths
+    # of folders made before this was a setting: 64/128/128 at 16x16, the previous shipped model's).
+    unet_channels: tuple = (48, 96, 96)
 
     @classmethod
     def for_latent(cls, latent: str) -> "TrainConfig":
@@ -679,10 +683,15 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
     if made_with != cfg.latent:
         raise SystemExit(f"{out} holds a model with {made_with} latents, not {cfg.latent}; "
                          "use a new --out folder or the same --latent")
-    if (out / "unet_ckpt.safetensors").exists() and _unet_channels_of(out) != tuple(cfg.unet_channels):
-        had = "/".join(map(str, _unet_channels_of(out))) or "the default"
-        raise SystemExit(f"{out} holds a UNet with block widths {had}, not "
-                         f"{'/'.join(map(str, cfg.unet_channels)) or 'the default'}; use a new --out folder or the same --unet-channels")
+    from .build import UNET_CHANNELS, latent_geometry
+
+    default = UNET_CHANNELS[latent_geometry(cfg.latent)[0]]  # a folder's empty widths mean these
+    if (out / "unet_ckpt.safetensors").exists() and \
+            tuple(_unet_channels_of(out) or default) != tuple(cfg.unet_channels or default):
+        had = "/".join(map(str, _unet_channels_of(out) or default))
+        want = "/".join(map(str, cfg.unet_channels or default))
+        raise SystemExit(f"{out} holds a UNet with block widths {had}, not {want}; "
+                         f"use a new --out folder or --unet-channels {had.replace('/', ',')}")
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
     torch.manual_seed(cfg.seed)

@@ -13,8 +13,11 @@ MODEL = default_model_dir()
 def test_each_geometry_has_its_recipe():
     old = TrainConfig.for_latent("8x8x16")
     assert old.decoder_steps == 3000 and old.unet_lr_lengths == () and old.unet_batch_ramp == ()
+    assert old.unet_channels == ()  # its UNet keeps the geometry's widths (96/128/128)
     small = TrainConfig.for_latent("16x16x4")
     assert small.latent == "16x16x4" and small.decoder_steps == 0
+    # the shipped recipe: the narrow UNet, 14,000 steps, one cosine (benchmarks/RESULTS.md)
+    assert (small.unet_channels, small.unet_steps, small.unet_lr_lengths) == ((48, 96, 96), 14000, ())
     assert set(RECIPES) == {"8x8x16", "16x16x4"}
     assert TrainConfig.for_latent(TrainConfig().latent) == TrainConfig()  # the field defaults are the default recipe
 
@@ -25,6 +28,7 @@ def test_the_shipped_model_has_the_default_recipes_geometry():
     unet = json.loads((MODEL / "unet" / "config.json").read_text())
     vae = json.loads((MODEL / "vae" / "config.json").read_text())
     assert (unet["sample_size"], vae["latent_channels"]) == latent_geometry(TrainConfig().latent)
+    assert tuple(unet["block_out_channels"]) == TrainConfig().unet_channels  # the recipe trains what ships
 
 
 def test_a_recipe_without_a_decoder_stage_skips_it_and_writes_nothing(tmp_path):

@@ -79,11 +79,23 @@ def test_a_folder_keeps_its_unet_widths(tmp_path):
     (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
     (tmp_path / "unet_ckpt.safetensors").write_bytes(b"")
     assert _unet_channels_of(tmp_path) == (48, 96, 96)
-    with pytest.raises(SystemExit, match="block widths 48/96/96, not 64/128/128"):
+    with pytest.raises(SystemExit, match="block widths 48/96/96, not 64/128/128; .* --unet-channels 48,96,96"):
         run(tmp_path, TrainConfig(unet_channels=(64, 128, 128)), stages=())
-    with pytest.raises(SystemExit, match="block widths 48/96/96, not the default"):
-        run(tmp_path, TrainConfig(unet_channels=()), stages=())
+    with pytest.raises(SystemExit, match="block widths 48/96/96, not 64/128/128"):
+        run(tmp_path, TrainConfig(unet_channels=()), stages=())  # empty: the geometry's widths
     assert json.loads((tmp_path / "train_config.json").read_text())["unet_channels"] == [48, 96, 96]  # untouched
+    run(tmp_path, TrainConfig(threads=torch.get_num_threads()), stages=())  # the recipe's own widths: it resumes
+
+
+def test_a_folder_from_before_the_widths_were_a_setting_resumes_with_its_widths(tmp_path):
+    from plugins.default_model.train import TrainConfig, run
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"latent": "16x16x4", "unet_channels": []}))
+    (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
+    (tmp_path / "unet_ckpt.safetensors").write_bytes(b"")
+    run(tmp_path, TrainConfig(unet_channels=(64, 128, 128), threads=torch.get_num_threads()), stages=())  # empty meant 64/128/128
+    with pytest.raises(SystemExit, match="block widths 64/128/128, not 48/96/96; .* --unet-channels 64,128,128"):
+        run(tmp_path, TrainConfig(), stages=())
 
 
 def test_the_export_builds_the_unet_the_folder_was_trained_with(tmp_path):
