@@ -49,6 +49,10 @@ METADATA = [
     "platformdirs", "superqt", "scikit-image", "trimesh", "gymnasium", "h5py", "scipy", "importlib-metadata",
 ]
 
+#: Libraries without a PyInstaller hook that read non-Python files of their own at import time
+#: (kernels, which transformers >= 5.25 imports, opens ``_internals/python_depends.json``).
+DATA_PACKAGES = ["kernels"]
+
 
 def resources_source() -> Path:
     """The resources folder copied into the bundle (``IMPLICIT_STUDIO_BUILD_RESOURCES`` overrides
@@ -67,11 +71,44 @@ def excludes_enabled() -> bool:
     return os.environ.get("IMPLICIT_STUDIO_NO_EXCLUDES", "") not in ("1", "true", "yes")
 
 
+def dependency_closure(root: str = "implicit-studio") -> list[str]:
+    """Every installed distribution the app's package requires, directly or not (extras left out).
+
+    Libraries read their own or each other's metadata at import time (transformers 5.25 began
+    requiring ``kernels``, whose ``__init__`` asks importlib.metadata for its version), so a
+    hand-kept list falls behind a fresh install; the closure follows whatever pip resolved."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    seen: dict[str, None] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        seen[key] = None
+        for spec in dist.requires or []:
+            try:
+                req = Requirement(spec)
+            except Exception:  # noqa: BLE001 - an unparsable requirement line: skip it
+                continue
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            todo.append(req.name)
+    return list(seen)
+
+
 def _metadata() -> list:
     from PyInstaller.utils.hooks import copy_metadata
 
     out = []
-    for name in METADATA:
+    for name in dict.fromkeys([*METADATA, *dependency_closure()]):
         try:
             out += copy_metadata(name)
         except Exception:  # noqa: BLE001 - that distribution is not installed (e.g. onnxruntime vs -gpu)
@@ -104,6 +141,11 @@ def datas() -> list:
     out += collect_data_files("app", excludes=["**/__pycache__/**"])
     out += collect_data_files("plugins", excludes=["**/__pycache__/**"])
     out += collect_data_files("diffusers", excludes=["**/__pycache__/**", "**/*.py", "**/*.pyi"])
+    for pkg in DATA_PACKAGES:
+        try:
+            out += collect_data_files(pkg, excludes=["**/__pycache__/**"])
+        except Exception:  # noqa: BLE001 - not installed with this set of versions
+            pass
     out += _metadata()
     return out
 

@@ -529,6 +529,33 @@ def oom_error(exc: BaseException, device: str, what: str = "generation") -> Mode
                       "attention slicing, VAE tiling or CPU offload")
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (diffusers' lazy modules wrap an ImportError in a
+    RuntimeError whose first line only says "look up to see its traceback")."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def load_failure(exc: BaseException, path: Path) -> ModelError:
+    """A ModelError for a pipeline that failed to load: a broken installation (a library that
+    does not import) is named as such, not blamed on the model folder."""
+    root = _root_cause(exc)
+    text = " ".join(str(root).split()) or type(root).__name__
+    if isinstance(root, ImportError) or "Failed to import" in str(exc):
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = text if root is not exc else (lines[-1] if lines else type(exc).__name__)
+        return ModelError(f"could not load the model at {path}: a library it needs does not import, so the "
+                          f"installation is incomplete, not the model ({type(root).__name__}: {detail[:300]})")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelError(f"could not load the model at {path}: it looks corrupt or incomplete ({first})")
+
+
 def find_local_config(arch: str) -> Path | None:
     """A diffusers folder of architecture ``arch`` in the Hugging Face cache (offline), to serve as
     the config of a single-file checkpoint."""
@@ -627,8 +654,7 @@ def load_pipeline(ref: str | os.PathLike | None = "default", device: str = "cpu"
         except Exception as exc:  # noqa: BLE001
             if is_oom(exc):
                 raise oom_error(exc, device, "model loading") from exc
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"could not load the model at {path}: it looks corrupt or incomplete ({first})") from exc
+            raise load_failure(exc, path) from exc
         try:
             if getattr(pipe, "safety_checker", None) is not None:
                 pipe.safety_checker = None

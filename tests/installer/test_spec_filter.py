@@ -117,3 +117,36 @@ def test_build_refuses_the_wrong_torch_for_the_variant(tmp_path):
     wrong = "cpu" if torch.version.cuda else "cuda"
     with pytest.raises(build.BuildError, match="variant needs"):
         build.check_environment(wrong, tmp_path)
+
+
+def test_bundled_metadata_follows_what_pip_installed(common):
+    # libraries read distribution metadata at import (kernels' __init__ asks for its own version;
+    # transformers 5.25 started requiring kernels): the bundle copies the whole dependency closure
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    closure = set(common.dependency_closure())
+    assert {"implicit-studio", "torch", "diffusers", "transformers", "pyside6"} <= closure
+    # every installed requirement of transformers (not an extra) is in it, whatever this version needs
+    for spec in md.distribution("transformers").requires or []:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            md.distribution(req.name)
+        except md.PackageNotFoundError:
+            continue
+        assert req.name.lower().replace("_", "-") in closure, req.name
+    # extras stay out (PyInstaller comes only with the [installer] extra)
+    assert "pyinstaller" not in closure
+
+
+def test_data_files_that_libraries_open_at_import_are_bundled(common):
+    pytest.importorskip("PyInstaller")
+    kernels = pytest.importorskip("kernels")
+    # kernels' __init__ reads this file; without it the bundle's first generation fails
+    wanted = Path(kernels.__file__).parent / "_internals" / "python_depends.json"
+    assert wanted.is_file()
+    sources = {Path(src).resolve() for src, _dest in common.datas()}
+    assert wanted.resolve() in sources

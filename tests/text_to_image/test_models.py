@@ -9,6 +9,7 @@ import pytest
 
 from plugins.diffusion_common.errors import ModelError
 from plugins.diffusion_common.models import (
+    load_failure,
     classify_state_dict,
     file_sha256,
     inspect_model,
@@ -148,6 +149,23 @@ def test_incomplete_and_corrupt_folders(tiny_model, tmp_path):
     (odd / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelError, match="AudioLDMPipeline.*not a text-to-image"):
         load_pipeline(str(odd))
+
+
+def test_a_library_that_does_not_import_is_named_not_blamed_on_the_model(tmp_path):
+    # diffusers' lazy modules wrap an ImportError in a RuntimeError whose first line says only
+    # "look up to see its traceback"; a frozen bundle missing a module fails exactly this way
+    from diffusers.utils.import_utils import _LazyModule
+
+    lazy = _LazyModule("studio_absent_pkg", str(tmp_path / "__init__.py"), {"sub": ["Thing"]}, module_spec=None)
+    with pytest.raises(RuntimeError) as info:
+        lazy.Thing
+    err = load_failure(info.value, tmp_path)
+    assert "installation is incomplete, not the model" in str(err)
+    assert "ModuleNotFoundError" in str(err) and "studio_absent_pkg" in str(err)
+    assert "corrupt" not in str(err)
+    # any other failure still points at the folder, with its first line
+    plain = load_failure(ValueError("header too short\nmore"), tmp_path)
+    assert "corrupt or incomplete (header too short)" in str(plain)
 
 
 def test_tiny_folder_loads_and_is_cached(tiny_model):
