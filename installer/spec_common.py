@@ -80,12 +80,13 @@ def dependency_closure(root: str = "implicit-studio") -> list[str]:
     import importlib.metadata as md
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     seen: dict[str, None] = {}
     todo = [root]
     while todo:
         name = todo.pop()
-        key = name.lower().replace("_", "-")
+        key = canonicalize_name(name)
         if key in seen:
             continue
         try:

@@ -546,10 +546,12 @@ def load_failure(exc: BaseException, path: Path) -> ModelError:
     """A ModelError for a pipeline that failed to load: a broken installation (a library that
     does not import) is named as such, not blamed on the model folder."""
     root = _root_cause(exc)
-    text = " ".join(str(root).split()) or type(root).__name__
     if isinstance(root, ImportError) or "Failed to import" in str(exc):
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        detail = text if root is not exc else (lines[-1] if lines else type(exc).__name__)
+        if root is not exc:  # the wrapped error itself, on one line
+            detail = " ".join(str(root).split()) or type(root).__name__
+        else:  # an unchained wrapper: its last line carries the error
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = lines[-1] if lines else type(exc).__name__
         return ModelError(f"could not load the model at {path}: a library it needs does not import, so the "
                           f"installation is incomplete, not the model ({type(root).__name__}: {detail[:300]})")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

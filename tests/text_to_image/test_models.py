@@ -9,10 +9,10 @@ import pytest
 
 from plugins.diffusion_common.errors import ModelError
 from plugins.diffusion_common.models import (
-    load_failure,
     classify_state_dict,
     file_sha256,
     inspect_model,
+    load_failure,
     load_pipeline,
     model_hash,
     pickled_to_safetensors,
