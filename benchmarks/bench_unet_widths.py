@@ -13,6 +13,7 @@ reports the median seconds per step, the parameter counts and the ratio candidat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -28,8 +29,9 @@ def _widths(text: str) -> tuple:
     return tuple(int(c) for c in text.split(","))
 
 
-def _trainer(latent: str, widths: tuple, batch: int):
-    """A closure running one training step of a fresh UNet + text encoder on random latents."""
+def _trainer(latent: str, widths: tuple, batch: int, context=contextlib.nullcontext):
+    """A closure running one training step of a fresh UNet + text encoder on random latents, its
+    forward pass inside ``context()`` (the trainer's arithmetic: ``train.mixed_precision``)."""
     import tempfile
 
     import torch
@@ -53,8 +55,9 @@ def _trainer(latent: str, widths: tuple, batch: int):
         target = torch.randn(batch, ch, size, size, generator=g)
         t = torch.randint(0, 1000, (batch,), generator=g)
         start = time.perf_counter()
-        pred = unet(zt, t, te(ids).last_hidden_state).sample
-        loss = (pred - target).pow(2).mean()
+        with context():
+            pred = unet(zt, t, te(ids).last_hidden_state).sample
+        loss = (pred.float() - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -72,6 +72,18 @@ def ramp_flag(ramp) -> str:
     return ",".join(f"{int(until)}:{int(b)}" for until, b in ramp) or "none"
 
 
+def precision_text(precisions) -> str:
+    """The arithmetic the UNet's steps were computed in, in words (a checkpoint without the record: float32)."""
+    used = sorted(set(precisions or ("fp32",)))
+    if used == ["bf16"]:
+        return ("bfloat16 autocast for the forward passes on the CPU's AMX units (attention, weights, optimiser "
+                "state, EMA and losses in float32)")
+    if used == ["fp32"]:
+        return "float32 throughout"
+    return ("bfloat16 autocast for some steps and float32 for others (the run was resumed on a CPU "
+            "of the other kind; `--precision` fixes one)")
+
+
 def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: bool) -> str:
     """The command line that trains this folder's recipe: the flags where it differs from the defaults."""
     from .train import TrainConfig
@@ -94,6 +106,9 @@ def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: boo
     channels = tuple(int(c) for c in cfg.get("unet_channels") or ())
     if channels != tuple(base.unet_channels):
         flags.append("--unet-channels " + (",".join(map(str, channels)) or "default"))
+    # folders from before the setting trained in float32
+    if cfg.get("precision", "fp32") != base.precision:
+        flags.append(f"--precision {cfg.get('precision', 'fp32')}")
     if cfg["num_images"] != base.num_images:
         flags.append(f"--num-images {cfg['num_images']}")
     return " ".join(["implicit-studio train-default-model --out", train_dir.as_posix()] + flags)
@@ -210,6 +225,8 @@ python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.
   classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). An early version of this model used
   Stable Diffusion's scaled_linear betas, whose last step keeps 7% of the latent: on 8x8 latents the
   model learned to read the layout from that leak, not from the prompt (position 6.8%).
+- Arithmetic: {precision_text(meta.get('precisions'))}; `--precision auto` (the default) takes bfloat16
+  where the CPU has AMX and float32 elsewhere.
 - Timesteps: {cfg.get('high_noise_frac', 0):.0%} of every batch from the noisiest end (t >= {cfg.get('high_noise_from', 0)}), the rest uniform.
   {timestep_text}
 - Loss (unweighted MSE of the v-objective, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.

@@ -15,6 +15,8 @@ Stages, each checkpointed in DIR so an interrupted run resumes where it stopped:
                  from the compositional caption generator, so each image is seen in many wordings.
   5. ``export``  a diffusers StableDiffusionPipeline folder (safetensors) in DIR/pipeline.
 
+The forward passes of every stage run under bfloat16 autocast where the CPU has AMX (``--precision``;
+float32 elsewhere), the weights, optimiser state and losses in float32.
 Checkpoints are safetensors files plus a JSON state file: nothing is ever unpickled.
 ``--smoke`` runs a few steps of every stage on a few hundred images and checks the losses fall.
 """
@@ -22,6 +24,7 @@ Checkpoints are safetensors files plus a JSON state file: nothing is ever unpick
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -100,6 +103,12 @@ class TrainConfig:
     # The UNet's three block widths; empty for the geometry's default (build.UNET_CHANNELS, the widths
     # of folders made before this was a setting: 64/128/128 at 16x16, the previous shipped model's).
     unet_channels: tuple = (48, 96, 96)
+    # Arithmetic of the training passes: "bf16" runs the forward passes under bfloat16 autocast
+    # (weights, optimiser state, EMA and losses stay float32), "fp32" runs them in float32, "auto"
+    # takes bf16 where the CPU multiplies bfloat16 matrices in hardware (AMX) and fp32 elsewhere. On an
+    # AMX CPU a UNet step costs 0.61-0.68 of the float32 one, a VAE step 0.61
+    # (benchmarks/bench_train_precision.py), and the recipe took 107 min from nothing there.
+    precision: str = "auto"
 
     @classmethod
     def for_latent(cls, latent: str) -> "TrainConfig":
@@ -133,6 +142,75 @@ def unet_samples(cfg: TrainConfig, step: int) -> int:
 def lr_length(cfg: TrainConfig, step: int) -> int:
     """The length of the cosine learning-rate schedule in force at ``step``."""
     return next((int(n) for n in sorted(cfg.unet_lr_lengths) if step < n), cfg.unet_steps)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolve_precision(precision: str) -> str:
+    """The arithmetic a run uses: "bf16" or "fp32" ("auto": bf16 where the CPU has AMX tiles)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    import torch
+
+    try:  # AMX multiplies bfloat16 tiles in hardware; AVX-512's bf16 dot products alone were not faster
+        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
+    except AttributeError:  # a torch without the probe
+        return "fp32"
+
+
+def _attention_in_float32(sdpa):
+    """``sdpa`` (scaled dot-product attention) computed in float32 whatever autocast says."""
+    import functools
+
+    import torch
+
+    @functools.wraps(sdpa)
+    def attention(query, key, value, attn_mask=None, *args, **kwargs):
+        if attn_mask is not None and attn_mask.is_floating_point():
+            attn_mask = attn_mask.float()
+        with torch.autocast("cpu", enabled=False):
+            out = sdpa(query.float(), key.float(), value.float(), attn_mask, *args, **kwargs)
+        return out.to(query.dtype)
+
+    return attention
+
+
+@contextlib.contextmanager
+def mixed_precision(precision: str):
+    """The context a training forward pass runs in: bfloat16 autocast for "bf16", nothing for "fp32".
+
+    Under bf16, attention (diffusers' and transformers' calls of torch's scaled_dot_product_attention)
+    runs in float32: on the CPU the flash-attention kernel's bfloat16 backward pass took 10x its float32
+    time and cost more than autocast saved everywhere else, and the math kernel in bfloat16 made a UNet
+    step still 6-13% slower than float32 flash attention (benchmarks/bench_train_precision.py).
+    """
+    if precision != "bf16":
+        yield
+        return
+    import torch
+    import torch.nn.functional as F
+
+    sdpa = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = _attention_in_float32(sdpa)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+    finally:
+        F.scaled_dot_product_attention = sdpa
+
+
+def _precisions(meta, now: str) -> list:
+    """The arithmetic a checkpoint's steps were computed in, over every process that ran them."""
+    return sorted(set((meta or {}).get("precisions") or ()) | {now})
+
+
+def _kl(mean, logvar):
+    """KL divergence of N(mean, exp(logvar)) from N(0, 1) per sample, in float32."""
+    mean, logvar = mean.float(), logvar.float()
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3))
 
 
 # ----------------------------------------------------------------------------- checkpoint helpers
@@ -305,7 +383,7 @@ def _autoencoder_pool(cfg: TrainConfig):
 
 
 def _autoencoder_update(vae, opt, params, loss, step: int, total: int, losses: list, prog, ck: Path,
-                        cfg: TrainConfig) -> int:
+                        cfg: TrainConfig, precisions: list) -> int:
     """One optimiser step of an autoencoder stage, with logging and checkpoints; the new step."""
     import torch
 
@@ -319,7 +397,8 @@ def _autoencoder_update(vae, opt, params, loss, step: int, total: int, losses: l
     if step % 25 == 0:
         adapt_threads(cfg.threads)
     if step % cfg.checkpoint_every == 0 or step == total:
-        _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)}, {"step": step, "losses": losses})
+        _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)},
+                    {"step": step, "losses": losses, "precisions": precisions})
     return step
 
 
@@ -344,6 +423,8 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     tensors, meta = _load_state(ck)
     step, losses = _resume_autoencoder(vae, opt, tensors, meta, "vae", log)
     total = cfg.vae_crop_steps + cfg.vae_full_steps
+    precision = resolve_precision(cfg.precision)
+    precisions = _precisions(meta, precision)
     if step >= total:
         return losses
     pool_n, data, weights, masks = _autoencoder_pool(cfg)
@@ -370,14 +451,15 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.3 if full else 1.0)
         for grp in opt.param_groups:
             grp["lr"] = lr
-        post = vae.encode(x).latent_dist
-        # Deterministic latents (the posterior mean): sampling adds unit noise at initialisation
-        # and slows learning many times over; the diffusion model is trained on the means too.
-        rec = vae.decode(post.mean).sample
-        kl = post.kl().mean() / x[0].numel()
-        err = rec - x
+        with mixed_precision(precision):
+            post = vae.encode(x).latent_dist
+            # Deterministic latents (the posterior mean): sampling adds unit noise at initialisation
+            # and slows learning many times over; the diffusion model is trained on the means too.
+            rec = vae.decode(post.mean).sample
+        kl = _kl(post.mean, post.logvar).mean() / x[0].numel()
+        err = rec.float() - x
         loss = ((err.abs() + err.pow(2)) * w).mean() / w.mean() + 1e-4 * kl
-        step = _autoencoder_update(vae, opt, vae.parameters(), loss, step, total, losses, prog, ck, cfg)
+        step = _autoencoder_update(vae, opt, vae.parameters(), loss, step, total, losses, prog, ck, cfg, precisions)
     return losses
 
 
@@ -423,6 +505,7 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
         return load_file(str(path))
     vae = load_vae(out, decoder=False)
     tok = load_tokenizer(tok_dir)
+    precision = resolve_precision(cfg.precision)
     means, logvars, ids = [], [], []
     chunk = 1000
     prog = Progress("latents", cfg.num_images)
@@ -432,9 +515,10 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
             imgs, caps = _images(cfg, start, n)
             x = _to_tensor(imgs)
             for b in range(0, n, 250):
-                d = vae.encode(x[b : b + 250]).latent_dist
-                means.append(d.mean)
-                logvars.append(d.logvar)
+                with mixed_precision(precision):
+                    d = vae.encode(x[b : b + 250]).latent_dist
+                means.append(d.mean.float())
+                logvars.append(d.logvar.float())
             ids.append(tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids)
             prog.update(start + n)
     mean = torch.cat(means)
@@ -445,8 +529,9 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
         "scaling_factor": torch.tensor([1.0 / float(mean.std())]),
         "empty_ids": tok([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids[0],
     }
+    metadata = {"precision": precision}
     tmp = out / "latents.tmp.safetensors"
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     log(f"[latents] {cfg.num_images} encoded; latent std {float(mean.std()):.4f}")
     return tensors
@@ -475,6 +560,8 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     step, losses = _resume_autoencoder(vae, opt, tensors, meta, "decoder", log)
     if step >= cfg.decoder_steps:
         return losses
+    precision = resolve_precision(cfg.precision)
+    precisions = _precisions(meta, precision)
     pool_n, data, weights, _ = _autoencoder_pool(cfg)
     g = torch.Generator().manual_seed(cfg.seed + 17 + step)
     for p in vae.encoder.parameters():
@@ -488,7 +575,9 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
             z = vae.encode(x).latent_dist.mean
             # noise of a fraction of the latent spread, in the UNet's scaled units
             z = z + torch.randn(z.shape, generator=g) * (cfg.decoder_latent_noise / lat_scale) * float(torch.rand(1, generator=g))
-        rec = vae.decode(z).sample
+        with mixed_precision(precision):
+            rec = vae.decode(z).sample
+        rec = rec.float()
         err = rec - x
         pix = ((err.abs() + err.pow(2)) * w).mean() / w.mean()
         (rx, ry), (tx, ty) = _edges(rec), _edges(x)
@@ -497,7 +586,8 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         lr = cfg.decoder_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        step = _autoencoder_update(vae, opt, dec_params, loss, step, cfg.decoder_steps, losses, prog, ck, cfg)
+        step = _autoencoder_update(vae, opt, dec_params, loss, step, cfg.decoder_steps, losses, prog, ck, cfg,
+                                   precisions)
     return losses
 
 
@@ -567,6 +657,9 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     # compute time of the kept steps, summed over the processes that ran them (a process that is
     # stopped loses only the steps since its last checkpoint, and their time is not counted)
     seconds_before, t_start = float((meta or {}).get("seconds", 0.0)), time.time()
+    precision = resolve_precision(cfg.precision)
+    precisions = _precisions(meta, precision)
+    log(f"[unet] arithmetic: {'bfloat16 autocast' if precision == 'bf16' else 'float32'}")
     sched = make_scheduler()
     acp = sched.alphas_cumprod.float()
     snr = acp / (1 - acp)
@@ -603,8 +696,10 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         lr = cfg.unet_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog_frac)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        cond = te(tok_ids).last_hidden_state
-        pred = unet(zt, t, cond).sample
+        with mixed_precision(precision):
+            cond = te(tok_ids).last_hidden_state
+            pred = unet(zt, t, cond).sample
+        pred = pred.float()
         target = a * noise - s * z0  # v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0
         per = (pred - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per * weight[t]).mean()
@@ -627,7 +722,8 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                 {**_pack("unet", unet), **_pack("te", te), **_pack("ema_unet", ema_unet),
                  **_pack("ema_te", ema_te), **_pack_optimizer("opt", opt)},
                 {"step": step, "losses": losses, "config": asdict(cfg), "objective": OBJECTIVE, "schedule": SCHEDULE,
-                 "high_noise_since": high_since, "seconds": seconds_before + time.time() - t_start},
+                 "high_noise_since": high_since, "seconds": seconds_before + time.time() - t_start,
+                 "precisions": precisions},
             )
     return losses
 
@@ -736,6 +832,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-images", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="arithmetic of the training passes: bf16 (bfloat16 autocast), fp32, or auto (the recipe's: "
+                        "bf16 where the CPU has AMX, fp32 elsewhere)")
     p.add_argument("--stages", default="vae,latents,decoder,unet,export")
     p.add_argument("--latent", default=None, help="latent geometry: 16x16x4 (the shipped model's recipe) or 8x8x16 (the previous one's)")
     a = p.parse_args(argv)
@@ -777,6 +876,8 @@ def main(argv=None) -> int:
         cfg.decoder_steps = a.decoder_steps
     if a.num_images:
         cfg.num_images = a.num_images
+    if a.precision:
+        cfg.precision = a.precision
     if a.threads:
         cfg.threads = a.threads
     if a.smoke and a.latent:
