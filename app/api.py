@@ -16,7 +16,7 @@ Minimal plugin module::
 
     from app.api import hookimpl, ToolSpec, IntParam, SeedParam
 
-    REQUIRES_API = "1.0"          # optional: the API version this plugin was written for
+    REQUIRES_API = "1.1"          # optional: the API version this plugin was written for
 
     @hookimpl
     def studio_tools():
@@ -102,6 +102,7 @@ __all__ = [
     # run context
     "RunContext",
     # helpers
+    "model_fingerprint",
     "load_ref",
     "check_api_version",
     "api_compatible",
@@ -110,7 +111,7 @@ __all__ = [
 
 #: Version of this API, ``"MAJOR.MINOR"``. A plugin written for ``X.Y`` works with any app whose
 #: API has the same major ``X`` and a minor of at least ``Y``.
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 #: The pluggy project name; hook implementations must use :data:`hookimpl`.
 PROJECT_NAME = "implicit_studio"
@@ -679,7 +680,7 @@ class ModelParam(Param):
         if self.must_exist and not path.exists():
             names = ", ".join(repr(a) for a in self.aliases)
             hint = f" or one of {names}" if names else ""
-            raise self.error(f"model not found: {text} (give a local path{hint})")
+            raise self.error(_model_not_found(text, f"give a local path{hint}"))
         return str(path)
 
     def parse(self, text: str) -> str:
@@ -865,7 +866,8 @@ class SettingsSpec:
 class RewardSpec:
     """A reward model for guided editing (h-Edit). ``load`` is ``"module:function"`` called as
     ``function(ctx)``; it returns a callable scoring a batch of images (torch tensor in
-    ``[-1, 1]``, shape ``Bx3xHxW``) given a prompt: ``score(images, prompt) -> tensor[B]``."""
+    ``[-1, 1]``, shape ``Bx3xHxW``) given a prompt: ``score(images, prompt) -> tensor[B]``.
+    Tools find them with :attr:`RunContext.rewards` and :meth:`RunContext.load_reward`."""
 
     id: str
     title: str
@@ -882,7 +884,9 @@ class RewardSpec:
 @dataclass(frozen=True, kw_only=True)
 class CommandSpec:
     """An extra ``implicit-studio NAME ...`` sub-command. ``main`` is ``"module:function"`` called
-    as ``function(argv: list[str]) -> int`` (exit status) with the arguments after ``NAME``."""
+    as ``function(argv: list[str]) -> int`` (exit status) with the arguments after ``NAME``. A
+    ``main`` that has a parameter named ``ctx`` is also given the plugin's :class:`RunContext`
+    (the user's plugin settings, the plugin's folders, model resolution; API 1.1)."""
 
     name: str
     help: str
@@ -1205,12 +1209,24 @@ class RunContext:
     """What a run function gets as its first argument.
 
     Run functions report with :meth:`progress` (which is also where a cancel request takes
-    effect), :meth:`preview` and :meth:`log_metric`; they read the chosen ``device`` and ``dtype``,
-    the concrete ``seed``, a ``logger``, plugin settings and inputs from the session.
+    effect), :meth:`preview` and :meth:`log_metric`; they read the chosen ``device`` and ``dtype``
+    (with ``ort_providers`` for ONNX Runtime), the concrete ``seed``, a ``logger``, plugin
+    settings (:meth:`setting`) and inputs from the session (:meth:`load_input`).
 
-    The studio's job runner builds contexts wired to the window or the CLI. Plugin authors can
-    build one directly in unit tests: ``RunContext()`` runs on the CPU with seed 0 and ignores
-    progress; pass ``on_progress=`` etc. to observe calls.
+    What a plugin needs from the studio comes through the context too (API 1.1), never from the
+    studio's private modules: ``plugin`` (its name), :attr:`resources_dir` (the files it ships),
+    :attr:`data_dir` and :attr:`cache_dir` (folders of its own in the user's folders, created on
+    first use), :meth:`resolve_model` (model names such as ``"default"`` through the
+    ``studio_resolve_model`` hook, or local paths) and :attr:`rewards` / :meth:`load_reward`
+    (reward models contributed by plugins through ``studio_rewards``).
+
+    The studio's job runner builds contexts wired to the window or the CLI, and a plugin command
+    whose ``main`` has a ``ctx`` parameter gets one too. Plugin authors can build one directly in
+    unit tests: ``RunContext()`` runs on the CPU with seed 0, ignores progress, resolves model
+    paths only (no names) and knows no rewards; its folders are those a run of ``plugin`` would
+    get (set ``IMPLICIT_STUDIO_DATA_DIR`` and ``IMPLICIT_STUDIO_CACHE_DIR`` to keep a test out of
+    the user's folders, or pass ``data_dir=``/``cache_dir=``). Pass ``on_progress=`` etc. to
+    observe calls.
     """
 
     def __init__(
@@ -1229,6 +1245,12 @@ class RunContext:
         on_metric: Optional[Callable[[str, float, float], None]] = None,
         input_loader: Optional[Callable[[str], "Result"]] = None,
         cancel_event: Optional[threading.Event] = None,
+        plugin: str = "",
+        resources_dir: Optional[str | os.PathLike] = None,
+        data_dir: Optional[str | os.PathLike] = None,
+        cache_dir: Optional[str | os.PathLike] = None,
+        model_lookup: Optional[Callable[[str], Optional[str | os.PathLike]]] = None,
+        rewards: Optional[Mapping[str, "RewardSpec"]] = None,
     ) -> None:
         self.device = device
         self.dtype = dtype
@@ -1237,12 +1259,19 @@ class RunContext:
         self.logger = logger or logging.getLogger(f"implicit_studio.tool.{tool_id or 'run'}")
         self.tool_id = tool_id
         self.run_id = run_id
+        #: The name of the plugin the run belongs to ("" when built by hand).
+        self.plugin = plugin
         self._settings = dict(settings or {})
         self._on_progress = on_progress
         self._on_preview = on_preview
         self._on_metric = on_metric
         self._input_loader = input_loader
         self._cancel = cancel_event or threading.Event()
+        self._resources_dir = Path(resources_dir) if resources_dir is not None else None
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._model_lookup = model_lookup
+        self._rewards = dict(rewards or {})
 
     # -- cancellation ------------------------------------------------------------------------
     @property
@@ -1295,6 +1324,80 @@ class RunContext:
         """A plugin setting (declared with :class:`SettingsSpec`), or ``default``."""
         return self._settings.get(section, {}).get(name, default)
 
+    # -- the plugin's folders (API 1.1) -------------------------------------------------------
+    @property
+    def resources_dir(self) -> Path:
+        """The read-only files the plugin ships: for the built-in plugins the studio's bundled
+        ``resources/`` folder (models, samples), for others the ``resources`` folder inside the
+        plugin's package. Added in API 1.1."""
+        if self._resources_dir is None:
+            from app.paths import resources_dir
+
+            self._resources_dir = resources_dir()
+        return self._resources_dir
+
+    @property
+    def data_dir(self) -> Path:
+        """The plugin's folder for files the user keeps (trained weights, recordings), in the
+        studio's data folder (``<data>/plugin-data/<plugin>``); created on first use. Added in
+        API 1.1."""
+        if self._data_dir is None:
+            from app.settings import plugin_data_dir
+
+            self._data_dir = plugin_data_dir(self.plugin)
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        return self._data_dir
+
+    @property
+    def cache_dir(self) -> Path:
+        """The plugin's folder for files that can be made again (exports, converted weights,
+        precomputed grids) (``<cache>/plugin-cache/<plugin>``); created on first use. Added in
+        API 1.1."""
+        if self._cache_dir is None:
+            from app.settings import plugin_cache_dir
+
+            self._cache_dir = plugin_cache_dir(self.plugin)
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        return self._cache_dir
+
+    # -- models and rewards (API 1.1) ---------------------------------------------------------
+    def resolve_model(self, ref: str | os.PathLike) -> Path:
+        """The local file or folder a model reference stands for: a name that a plugin resolves
+        through the ``studio_resolve_model`` hook (``"default"``: the bundled model), or a local
+        path. Raises :class:`ToolError` with the one message for a model that is not there. The
+        runner records the same resolution (and :func:`model_fingerprint`) with the run. Added
+        in API 1.1."""
+        text = os.fspath(ref).strip() if ref is not None else ""
+        if not text:
+            raise ToolError("no model given: choose a model by name (such as 'default') or a local path")
+        found = self._model_lookup(text) if self._model_lookup is not None else None
+        if found is not None:
+            path = Path(found)
+            if not path.exists():
+                raise ToolError(_model_not_found(text, f"{path} does not exist; reinstall the plugin that "
+                                                       "provides it or choose another model"))
+            return path
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise ToolError(_model_not_found(text, "give a local model folder or file, or a name a plugin "
+                                                   "provides such as 'default'"))
+        return path
+
+    @property
+    def rewards(self) -> Mapping[str, "RewardSpec"]:
+        """The reward models plugins contribute (``studio_rewards``), by id. Added in API 1.1."""
+        return dict(self._rewards)
+
+    def load_reward(self, reward_id: str) -> Callable[..., Any]:
+        """Build the scoring callable of the reward ``reward_id`` for this run (its ``load``
+        function called with this context); :class:`ToolError` naming the known ids if there is
+        none. Added in API 1.1."""
+        spec = self._rewards.get(reward_id)
+        if spec is None:
+            known = ", ".join(sorted(self._rewards)) or "none"
+            raise ToolError(f"unknown reward {reward_id!r}; rewards from plugins: {known}")
+        return load_ref(spec.load)(self)
+
     # -- device helpers (import heavy libraries only when called) -----------------------------
     def numpy_rng(self):
         """A ``numpy.random.Generator`` seeded with :attr:`seed`."""
@@ -1318,6 +1421,22 @@ class RunContext:
 
         gen_device = "cpu" if self.device == "mps" else self.device
         return torch.Generator(device=gen_device).manual_seed(self.seed)
+
+
+def _model_not_found(ref: str, hint: str) -> str:
+    """The one sentence for a model reference that names nothing on disk."""
+    return f"model not found: {ref} ({hint})"
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """The studio's one fingerprint of a model file or folder: 64 hex digits of sha256 (a file:
+    of its bytes; a folder: of its weight and config files' names and hashes). The runner
+    records it with every run that has a :class:`ModelParam`; write the same one into your own
+    metadata. Cached by path, size and modification time, so large models are read once.
+    ``FileNotFoundError`` if nothing is at ``path``. Added in API 1.1."""
+    from app.fingerprint import model_fingerprint as fingerprint
+
+    return fingerprint(path)
 
 
 def _read_image_file(path: str):

@@ -242,8 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if spec is None:
                 known = ", ".join(sorted(set(SUBCOMMANDS) | set(manager.commands)))
                 raise UsageError(f"unknown command {command!r}; commands: {known}")
-            fn = manager.resolve(spec.main, spec.plugin, f"command {spec.name!r}")
-            return int(manager.guarded(spec.plugin, f"command {spec.name!r}", fn, rest) or 0)
+            return manager.run_command(spec, rest)
         return sub.handler(rest)
     except UsageError as exc:
         msg = str(exc)

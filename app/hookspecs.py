@@ -6,6 +6,9 @@ arguments and return an iterable of records from :mod:`app.api`; they are called
 start-up, one plugin at a time, so they must be cheap: build records, import nothing heavy.
 Code is referenced from records as ``"module:attribute"`` strings and imported on first use.
 
+``studio_session_event`` and ``studio_resolve_model`` are called later, while the studio runs,
+each implementation behind the same guard as every other call into plugin code.
+
 A plugin module may set ``REQUIRES_API = "MAJOR.MINOR"``; a plugin asking for a newer API than
 :data:`app.api.API_VERSION` is refused (state *incompatible*) with a message naming both versions.
 
@@ -16,7 +19,8 @@ names). Each hook notes the API version it appeared in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import pluggy
 
@@ -46,6 +50,7 @@ __all__ = [
     "studio_rewards",
     "studio_commands",
     "studio_session_event",
+    "studio_resolve_model",
 ]
 
 
@@ -139,4 +144,31 @@ def studio_session_event(event: SessionEvent) -> None:
     and reported; they never stop the run.
 
     Added in API 1.0.
+    """
+
+
+@hookspec(firstresult=True)
+def studio_resolve_model(ref: str, resources_dir: Path) -> Optional[Path]:
+    """Say which local file or folder a model *name* stands for, or return ``None`` for a name
+    this plugin does not know (then the next plugin is asked, and a reference no plugin knows is
+    taken as a local path).
+
+    ``ref`` is the value of a :class:`~app.api.ModelParam` as the user gave it (``"default"``, a
+    path, any name); ``resources_dir`` is this plugin's own resources folder (the studio's
+    bundled ``resources/`` for the built-in plugins), where bundled models usually live. Return
+    the path even when it does not exist: the studio then reports the missing model in one
+    sentence. The first answer that is not ``None`` wins (``firstresult``); an implementation
+    that raises is reported and skipped.
+
+    The job runner resolves every run's model through this hook to record its fingerprint
+    (:func:`~app.api.model_fingerprint`), and run functions resolve it the same way with
+    :meth:`~app.api.RunContext.resolve_model`. Must be cheap: no model loading, no heavy import.
+
+    Example (the bundled diffusion model)::
+
+        @hookimpl
+        def studio_resolve_model(ref, resources_dir):
+            return resources_dir / "models" / "default" if ref == "default" else None
+
+    Added in API 1.1.
     """

@@ -17,7 +17,6 @@ Every run is recorded in the session (when a store is given) through the storage
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -121,57 +120,6 @@ class JobEvent:
 
 
 Listener = Callable[[JobEvent], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# model fingerprints
-# ---------------------------------------------------------------------------------------------
-
-_hash_cache: dict[tuple, str] = {}
-_MODEL_EXTS = {".safetensors", ".onnx", ".json", ".txt", ".bin", ".pt", ".ckpt", ".model", ".data"}
-_FULL_HASH_LIMIT = 256 * 1024 * 1024
-
-
-def model_hash(path: str | os.PathLike) -> Optional[str]:
-    """A sha256 fingerprint of a model file or folder (file names, sizes and contents; files over
-    256 MB contribute their size and first and last MiB). Cached per process by (path, sizes, mtimes)."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in _MODEL_EXTS)
-    key = (str(p.resolve()),) + tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if key in _hash_cache:
-        return _hash_cache[key]
-    h = hashlib.sha256()
-    for f in files:
-        rel = f.name if p.is_file() else str(f.relative_to(p))
-        size = f.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            if size <= _FULL_HASH_LIMIT:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read(1 << 20))
-    digest = "sha256:" + h.hexdigest()
-    _hash_cache[key] = digest
-    return digest
-
-
-def resolve_model_path(value: str) -> Optional[Path]:
-    """The folder/file a model parameter value stands for (``"default"`` -> the bundled model)."""
-    if value == "default":
-        from app import paths
-
-        return paths.default_model_dir()
-    if value == "default-onnx":
-        from app import paths
-
-        return paths.default_model_onnx_dir()
-    p = Path(value)
-    return p if p.exists() else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,6 +432,25 @@ class JobRunner:
             return self.manager.run_function(tool)
         return api.load_ref(tool.run)
 
+    def _context(self, plugin: str, **kwargs: Any) -> api.RunContext:
+        """The run's context: wired to the manager's services (the plugin's resources, model
+        names through ``studio_resolve_model``, rewards) when there is a manager."""
+        if self.manager is not None:
+            return self.manager.context(plugin, **kwargs)
+        return api.RunContext(plugin=plugin, **kwargs)
+
+    def _model_path(self, param: api.ModelParam, ref: str) -> Optional[Path]:
+        """Where the run's model is, by the same resolution the run function uses
+        (:meth:`app.api.RunContext.resolve_model`). ``None`` for one of the parameter's own
+        ``aliases`` that no plugin resolves (a tool of API 1.0 that resolves it itself): the run
+        is then recorded without a fingerprint."""
+        try:
+            return self._context("").resolve_model(ref)
+        except api.ToolError:
+            if ref in param.aliases:
+                return None
+            raise
+
     def _notify(self, kind: str, job: Job, error: Optional[str] = None) -> None:
         if self.manager is None:
             return
@@ -567,8 +534,8 @@ class JobRunner:
             for p in tool.params:
                 if isinstance(p, api.ModelParam):
                     model_ref = params[p.name]
-                    path = resolve_model_path(model_ref)
-                    model_hash_value = model_hash(path) if path is not None else None
+                    path = self._model_path(p, model_ref)
+                    model_hash_value = api.model_fingerprint(path) if path is not None else None
                     break
             for p in tool.params:
                 if isinstance(p, api.ImageParam) and params[p.name] is not None:
@@ -589,8 +556,8 @@ class JobRunner:
             return
 
         plugin_settings = self.settings.plugin_settings() if self.settings is not None else {}
-        ctx = api.RunContext(
-            device=choice.device, dtype=choice.dtype, seed=job.seed, ort_providers=choice.ort_providers,
+        ctx = self._context(
+            tool.plugin, device=choice.device, dtype=choice.dtype, seed=job.seed, ort_providers=choice.ort_providers,
             tool_id=tool.id, run_id=job.run_id, settings=plugin_settings,
             on_progress=on_progress, on_preview=on_preview, on_metric=on_metric,
             input_loader=lambda ref: self.load_input(ref, "image"), cancel_event=job._cancel,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -41,6 +42,8 @@ _log = logging.getLogger("implicit_studio.plugins")
 
 ENTRY_POINT_GROUP = "implicit_studio.plugins"
 BUILTIN_DIST = "implicit-studio"
+#: The package of the built-in plugins; their resources are the studio's bundled ``resources/``.
+BUILTIN_PACKAGE = "plugins"
 SLOW_HOOK_MS = 100.0
 
 LOADED, FAILED, DISABLED, INCOMPATIBLE = "loaded", "failed", "disabled", "incompatible"
@@ -336,7 +339,7 @@ class PluginManager:
         unknown = [hc.name for hc in (self.pm.get_hookcallers(plugin) or []) if hc.spec is None]
         if unknown:
             self._unregister(cand.name)
-            known = ", ".join(sorted(REGISTRATION_HOOKS) + ["studio_session_event"])
+            known = ", ".join(sorted(n for n in hookspecs.__all__ if n.startswith("studio_")))
             self._fail(rec, FAILED, f"unknown hook(s) {', '.join(sorted(unknown))}; known hooks: {known}", None)
             return rec
         self._collect(rec)
@@ -564,6 +567,74 @@ class PluginManager:
     def viewers_for(self, kind: str) -> list[api.ViewerSpec]:
         return [v for v in self.viewers if v.kind == kind]
 
+    # ------------------------------------------------------------------------------------------
+    # what a plugin gets from the studio (the run context's services, API 1.1)
+    # ------------------------------------------------------------------------------------------
+    def resources_dir(self, plugin: str) -> Path:
+        """The read-only files ``plugin`` ships: the studio's bundled ``resources/`` folder for the
+        built-in plugins, else the ``resources`` folder beside the plugin's entry module."""
+        rec = self.records.get(plugin)
+        module_name = rec.module if rec is not None else ""
+        if module_name.split(".")[0] == BUILTIN_PACKAGE or (rec is not None and rec.builtin):
+            from app.paths import resources_dir
+
+            return resources_dir()
+        module = sys.modules.get(module_name)
+        where = getattr(module, "__file__", None)
+        if not where:
+            raise LookupError(f"plugin {plugin!r} has no module file to find its resources folder beside")
+        return Path(where).resolve().parent / "resources"
+
+    def find_model(self, ref: str) -> Optional[Path]:
+        """The path the ``studio_resolve_model`` hook gives for a model name, or ``None``.
+
+        Implementations are asked in pluggy's order, each with its own resources folder and
+        behind the guard; the first answer that is not ``None`` wins, one that raises is reported
+        (log, Plugins dialog) and skipped."""
+        for impl in reversed(self.pm.hook.studio_resolve_model.get_hookimpls()):
+            kwargs = {"ref": ref, "resources_dir": self.resources_dir(impl.plugin_name)}
+            kwargs = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            try:
+                found = self.guarded(impl.plugin_name, "hook studio_resolve_model",
+                                     lambda fn=impl.function, kw=kwargs: _as_path(fn(**kw)))
+            except PluginCallError:
+                continue
+            if found is not None:
+                return found
+        return None
+
+    def resolve_model(self, ref: str | os.PathLike) -> Path:
+        """The one resolution of a model reference (see :meth:`app.api.RunContext.resolve_model`):
+        a name through the hook, else a local path; :class:`~app.api.ToolError` if nothing is there."""
+        return self.context("").resolve_model(ref)
+
+    def context(self, plugin: str, **kwargs: Any) -> api.RunContext:
+        """A :class:`~app.api.RunContext` for code of ``plugin`` wired to this manager: its
+        resources folder, named-model resolution through the hook, the rewards of all plugins.
+        ``kwargs`` are the other context arguments (device, seed, callbacks, settings...)."""
+        resources = None
+        if plugin in self.records:
+            try:
+                resources = self.resources_dir(plugin)
+            except LookupError:
+                resources = None
+        return api.RunContext(plugin=plugin, resources_dir=resources, model_lookup=self.find_model,
+                              rewards=dict(self.rewards), **kwargs)
+
+    def run_command(self, spec: api.CommandSpec, argv: list[str]) -> int:
+        """Run a plugin command guarded; a ``main`` with a ``ctx`` parameter also receives the
+        plugin's context (its folders, the user's plugin settings, model resolution)."""
+        fn = self.resolve(spec.main, spec.plugin, f"command {spec.name!r}")
+        kwargs: dict[str, Any] = {}
+        try:
+            takes_ctx = "ctx" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            takes_ctx = False
+        if takes_ctx:
+            settings = self.settings.plugin_settings() if self.settings is not None else {}
+            kwargs["ctx"] = self.context(spec.plugin, settings=settings, tool_id=spec.name)
+        return int(self.guarded(spec.plugin, f"command {spec.name!r}", fn, argv, **kwargs) or 0)
+
     def notify(self, event: api.SessionEvent) -> None:
         """Give ``event`` to every ``studio_session_event`` implementation; failures are logged."""
         for impl in self.pm.hook.studio_session_event.get_hookimpls():
@@ -572,6 +643,10 @@ class PluginManager:
                 self.guarded(impl.plugin_name, "hook studio_session_event", impl.function, **kwargs)
             except PluginCallError:
                 pass
+
+
+def _as_path(value: Any) -> Optional[Path]:
+    return None if value is None else Path(os.fspath(value))
 
 
 #: Sub-command names the studio keeps for itself.

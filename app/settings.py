@@ -7,7 +7,8 @@ services: ``plugins.disabled`` (list of plugin names), ``device`` (``"auto"``, `
 ``last_params`` (``{tool_id: {name: value}}``). The window keeps its layout in QSettings.
 
 Environment overrides (used by tests and portable installs):
-``IMPLICIT_STUDIO_CONFIG_DIR``, ``IMPLICIT_STUDIO_LOG_DIR``, ``IMPLICIT_STUDIO_DATA_DIR``.
+``IMPLICIT_STUDIO_CONFIG_DIR``, ``IMPLICIT_STUDIO_LOG_DIR``, ``IMPLICIT_STUDIO_DATA_DIR``,
+``IMPLICIT_STUDIO_CACHE_DIR``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,30 @@ def log_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Folder of files that can be made again (model fingerprints, exports, converted weights):
+    ``IMPLICIT_STUDIO_CACHE_DIR``, else ``cache`` in the data folder."""
+    env = os.environ.get("IMPLICIT_STUDIO_CACHE_DIR")
+    if env:
+        return Path(env)
+    return data_dir() / "cache"
+
+
+def plugin_data_dir(plugin: str) -> Path:
+    """A plugin's own folder of files the user keeps: ``<data>/plugin-data/<plugin>``."""
+    return data_dir() / "plugin-data" / _folder_name(plugin)
+
+
+def plugin_cache_dir(plugin: str) -> Path:
+    """A plugin's own cache folder: ``<cache>/plugin-cache/<plugin>``."""
+    return cache_dir() / "plugin-cache" / _folder_name(plugin)
+
+
+def _folder_name(plugin: str) -> str:
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (plugin or "").strip()).strip(".")
+    return name or "unregistered"
 
 
 def default_session_dir() -> Path:
