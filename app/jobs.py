@@ -591,7 +591,7 @@ class JobRunner:
             self._emit("cancelled", job)
             self._notify("run-cancelled", job)
             return
-        except api.ToolError as exc:
+        except (api.ToolError, api.ParamError) as exc:  # the user's to act on: the sentence, no traceback
             self._fail(job, str(exc), None)
             return
         except Exception as exc:  # noqa: BLE001 - PluginCallError and anything else

@@ -49,16 +49,18 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    from app.api import ToolError
+
     torch.set_num_threads(args.threads)
-    from plugins.diffusion_common.models import load_pipeline, resolve_model_path
-    from plugins.diffusion_common.errors import ModelError
+    from app.plugins import get_manager
+    from plugins.diffusion_common.models import load_pipeline
     from plugins.text_to_image.compute import GenerationParams, generate
 
     model = args.model
     note = ""
     try:
-        resolve_model_path(model)
-    except ModelError:
+        model = str(get_manager().resolve_model(model))  # "default": the bundled model
+    except ToolError:
         if model != "default":
             raise
         from plugins.diffusion_common.tiny import build_tiny_pipeline

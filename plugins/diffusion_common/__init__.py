@@ -1,9 +1,11 @@
-"""Shared diffusion utilities (no Qt): model loading and hashing, the scheduler table, prompt
-encoding, VAE encode/decode, cheap latent previews, device selection, the ONNX Runtime backend and
-a tiny random pipeline for tests.
+"""Shared diffusion library of the diffusion plugins (no Qt): model loading, fingerprints and
+classification (``models``), the model list (``model_manager``, ``hf_cache``), the bundled models
+by name (``bundled``), the scheduler table, prompt encoding, previews, the ONNX Runtime backend,
+the editing machinery h-Edit and inpainting share (``editing``, ``images``) and a tiny random
+pipeline for tests.
 
 Importing this package is cheap; torch, diffusers, transformers and onnxruntime are imported
-inside the functions that need them.
+by the modules that need them, when they are used.
 """
 
-from .errors import ModelError, ParamError  # noqa: F401
+from .errors import ModelError  # noqa: F401

@@ -22,9 +22,11 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from .errors import ModelError, ParamError
+from app.api import ParamError
+
+from .errors import ModelError
 
 _log = logging.getLogger("implicit_studio.diffusion.backends")
 
@@ -180,20 +182,22 @@ def _export_wrappers():
 _export_lock = threading.Lock()
 
 
-def onnx_export_dir(model_hash: str) -> Path:
-    from .device import cache_dir
+def onnx_export_dir(model_hash: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the export of the model with this fingerprint lives in ``cache_dir`` (the run's
+    ``ctx.cache_dir``; default: :func:`~plugins.diffusion_common.models.default_cache_dir`)."""
+    from .models import default_cache_dir
 
-    return cache_dir() / "onnx" / model_hash[:24]
+    return Path(cache_dir or default_cache_dir()) / "onnx" / model_hash[:24]
 
 
 def export_onnx(loaded, out_dir: str | os.PathLike | None = None, opset: int = ONNX_OPSET,
-                progress=None) -> Path:
+                progress=None, cache_dir: str | os.PathLike | None = None) -> Path:
     """Export an SD-structured model (text encoder, UNet, VAE decoder and encoder) to ONNX with
     dynamic batch and spatial sizes. Reuses an existing complete export in ``out_dir`` (default:
-    the cache folder of the model's hash). Returns the folder."""
+    the folder of the model's fingerprint in ``cache_dir``). Returns the folder."""
     import torch
 
-    out = Path(out_dir) if out_dir else onnx_export_dir(loaded.hash)
+    out = Path(out_dir) if out_dir else onnx_export_dir(loaded.hash, cache_dir)
     meta_file = out / "implicit_studio_export.json"
     with _export_lock:
         if meta_file.is_file():
@@ -398,19 +402,18 @@ class OrtSDBackend(TokenizerMixin):
         return None
 
 
-def shipped_export_for(model_hash: str) -> Path | None:
-    """The bundled ONNX export (``app.paths.default_model_onnx_dir()``) when it was made by
-    :func:`export_onnx` from exactly this model (same content hash), else ``None``."""
-    try:
-        from app.paths import default_model_onnx_dir
-
-        folder = default_model_onnx_dir()
-        meta = json.loads((folder / "implicit_studio_export.json").read_text(encoding="utf-8"))
-    except (ImportError, OSError, ValueError):
-        return None
-    if meta.get("model_hash") == model_hash and meta.get("format") == EXPORT_FORMAT_VERSION and \
-            (folder / "unet" / "model.onnx").is_file():
-        return folder
+def shipped_export_for(model_hash: str, folders: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The first of ``folders`` (exports shipped with a plugin, such as the bundled model's
+    ``"default-onnx"``) that :func:`export_onnx` made from exactly this model (same
+    fingerprint), else ``None``."""
+    for folder in map(Path, folders):
+        try:
+            meta = json.loads((folder / "implicit_studio_export.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if meta.get("model_hash") == model_hash and meta.get("format") == EXPORT_FORMAT_VERSION and \
+                (folder / "unet" / "model.onnx").is_file():
+            return folder
     return None
 
 
@@ -418,12 +421,14 @@ _ort_cache: dict[tuple, OrtSDBackend] = {}
 _ort_lock = threading.Lock()
 
 
-def existing_export_for(model_hash: str) -> Path | None:
-    """A complete export of the model with this hash: the shipped one or one in the cache."""
-    shipped = shipped_export_for(model_hash)
-    if shipped is not None:
-        return shipped
-    folder = onnx_export_dir(model_hash)
+def existing_export_for(model_hash: str, cache_dir: str | os.PathLike | None = None,
+                        shipped: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """A complete export of the model with this fingerprint: a shipped one (see
+    :func:`shipped_export_for`) or one in ``cache_dir``."""
+    found = shipped_export_for(model_hash, shipped)
+    if found is not None:
+        return found
+    folder = onnx_export_dir(model_hash, cache_dir)
     try:
         meta = json.loads((folder / "implicit_studio_export.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -434,16 +439,18 @@ def existing_export_for(model_hash: str) -> Path | None:
 
 
 def ort_backend_for(loaded, providers=("CPUExecutionProvider",), threads: int = 0, onnx_dir=None,
-                    progress=None, model_hash: str | None = None) -> OrtSDBackend:
-    """The ONNX Runtime backend of a model: exported once (cached by model hash), sessions kept
-    per (folder, providers, threads). ``loaded`` (a :class:`LoadedModel`) is needed only when no
-    export exists yet; otherwise pass ``model_hash`` and ``loaded=None``."""
+                    progress=None, model_hash: str | None = None, cache_dir: str | os.PathLike | None = None,
+                    shipped: Sequence[str | os.PathLike] = ()) -> OrtSDBackend:
+    """The ONNX Runtime backend of a model: a shipped export, else exported once into
+    ``cache_dir`` (by model fingerprint); sessions kept per (folder, providers, threads).
+    ``loaded`` (a :class:`LoadedModel`) is needed only when no export exists yet; otherwise pass
+    ``model_hash`` and ``loaded=None``."""
     digest = model_hash or loaded.hash
     if onnx_dir is None:
-        onnx_dir = existing_export_for(digest)
+        onnx_dir = existing_export_for(digest, cache_dir, shipped)
     if onnx_dir is None and loaded is None:
         raise ModelError("no ONNX export of this model exists yet and no loaded model was given to export")
-    folder = Path(onnx_dir) if onnx_dir else export_onnx(loaded, progress=progress)
+    folder = Path(onnx_dir) if onnx_dir else export_onnx(loaded, progress=progress, cache_dir=cache_dir)
     key = (str(folder), tuple(providers), int(threads))
     with _ort_lock:
         hit = _ort_cache.get(key)

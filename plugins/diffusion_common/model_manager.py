@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from app.api import model_fingerprint
+
 from .errors import ModelError
+from .hf_cache import hf_cache_snapshots
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -84,11 +87,9 @@ class ModelEntry:
         return self._problem
 
     def content_hash(self) -> str:
-        """The sha256 content hash (cached per path, mtime and size)."""
+        """The studio's fingerprint of the model (:func:`app.api.model_fingerprint`; cached)."""
         if self._hash is None:
-            from .models import model_hash
-
-            self._hash = model_hash(self.path)
+            self._hash = model_fingerprint(self.path)
         return self._hash
 
     def as_dict(self, with_hash: bool = False) -> dict:
@@ -168,37 +169,10 @@ def scan_folder(root: str | os.PathLike, source: str | None = None, max_depth: i
     return entries
 
 
-def hf_hub_cache() -> Path:
-    """The Hugging Face hub cache folder (``HF_HUB_CACHE``, ``HF_HOME/hub`` or the default)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
-    return home / "hub"
-
-
 def hf_cache_models(cache: str | os.PathLike | None = None) -> list[ModelEntry]:
-    """Diffusers models in the hub cache (``models--org--name/snapshots/<rev>``), newest snapshot
-    of each repository, read from disk only."""
-    base = Path(cache).expanduser() if cache else hf_hub_cache()
-    out: list[ModelEntry] = []
-    if not base.is_dir():
-        return out
-    for repo in sorted(base.glob("models--*")):
-        snaps = [s for s in (repo / "snapshots").glob("*") if (s / "model_index.json").is_file()]
-        if not snaps:
-            continue
-        ref_file = repo / "refs" / "main"
-        chosen = None
-        if ref_file.is_file():
-            rev = ref_file.read_text(encoding="utf-8").strip()
-            chosen = next((s for s in snaps if s.name == rev), None)
-        if chosen is None:
-            chosen = max(snaps, key=lambda s: s.stat().st_mtime)
-        name = repo.name[len("models--"):].replace("--", "/")
-        out.append(ModelEntry(chosen, name, "diffusers", "diffusers", _folder_size(chosen), "hf-cache"))
-    return out
+    """Diffusers models in the Hugging Face hub cache (newest snapshot of each repository)."""
+    return [ModelEntry(folder, name, "diffusers", "diffusers", _folder_size(folder), "hf-cache")
+            for name, folder in hf_cache_snapshots(cache)]
 
 
 def parse_folder_list(text: str | Iterable[str] | None) -> list[Path]:
@@ -213,26 +187,24 @@ def parse_folder_list(text: str | Iterable[str] | None) -> list[Path]:
 
 
 class ModelManager:
-    """All models from the configured folders, the bundled model and (optionally) the HF cache."""
+    """All models from the configured folders, the bundled model (``default_model``: its folder,
+    as ``ctx.resolve_model("default")`` gives it) and, optionally, the HF cache."""
 
     def __init__(self, folders: Iterable[str | os.PathLike] | str | None = None, include_hf_cache: bool = True,
-                 hf_cache: str | os.PathLike | None = None, include_default: bool = True):
+                 hf_cache: str | os.PathLike | None = None, default_model: str | os.PathLike | None = None):
         self.folders = parse_folder_list(folders) if isinstance(folders, str) or folders is None else \
             [Path(f).expanduser() for f in folders]
         self.include_hf_cache = include_hf_cache
         self.hf_cache = hf_cache
-        self.include_default = include_default
+        self.default_model = Path(default_model) if default_model is not None else None
         self.errors: list[str] = []
 
     def entries(self) -> list[ModelEntry]:
         self.errors = []
         out: list[ModelEntry] = []
-        if self.include_default:
-            from app.paths import default_model_dir
-
-            d = default_model_dir()
-            if (d / "model_index.json").is_file():
-                out.append(ModelEntry(d, "default", "diffusers", "diffusers", _folder_size(d), "bundled"))
+        d = self.default_model
+        if d is not None and (d / "model_index.json").is_file():
+            out.append(ModelEntry(d, "default", "diffusers", "diffusers", _folder_size(d), "bundled"))
         for folder in self.folders:
             try:
                 out.extend(scan_folder(folder))

@@ -10,8 +10,10 @@ Accepted models:
   ``torch.load(weights_only=True)`` and converted once to safetensors in the cache.
 
 Everything is loaded with ``local_files_only=True``; nothing is downloaded. Loaded pipelines are
-cached by (path, content hash, device, dtype, options). Content hashes are the sha256 of the weight
-files, remembered per (path, mtime, size) in ``<cache>/hashes.json``.
+cached by (path, fingerprint, device, dtype, options). The fingerprint is the studio's one model
+fingerprint, :func:`app.api.model_fingerprint`, so the run's row, its PNG metadata and the ONNX
+exports all name a model the same way. Model *names* such as ``"default"`` are resolved by the run
+context (:meth:`app.api.RunContext.resolve_model`); the functions here take local paths.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from app.api import RunContext, ToolError, model_fingerprint
+
 from .errors import ModelError
+from .hf_cache import hf_cache_snapshots
 
 _log = logging.getLogger("implicit_studio.diffusion.models")
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".onnx_data", ".pb")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
-CONFIG_SUFFIXES = (".json", ".txt", ".model")
 
 #: Architecture id -> human name.
 ARCH_NAMES = {
@@ -91,22 +94,14 @@ class ModelInfo:
 # Resolving a model reference
 # ------------------------------------------------------------------------------------------------
 
-def resolve_model_path(ref: str | os.PathLike | None) -> Path:
-    """``"default"`` (or empty) -> the bundled model folder; otherwise the path itself. Raises
-    :class:`ModelError` when it does not exist."""
-    text = "default" if ref is None else os.fspath(ref).strip()
-    if text in ("", "default"):
-        from app.paths import default_model_dir
-
-        path = default_model_dir()
-        if not path.exists():
-            raise ModelError(f"the bundled default model is missing: {path} does not exist "
-                             "(reinstall Implicit Studio or choose another model)")
-        return path
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise ModelError(f"model not found: {path}")
-    return path
+def local_model_path(ref: str | os.PathLike) -> Path:
+    """The local file or folder ``ref`` names, by the studio's one model resolution (a name such
+    as ``"default"`` resolves only in a run context wired to the plugins: pass
+    ``ctx.resolve_model(name)`` here). Raises :class:`ModelError` with the studio's message."""
+    try:
+        return RunContext().resolve_model(ref)
+    except ToolError as exc:
+        raise ModelError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,93 +246,6 @@ def classify_state_dict(shapes: Mapping[str, tuple], name: str = "checkpoint") -
 
 
 # ------------------------------------------------------------------------------------------------
-# Hashing
-# ------------------------------------------------------------------------------------------------
-
-_hash_lock = threading.Lock()
-_hash_memory: dict[str, dict[str, Any]] = {}
-
-
-def _hash_cache_file() -> Path:
-    from .device import cache_dir
-
-    return cache_dir() / "hashes.json"
-
-
-def _load_hash_cache() -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(_hash_cache_file().read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_hash_cache(data: dict[str, dict[str, Any]]) -> None:
-    path = _hash_cache_file()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=0, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:  # the cache is an optimisation only
-        _log.debug("could not write the hash cache: %s", exc)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, remembered by (absolute path, mtime, size) in memory and on disk."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = str(path)
-    stamp = {"mtime_ns": st.st_mtime_ns, "size": st.st_size}
-    with _hash_lock:
-        hit = _hash_memory.get(key)
-        if hit is None:
-            hit = _load_hash_cache().get(key)
-        if hit and hit.get("mtime_ns") == stamp["mtime_ns"] and hit.get("size") == stamp["size"]:
-            _hash_memory[key] = hit
-            return hit["sha256"]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(8 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _hash_lock:
-        entry = dict(stamp, sha256=digest)
-        _hash_memory[key] = entry
-        data = _load_hash_cache()
-        data[key] = entry
-        _save_hash_cache(data)
-    return digest
-
-
-def model_files(path: Path) -> list[Path]:
-    """The weight and config files that make up a model (a file, or a folder's files)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    files = []
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts) and \
-                (p.suffix in WEIGHT_SUFFIXES or p.suffix in CONFIG_SUFFIXES):
-            files.append(p)
-    return files
-
-
-def model_hash(path: str | os.PathLike) -> str:
-    """Content hash of a model: the sha256 of a single file, or for a folder the sha256 of the
-    list of its weight and config files with their own sha256."""
-    path = Path(path)
-    if path.is_file():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    files = model_files(path)
-    if not files:
-        raise ModelError(f"{path} holds no model files (no weights or configs)")
-    for p in files:
-        h.update(f"{p.relative_to(path).as_posix()}:{file_sha256(p)}\n".encode())
-    return h.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------
 # Inspecting a model path
 # ------------------------------------------------------------------------------------------------
 
@@ -397,9 +305,9 @@ def inspect_diffusers_folder(path: Path) -> ModelInfo:
                      "pipeline this studio can run (SD 1.x/2.x, SDXL, SD3, FLUX)")
 
 
-def inspect_model(ref: str | os.PathLike | None) -> ModelInfo:
-    """Classify a model reference (folder or file) without loading weights."""
-    path = resolve_model_path(ref)
+def inspect_model(ref: str | os.PathLike) -> ModelInfo:
+    """Classify a local model (folder or file) without loading weights."""
+    path = local_model_path(ref)
     if path.is_dir():
         return inspect_diffusers_folder(path)
     suffix = path.suffix.lower()
@@ -447,16 +355,16 @@ def read_pickled_checkpoint(path: str | os.PathLike, allow_pickle: bool = False)
     return tensors
 
 
-def pickled_to_safetensors(path: str | os.PathLike, allow_pickle: bool = False) -> Path:
-    """Convert a pickled checkpoint once into ``<cache>/converted/<sha256>.safetensors``."""
+def pickled_to_safetensors(path: str | os.PathLike, allow_pickle: bool = False,
+                           cache_dir: str | os.PathLike | None = None) -> Path:
+    """Convert a pickled checkpoint once into ``<cache_dir>/converted/<sha256>.safetensors``
+    (``cache_dir``: the run's ``ctx.cache_dir``; default: :func:`default_cache_dir`)."""
     from safetensors.torch import save_file
 
-    from .device import cache_dir
-
     path = Path(path)
-    digest = file_sha256(path) if allow_pickle else None
+    digest = model_fingerprint(path) if allow_pickle else None
     tensors = read_pickled_checkpoint(path, allow_pickle)
-    out_dir = cache_dir() / "converted"
+    out_dir = Path(cache_dir or default_cache_dir()) / "converted"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{digest}.safetensors"
     if not out.exists():
@@ -561,18 +469,16 @@ def load_failure(exc: BaseException, path: Path) -> ModelError:
 def find_local_config(arch: str) -> Path | None:
     """A diffusers folder of architecture ``arch`` in the Hugging Face cache (offline), to serve as
     the config of a single-file checkpoint."""
-    from .model_manager import hf_cache_models
-
     base = arch.replace("-inpaint", "")
     if base == "sd-custom":  # its sizes are its own: another custom model's config would not fit
         return None
-    for entry in hf_cache_models():
+    for _name, folder in hf_cache_snapshots():
         try:
-            info = inspect_diffusers_folder(entry.path)
+            info = inspect_diffusers_folder(folder)
         except ModelError:
             continue
         if info.arch == arch or (info.arch.replace("-inpaint", "") == base and not arch.endswith("inpaint")):
-            return entry.path
+            return folder
     return None
 
 
@@ -613,22 +519,24 @@ def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOpt
                          f"Cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
 
-def load_pipeline(ref: str | os.PathLike | None = "default", device: str = "cpu", dtype: str = "float32",
-                  allow_pickle: bool = False, options: LoadOptions | None = None) -> LoadedModel:
-    """Load (or take from the cache) the text-to-image pipeline of a model reference, on ``device``
-    in ``dtype``. Raises :class:`ModelError` with a sentence for every failure."""
+def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "float32",
+                  allow_pickle: bool = False, options: LoadOptions | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> LoadedModel:
+    """Load (or take from the cache) the text-to-image pipeline of a local model, on ``device``
+    in ``dtype``. Raises :class:`ModelError` with a sentence for every failure. ``cache_dir``
+    receives converted pickled checkpoints (see :func:`pickled_to_safetensors`)."""
     options = options or LoadOptions()
-    path = resolve_model_path(ref)
+    path = local_model_path(ref)
     info = inspect_model(path)
     source = path
     if info.pickled:
-        source = pickled_to_safetensors(path, allow_pickle)
+        source = pickled_to_safetensors(path, allow_pickle, cache_dir)
         shapes = {k: v["shape"] for k, v in read_safetensors_header(source).items()}
         info = classify_state_dict(shapes, path.name)
         info.path, info.pickled = path, True
     if info.format == "onnx":
         raise ModelError(f"{path} is an ONNX export; use it with the ONNX backend of the base model instead")
-    digest = model_hash(source)
+    digest = model_fingerprint(path)
     key = (str(path.resolve()), digest, device, dtype, options.key())
     with _load_lock:
         hit = _pipeline_cache.get(key)
@@ -683,6 +591,26 @@ def load_pipeline(ref: str | os.PathLike | None = "default", device: str = "cpu"
         while len(_pipeline_cache) > PIPELINE_CACHE_SIZE:
             _pipeline_cache.popitem(last=False)
         return loaded
+
+
+def load_sd_model(ref: str | os.PathLike, device: str = "cpu", dtype: str = "float32") -> tuple[Any, str]:
+    """(pipeline, fingerprint) of a Stable-Diffusion-structured local model (a UNet with
+    cross-attention, a VAE and one CLIP text encoder), which the editing tools (h-Edit,
+    inpainting) need; :class:`ModelError` for any other model."""
+    loaded = load_pipeline(ref, device=device, dtype=dtype)
+    pipe = loaded.pipe
+    if loaded.info.family != "sd" or not all(hasattr(pipe, a) for a in ("unet", "vae", "text_encoder", "tokenizer")):
+        raise ModelError(
+            f"{loaded.info.arch_name} is not supported here: h-Edit and inpainting need a "
+            "Stable-Diffusion-1/2-structured model (UNet, VAE, one CLIP text encoder)"
+        )
+    return pipe, loaded.hash
+
+
+def default_cache_dir() -> Path:
+    """The cache folder of this shared library for callers outside a run (scripts, tests) that
+    give none; a run passes its own ``ctx.cache_dir``."""
+    return RunContext(plugin="diffusion_common").cache_dir
 
 
 # ------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def make_scheduler(name: str, base_config: Mapping[str, Any], flow_matching: boo
                    overrides: Mapping[str, Any] | None = None):
     """A fresh scheduler object ``name`` configured from a model's scheduler config (its betas,
     prediction type...). Raises ``ParamError`` for an unknown name or one the model can't use."""
-    from .errors import ParamError
+    from app.api import ParamError
 
     key = (name or "default").strip().lower()
     if key not in SCHEDULERS:

@@ -42,18 +42,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from app.api import Cancelled, ParamError
+from plugins.diffusion_common import editing as D
 from plugins.diffusion_common.recommended import model_folder, recommended_settings
 
-from . import diffusion as D
 from .p2p import AttentionController, align_tokens, attention_control, prompts_alignable
 
 VARIANTS = ("explicit", "implicit", "baseline-ef", "baseline-ddim")
 INVERSIONS = ("random", "deterministic")
 ATTENTION = ("auto", "p2p", "none")
-
-
-class Cancelled(Exception):
-    """The caller's cancel flag was set between two steps."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -98,17 +95,17 @@ class HEditSettings:
         s = replace(self)
         rec = recommended or {}
         if s.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {s.variant!r}; choose one of {', '.join(VARIANTS)}")
+            raise ParamError(f"unknown variant {s.variant!r}; choose one of {', '.join(VARIANTS)}", "variant")
         if s.variant == "baseline-ef":
             s.inversion = "random"
         elif s.variant == "baseline-ddim":
             s.inversion = "deterministic"
         if s.inversion not in INVERSIONS:
-            raise ValueError(f"unknown inversion {s.inversion!r}; choose random or deterministic")
+            raise ParamError(f"unknown inversion {s.inversion!r}; choose random or deterministic", "inversion")
         if s.attention not in ATTENTION:
-            raise ValueError(f"unknown attention control {s.attention!r}; choose auto, p2p or none")
+            raise ParamError(f"unknown attention control {s.attention!r}; choose auto, p2p or none", "attention")
         if not (1 <= int(s.num_steps) <= 1000):
-            raise ValueError(f"number of steps must be between 1 and 1000, got {s.num_steps}")
+            raise ParamError(f"number of steps must be between 1 and 1000, got {s.num_steps}", "steps")
         n = s.num_steps = int(s.num_steps)
         det = s.inversion == "deterministic"
         paper = {"w_orig": 1.0, "w_src_edit": 9.0 if det else 5.0, "w_edit": 10.0 if det else 7.5}
@@ -118,7 +115,7 @@ class HEditSettings:
         if s.self_replace is None:
             s.self_replace = 0.6 if det else 0.35
         if s.inner_steps < 1:
-            raise ValueError("inner steps must be at least 1")
+            raise ParamError("inner steps must be at least 1", "inner_steps")
         if s.attention == "auto":
             s.attention = "p2p" if (prompts_differ_alignably and has_text_term) else "none"
         if s.skip is None:
@@ -126,12 +123,12 @@ class HEditSettings:
         if s.edit_stop is None:
             s.edit_stop = n
         if not (0 <= s.skip < n):
-            raise ValueError(f"skip must be between 0 and {n - 1} for {n} steps, got {s.skip}")
+            raise ParamError(f"skip must be between 0 and {n - 1} for {n} steps, got {s.skip}", "skip")
         s.edit_stop = max(s.skip, min(int(s.edit_stop), n))
         for name in ("cross_replace", "self_replace"):
             v = getattr(s, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name.replace('_', ' ')} must be a fraction between 0 and 1, got {v}")
+                raise ParamError(f"{name.replace('_', ' ')} must be a fraction between 0 and 1, got {v}", name)
         return s
 
 
@@ -306,8 +303,8 @@ def h_edit(
     has_reward = reward_fn is not None or bool(settings.reward)
     if not target_prompt:
         if not has_reward:
-            raise ValueError("the target prompt is empty: describe what the edited image should show, "
-                             "or choose a reward for a reward-only edit")
+            raise ParamError("the target prompt is empty: describe what the edited image should show, "
+                             "or choose a reward for a reward-only edit", "target_prompt")
         target_prompt = source_prompt
         notes.append("no target prompt: reward-only edit (target = source prompt)")
     if not math.isfinite(settings.reward_weight) or not math.isfinite(settings.edit_strength):
@@ -324,7 +321,7 @@ def h_edit(
     if region_mask is not None:
         region_px = prepare_mask(region_mask, original.shape[:2], "region mask", resize=resize_mask)
         if not region_px.any():
-            raise ValueError("the region mask is empty: paint the area the edit may change, or clear the mask")
+            raise ParamError("the region mask is empty: paint the area the edit may change, or clear the mask", "region")
         model_mask = prepare_mask(region_px.astype(np.uint8) * 255, (size, size), "region mask", resize=True) \
             if region_px.shape != (size, size) else region_px
         region_lat = D.latent_mask(torch.from_numpy(model_mask.astype(np.float32)), factor).to(device, dtype)
@@ -376,7 +373,7 @@ def h_edit(
     # attention control is installed only around the controlled UNet calls (P2P)
     # ---- inversion (cached)
     x0 = D.vae_encode(pipe, D.image_to_tensor(img, device, dtype))
-    mh = model_hash or D.model_fingerprint(pipe)
+    mh = model_hash or D.weights_key(pipe)
     key = InversionCache.key(D.image_hash(img), mh, n, s.inversion, source_prompt, s.w_orig, s.seed)
     inv = cache.get(key) if cache is not None else None
     cached = inv is not None

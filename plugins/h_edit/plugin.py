@@ -1,9 +1,11 @@
-"""h-Edit plugin: the ``h-edit`` tool (cheap to import: stdlib + app.api only)."""
+"""h-Edit plugin: the ``h-edit`` tool (cheap to import: stdlib, app.api and the
+bundled-model table of plugins.diffusion_common)."""
 
 from app.api import (BoolParam, ChoiceParam, FloatParam, ImageParam, IntParam, MaskParam, ModelParam,
                      SeedParam, TextParam, ToolSpec, hookimpl)
+from plugins.diffusion_common.bundled import bundled_model
 
-REQUIRES_API = "1.0"
+REQUIRES_API = "1.1"
 
 
 @hookimpl
@@ -73,3 +75,9 @@ def studio_tools():
             ),
         )
     ]
+
+
+@hookimpl
+def studio_resolve_model(ref, resources_dir):
+    """``"default"``/``"default-onnx"``: the bundled model and its ONNX export."""
+    return bundled_model(ref, resources_dir)

@@ -171,7 +171,8 @@ def _palette_factory(arg: str, region, prompt: str) -> Score:
 def _style_factory(arg: str, region, prompt: str) -> Score:
     if not arg:
         raise ValueError("the style reward needs a reference image file, e.g. style:/path/ref.png")
-    from .diffusion import image_to_tensor, load_image_file
+    from plugins.diffusion_common.editing import image_to_tensor
+    from plugins.diffusion_common.images import load_image_file
 
     ref = load_image_file(arg, "style reference image")
     return style_reward(image_to_tensor(ref), region)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.api import ImageResult, MaskResult, ToolError
+from app.api import ImageResult, MaskResult, ParamError, ToolError
 
 
 def source_prompt_from_metadata(meta: dict) -> str:
@@ -22,19 +22,15 @@ def source_prompt_from_metadata(meta: dict) -> str:
     return ""
 
 
-def _plugin_reward(name: str, ctx, region, prompt):
-    """A reward contributed by a plugin (``studio_rewards``) as a score callable, or None."""
-    try:
-        from app.plugins import get_manager
+def _plugin_reward(name: str, ctx, prompt):
+    """A reward contributed by a plugin (``studio_rewards``, found through the run context) as a
+    score callable; ``ToolError`` naming the built-in and the plugins' rewards if there is none."""
+    from .rewards import available_rewards
 
-        spec = get_manager().rewards.get(name)
-    except Exception:  # noqa: BLE001 - no manager: built-in rewards only
-        return None
-    if spec is None:
-        return None
-    from app.api import load_ref
-
-    scorer = load_ref(spec.load)(ctx)
+    if name not in ctx.rewards:
+        known = ", ".join([*available_rewards(), *sorted(ctx.rewards)])
+        raise ToolError(f"unknown reward {name!r}; rewards: {known}")
+    scorer = ctx.load_reward(name)
     return lambda images: scorer(images, prompt)
 
 
@@ -42,15 +38,16 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
                variant="implicit", inversion="random", region=None, resize_mask=False, steps=25, w_edit=0.0,
                w_src_edit=0.0, w_orig=-1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
                self_replace=-1.0, skip=-1, edit_stop=-1, feather=2, model="default", seed=0) -> list[Any]:
+    from plugins.diffusion_common.models import load_sd_model
+
     from . import compute as C
-    from .models import load_model
 
     meta = getattr(image, "metadata", {}) or {}
     if not (source_prompt or "").strip():
         source_prompt = source_prompt_from_metadata(meta)
     arr = image.image if isinstance(image, ImageResult) else image
     mask = region.mask if isinstance(region, MaskResult) else region
-    pipe, model_hash = load_model(model, device=ctx.device, dtype=ctx.dtype)
+    pipe, model_hash = load_sd_model(ctx.resolve_model(model), device=ctx.device, dtype=ctx.dtype)
     settings = C.HEditSettings(
         variant=variant, inversion=inversion, num_steps=steps, w_orig=None if w_orig < 0 else w_orig,
         w_src_edit=w_src_edit or None, w_edit=w_edit or None, edit_strength=edit_strength,
@@ -64,15 +61,12 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
 
         name = settings.reward.split(":", 1)[0].strip().lower()
         if name not in available_rewards():
-            reward_fn = _plugin_reward(name, ctx, mask, target_prompt or source_prompt)
-            if reward_fn is None:
-                raise ToolError(f"unknown reward {name!r}; built-in: {', '.join(available_rewards())}")
+            reward_fn = _plugin_reward(name, ctx, target_prompt or source_prompt)
     try:
         res = C.h_edit(pipe, arr, source_prompt, target_prompt, settings, region_mask=mask, reward_fn=reward_fn,
                        model_hash=model_hash, resize_mask=resize_mask, progress=ctx.progress, preview=ctx.preview,
                        is_cancelled=lambda: ctx.cancelled)
-    except C.Cancelled:
-        ctx.check_cancelled()
+    except ParamError:
         raise
     except ValueError as exc:
         raise ToolError(str(exc)) from None

@@ -43,7 +43,7 @@ def browse_image(parent: QWidget) -> str:
 def read_image_source(source, path_edit=None) -> Optional[np.ndarray]:
     """An HxWx3 uint8 image from a file path or an array (``None`` for an empty path); shows the
     path in ``path_edit``. Raises ValueError with a readable message for a bad file or array."""
-    from plugins.h_edit.diffusion import load_image_file, to_uint8_rgb
+    from plugins.diffusion_common.images import load_image_file, to_uint8_rgb
 
     if isinstance(source, str):
         if not source.strip():

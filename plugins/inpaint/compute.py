@@ -54,13 +54,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from plugins.h_edit import diffusion as D
+from app.api import Cancelled, ParamError
+from plugins.diffusion_common import editing as D
 
 METHODS = ("copaint", "copaint-tt", "repaint", "blend", "checkpoint")
-
-
-class Cancelled(Exception):
-    """The caller's cancel flag was set between two steps."""
 
 
 @dataclass
@@ -91,9 +88,9 @@ class InpaintSettings:
     def resolved(self) -> "InpaintSettings":
         s = replace(self)
         if s.method not in METHODS:
-            raise ValueError(f"unknown inpainting method {s.method!r}; choose one of {', '.join(METHODS)}")
+            raise ParamError(f"unknown inpainting method {s.method!r}; choose one of {', '.join(METHODS)}", "method")
         if not (1 <= int(s.num_steps) <= 1000):
-            raise ValueError(f"number of steps must be between 1 and 1000, got {s.num_steps}")
+            raise ParamError(f"number of steps must be between 1 and 1000, got {s.num_steps}", "steps")
         n = s.num_steps = int(s.num_steps)
         scaled = max(1, round(10 * n / 250))
         if s.eta is None:
@@ -110,13 +107,13 @@ class InpaintSettings:
             s.reg_decay = 1.01 ** (250 / n)
         for name in ("jump_length", "resamplings", "tt_length", "tt_interval", "tt_repeats"):
             if getattr(s, name) < 1:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+                raise ParamError(f"{name.replace('_', ' ')} must be at least 1", name)
         if s.grad_steps < 0 or s.max_backoff < 0:
-            raise ValueError("gradient steps and back-off count cannot be negative")
+            raise ParamError("gradient steps and back-off count cannot be negative", "grad_steps")
         for name in ("lr", "reg", "guidance"):
             v = getattr(s, name)
             if not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+                raise ParamError(f"{name} must be a finite number >= 0, got {v}", name)
         return s
 
 
@@ -154,10 +151,10 @@ class InpaintResult:
 
 def check_mask(mask: np.ndarray) -> None:
     if not mask.any():
-        raise ValueError("the mask is empty: paint the region to fill (white = repaint) before inpainting")
+        raise ParamError("the mask is empty: paint the region to fill (white = repaint) before inpainting", "mask")
     if mask.all():
-        raise ValueError("the mask covers the whole image, so nothing is left to keep; "
-                         "use text-to-image instead, or leave part of the image unmasked")
+        raise ParamError("the mask covers the whole image, so nothing is left to keep; "
+                         "use text-to-image instead, or leave part of the image unmasked", "mask")
 
 
 def inpaint(

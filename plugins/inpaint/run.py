@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.api import ImageResult, MaskResult, ToolError
+from app.api import ImageResult, MaskResult, ParamError, ToolError
 
 
 def run_inpaint(ctx, image, mask, prompt="", negative_prompt="", method="copaint", steps=25, guidance=7.5,
                 resize_mask=False, feather=2, lr=0.02, grad_steps=2, reg=1e-4, tt_length=0, tt_interval=0,
                 tt_repeats=2, jump_length=0, resamplings=10, mask_history="", model="default", seed=0) -> list[Any]:
-    from plugins.h_edit.models import load_model
+    from plugins.diffusion_common.models import load_sd_model
 
     from . import compute as C
 
     arr = image.image if isinstance(image, ImageResult) else image
     m = mask.mask if isinstance(mask, MaskResult) else mask
-    pipe, _hash = load_model(model, device=ctx.device, dtype=ctx.dtype)
+    pipe, _hash = load_sd_model(ctx.resolve_model(model), device=ctx.device, dtype=ctx.dtype)
     settings = C.InpaintSettings(
         method=method, num_steps=steps, guidance=guidance, seed=seed, lr=lr, grad_steps=grad_steps, reg=reg,
         tt_length=tt_length or None, tt_interval=tt_interval or None, tt_repeats=tt_repeats,
@@ -25,8 +25,7 @@ def run_inpaint(ctx, image, mask, prompt="", negative_prompt="", method="copaint
     try:
         res = C.inpaint(pipe, arr, m, prompt, settings, negative_prompt=negative_prompt, resize_mask=resize_mask,
                         progress=ctx.progress, preview=ctx.preview, is_cancelled=lambda: ctx.cancelled)
-    except C.Cancelled:
-        ctx.check_cancelled()
+    except ParamError:
         raise
     except ValueError as exc:
         raise ToolError(str(exc)) from None

@@ -19,13 +19,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from app.api import Cancelled  # raised inside a chunked loop when its cancel callback says stop
+
 from .models import INRConfig
 
 DEFAULT_CHUNK = 65536
-
-
-class Cancelled(Exception):
-    """Raised inside a chunked loop when its cancel callback says stop."""
 
 
 class GridTooLarge(MemoryError):
@@ -247,15 +245,11 @@ def make_evaluator(model_or_fn, backend: str = "auto", chunk: int = DEFAULT_CHUN
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("IMPLICIT_STUDIO_CACHE")
-    if env:
-        return Path(env) / "inr"
-    try:
-        from platformdirs import user_cache_dir
+    """The INR plugin's cache folder (ONNX exports of networks, baked grids): the one its runs
+    get as ``ctx.cache_dir``, also used by the viewers, which have no run context."""
+    from app.api import RunContext
 
-        return Path(user_cache_dir("implicit-studio")) / "inr"
-    except Exception:
-        return Path.home() / ".cache" / "implicit-studio" / "inr"
+    return RunContext(plugin="inr").cache_dir
 
 
 # ---------------------------------------------------------------------- grids

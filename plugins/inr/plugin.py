@@ -8,7 +8,7 @@ tool runs or a viewer opens.
 from app.api import (ChoiceParam, FloatParam, ImageParam, IntParam, PathParam, ReaderSpec, SeedParam, ToolSpec,
                      ViewerSpec, WriterSpec, hookimpl)
 
-REQUIRES_API = "1.0"
+REQUIRES_API = "1.1"
 
 _ARCHS = ("siren", "relu_pe", "relu_ff", "wire", "gauss", "hashgrid")
 _ARCH_LABELS = ("SIREN (sine)", "ReLU + positional encoding", "ReLU + Fourier features", "WIRE (Gabor wavelet)",

@@ -115,7 +115,9 @@ def sphere_trace(evaluator, camera: Camera, bounds=((-1, -1, -1), (1, 1, 1)), ma
     Only rays still marching are evaluated at each step; ``steps`` counts evaluations per pixel
     (the "cost" render mode).
     """
-    from .fields import Cancelled, _is_cancelled
+    from app.api import Cancelled
+
+    from .fields import _is_cancelled
 
     bounds = np.asarray(bounds, dtype=np.float32)
     o, d = camera.rays()
@@ -232,7 +234,9 @@ def volume_render(evaluator, camera: Camera, beta: float = 0.02, samples: int = 
     C = sum_i T_i (1 - exp(-sigma_i delta_i)) c_i, T_i = exp(-sum_{j<i} sigma_j delta_j); the colour
     is shaded by the normal at the expected depth.
     """
-    from .fields import Cancelled, _is_cancelled
+    from app.api import Cancelled
+
+    from .fields import _is_cancelled
 
     bounds = np.asarray(bounds, dtype=np.float32)
     o, d = camera.rays()

@@ -8,7 +8,6 @@ writes the fitted network to disk and turns outputs into results.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -48,20 +47,9 @@ class _CtxAdapter:
             fn(image)
 
 
-def _data_root() -> Path:
-    env = os.environ.get("IMPLICIT_STUDIO_DATA_DIR")
-    if env:
-        return Path(env)
-    try:
-        from platformdirs import user_data_dir
-
-        return Path(user_data_dir("implicit-studio"))
-    except Exception:
-        return Path.home() / ".local" / "share" / "implicit-studio"
-
-
-def _output_folder(save_to: str | None, kind: str, key: str) -> Path:
-    folder = Path(save_to) if save_to else _data_root() / "inr" / f"{kind}-{key[:12]}"
+def _output_folder(ctx, save_to: str | None, kind: str, key: str) -> Path:
+    """``save_to``, or a folder named by the fit's key in the plugin's data folder."""
+    folder = Path(save_to) if save_to else ctx.data_dir / f"{kind}-{key[:12]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -130,7 +118,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     big = render_image(ev, H * int(render_scale), W * int(render_scale)) if render_scale > 1 else native
     p, s = psnr(native, img), ssim(native, img)
     key = hashlib.sha256(img.tobytes() + f"{arch}{steps}{hidden}{layers}{lr}{seed}".encode()).hexdigest()
-    folder = _output_folder(save_to, "image", key)
+    folder = _output_folder(ctx, save_to, "image", key)
     cfg_path = save_inr(model, folder / "inr-image", extra={"psnr": p, "ssim": s, "steps": result.steps})
     save_image(img, folder / "target.png")
     save_image(big, folder / "render.png")
@@ -208,7 +196,7 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     whash = weights_hash(model)
     bake_adapter = _CtxAdapter(ctx, 0.75, 0.15)
     ev, grid, m = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash)
-    folder = _output_folder(save_to, "sdf", whash)
+    folder = _output_folder(ctx, save_to, "sdf", whash)
     metrics = chamfer_and_normals(m, target.mesh, n=20000, seed=int(seed))
     cfg_path = save_inr(model, folder / "inr-sdf", extra={"val_error": result.best_metric, **metrics})
     export_mesh(m, folder / "mesh.ply")

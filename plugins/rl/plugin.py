@@ -5,7 +5,7 @@ imported by the referenced modules when a tool runs or a viewer opens."""
 from app.api import (BoolParam, ChoiceParam, FloatParam, IntParam, PathParam, ReaderSpec, SeedParam, ToolSpec,
                      ViewerSpec, WriterSpec, hookimpl)
 
-REQUIRES_API = "1.0"
+REQUIRES_API = "1.1"
 
 _ENVS = ("CartPole-v1", "Acrobot-v1")
 _AGENT_FILTERS = ("Agents (*.safetensors *.json *.cleanrl_model *.zip)",)

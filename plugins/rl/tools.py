@@ -16,13 +16,13 @@ from .distributions import CATEGORICAL, QUANTILES, distortion
 from .trajectory import Trajectory, TrajectoryError, calibration, episode_summary, read_any, write_trajectory
 
 
-def bundled_dir() -> Path:
-    from app.paths import resources_dir
-    return resources_dir() / "samples" / "rl"
+def bundled_dir(resources_dir: Path) -> Path:
+    """The bundled agents and trajectories inside the plugin's resources (``ctx.resources_dir``)."""
+    return Path(resources_dir) / "samples" / "rl"
 
 
-def bundled_agent_path(env_id: str = "CartPole-v1", algo: str = "qr-dqn") -> Path:
-    return bundled_dir() / f"{env_id.split('-')[0].lower()}-{algo}.json"
+def bundled_agent_path(resources_dir: Path, env_id: str = "CartPole-v1", algo: str = "qr-dqn") -> Path:
+    return bundled_dir(resources_dir) / f"{env_id.split('-')[0].lower()}-{algo}.json"
 
 
 def to_series(traj: Trajectory, *, path: str | None = None, label: str = "") -> api.DistributionSeries:
@@ -91,16 +91,15 @@ def _summary_table(traj: Trajectory, label: str) -> api.TableResult:
     return api.TableResult(columns=("episode", "start", "steps", "return", "end"), rows=rows, label=label)
 
 
-def _out_dir(save_to: str | None, kind: str) -> Path:
-    """The folder files are written to: ``save_to``, or a new folder under the studio's data
-    folder (``<data>/rl/<kind>/<timestamp>``). The command line's ``--out D`` then copies the
+def _out_dir(ctx: api.RunContext, save_to: str | None, kind: str) -> Path:
+    """The folder files are written to: ``save_to``, or a new folder in the plugin's data folder
+    (``ctx.data_dir / <kind> / <timestamp>``). The command line's ``--out D`` then copies the
     results (agent, trajectory, tables) into D."""
     import time
     if save_to:
         p = Path(save_to).expanduser()
     else:
-        from app.settings import data_dir
-        p = data_dir() / "rl" / kind / time.strftime("%Y%m%d-%H%M%S")
+        p = ctx.data_dir / kind / time.strftime("%Y%m%d-%H%M%S")
     if p.exists() and not p.is_dir():
         raise api.ToolError(f"{p} exists and is not a folder")
     p.mkdir(parents=True, exist_ok=True)
@@ -117,7 +116,7 @@ def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1
     from .record import record
     from .train import TrainConfig, train
 
-    out_dir = _out_dir(save_to, "agents")
+    out_dir = _out_dir(ctx, save_to, "agents")
     cfg = TrainConfig(algo=algo, env_id=env, total_steps=int(steps), seed=int(seed),
                       stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)])
     try:
@@ -168,7 +167,7 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
     from .loaders import AgentFormatError
     from .record import record
 
-    path = Path(agent) if agent else bundled_agent_path()
+    path = Path(agent) if agent else bundled_agent_path(ctx.resources_dir)
     if not path.exists():
         raise api.ToolError(f"agent not found: {path}" + ("" if agent else
                             " (the bundled agents are made by `python -m plugins.rl.make_samples`)"))
@@ -190,7 +189,7 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
         ctx.check_cancelled()
         raise
     traj.header["agent"]["file"] = str(path)
-    out_dir = _out_dir(save_to, "trajectories")
+    out_dir = _out_dir(ctx, save_to, "trajectories")
     tpath = write_trajectory(out_dir / f"{path.stem}-record-{int(seed)}.npz", traj)
     return [to_series(traj, path=str(tpath), label="episode"), _summary_table(traj, "episodes"),
             api.FileResult(path=str(tpath), label="trajectory")]
@@ -205,13 +204,13 @@ def run_annotate(ctx: api.RunContext, trajectory: str = "", agent: str | None = 
         traj = read_any(trajectory)
     except (TrajectoryError, OSError) as e:
         raise api.ToolError(str(e)) from None
-    path = Path(agent) if agent else bundled_agent_path(traj.env_id or "CartPole-v1")
+    path = Path(agent) if agent else bundled_agent_path(ctx.resources_dir, traj.env_id or "CartPole-v1")
     try:
         ag = load_agent(path)
         t2 = annotate(traj, ag)
     except (ValueError, FileNotFoundError) as e:
         raise api.ToolError(str(e)) from None
-    out_dir = _out_dir(save_to, "trajectories")
+    out_dir = _out_dir(ctx, save_to, "trajectories")
     tpath = write_trajectory(out_dir / f"{Path(trajectory).stem}-{ag.algo}.npz", t2)
     return [to_series(t2, path=str(tpath), label="episode"), _summary_table(t2, "episodes"),
             api.FileResult(path=str(tpath), label="trajectory")]

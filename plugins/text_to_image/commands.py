@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from app.api import RunContext, ToolError
+
 
 def _human(n: int) -> str:
     size = float(n)
@@ -17,8 +19,14 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
-def models_main(argv: list[str]) -> int:
-    from plugins.diffusion_common.model_manager import ModelManager
+def _context(ctx: RunContext | None) -> RunContext:
+    """The context the studio gives the command; a bare one (no settings, no model names) when
+    the function is called directly."""
+    return ctx if ctx is not None else RunContext(plugin="text_to_image")
+
+
+def models_main(argv: list[str], ctx: RunContext | None = None) -> int:
+    from plugins.diffusion_common.model_manager import ModelManager, parse_folder_list
 
     from .plugin import SETTINGS_SECTION
 
@@ -34,18 +42,18 @@ def models_main(argv: list[str]) -> int:
 
     folders = list(args.folder)
     scan_hf = not args.no_hf_cache
+    ctx = _context(ctx)
     if not args.no_settings:
         try:
-            from app.settings import Settings
-
-            section = Settings().plugin_settings().get(SETTINGS_SECTION, {})
-            from plugins.diffusion_common.model_manager import parse_folder_list
-
-            folders += [str(p) for p in parse_folder_list(section.get("folders", ""))]
-            scan_hf = scan_hf and bool(section.get("scan_hf_cache", True))
+            folders += [str(p) for p in parse_folder_list(ctx.setting(SETTINGS_SECTION, "folders", ""))]
+            scan_hf = scan_hf and bool(ctx.setting(SETTINGS_SECTION, "scan_hf_cache", True))
         except Exception as exc:  # noqa: BLE001 - settings are optional here
             print(f"note: settings not read ({exc})", file=sys.stderr)
-    manager = ModelManager(folders, include_hf_cache=scan_hf)
+    try:
+        bundled = ctx.resolve_model("default")
+    except ToolError:  # not installed, or no plugin names it here
+        bundled = None
+    manager = ModelManager(folders, include_hf_cache=scan_hf, default_model=bundled)
     entries = manager.entries()
     rows = [e.as_dict(with_hash=args.hash) for e in entries]
     for err in manager.errors:
@@ -67,7 +75,7 @@ def models_main(argv: list[str]) -> int:
     return 0
 
 
-def export_checkpoint_main(argv: list[str]) -> int:
+def export_checkpoint_main(argv: list[str], ctx: RunContext | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="implicit-studio export-checkpoint",
         description="Write a diffusers SD 1.x-structured model folder as one .safetensors checkpoint in the "
@@ -81,12 +89,11 @@ def export_checkpoint_main(argv: list[str]) -> int:
                         help="convert the weights (default: keep their precision)")
     args = parser.parse_args(argv)
 
-    from plugins.diffusion_common.models import ModelError, resolve_model_path
     from plugins.diffusion_common.single_file import export_single_file
 
     try:
-        res = export_single_file(resolve_model_path(args.model), args.out, dtype=args.dtype)
-    except (ModelError, ValueError, OSError) as exc:
+        res = export_single_file(_context(ctx).resolve_model(args.model), args.out, dtype=args.dtype)
+    except (ToolError, ValueError, OSError) as exc:
         print(f"implicit-studio export-checkpoint: {exc}", file=sys.stderr)
         return 2
     parts = ", ".join(f"{k} {v}" for k, v in res.components.items())

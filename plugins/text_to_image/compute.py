@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from plugins.diffusion_common.errors import Cancelled, ModelError, ParamError
+from app.api import SEED_MAX, Cancelled, ParamError, SeedParam
+from plugins.diffusion_common.errors import ModelError
 from plugins.diffusion_common.schedulers import SCHEDULER_NAMES
 
 _log = logging.getLogger("implicit_studio.text_to_image")
 
-SEED_MAX = 2**32 - 1
 BACKENDS = ("torch", "onnx")
 
 #: Speed presets for few-step models: scheduler, steps and guidance set together.
@@ -154,8 +153,9 @@ def validate(params: GenerationParams, size_multiple: int = 8, num_text_layers: 
         raise ParamError(f"Batch size: must be between 1 and 64, got {params.batch_size}", "batch_size")
     if not (1 <= int(params.batch_count) <= 1000):
         raise ParamError(f"Batch count: must be between 1 and 1000, got {params.batch_count}", "batch_count")
-    if params.seed is None or not (-1 <= int(params.seed) <= SEED_MAX):
-        raise ParamError(f"Seed: must be -1 (random) or between 0 and {SEED_MAX}, got {params.seed}", "seed")
+    if params.seed is None:
+        raise ParamError(f"Seed: must be -1 (random) or between 0 and {SEED_MAX}, got None", "seed")
+    SeedParam(name="seed").validate(params.seed)  # the studio's one seed range
     if params.scheduler not in SCHEDULER_NAMES:
         raise ParamError(f"Scheduler: unknown scheduler {params.scheduler!r}; choose one of "
                          f"{', '.join(SCHEDULER_NAMES)}", "scheduler")
@@ -175,12 +175,6 @@ def validate(params: GenerationParams, size_multiple: int = 8, num_text_layers: 
         if v is not None:
             check_size(v, size_multiple, name)
     return warnings
-
-
-def resolve_seed(seed: Optional[int]) -> int:
-    if seed is None or int(seed) == -1:
-        return secrets.randbelow(SEED_MAX + 1)
-    return int(seed)
 
 
 def load_image_input(value: Any) -> np.ndarray:
@@ -282,17 +276,29 @@ class _ExportOnly:
     device: str = "cpu"
 
 
-def _onnx_without_torch_model(model, onnx_dir) -> Optional[_ExportOnly]:
-    """When an ONNX export of ``model`` already exists (or ``onnx_dir`` is given), run it without
-    loading the torch weights at all."""
+@dataclass(frozen=True)
+class OnnxPlaces:
+    """Where the ONNX backend finds and writes exports: an explicit ``folder``, exports shipped
+    with the plugin (``shipped``, such as the bundled model's), then ``cache_dir`` (the run's
+    ``ctx.cache_dir``; exports are made there once per model fingerprint)."""
+
+    folder: Optional[Path] = None
+    shipped: tuple[Path, ...] = ()
+    cache_dir: Optional[Path] = None
+
+
+def _onnx_without_torch_model(model, places: OnnxPlaces) -> Optional[_ExportOnly]:
+    """When an ONNX export of ``model`` already exists (or ``places.folder`` is given), run it
+    without loading the torch weights at all."""
+    from app.api import model_fingerprint
     from plugins.diffusion_common.backends import existing_export_for
-    from plugins.diffusion_common.models import inspect_model, model_hash
+    from plugins.diffusion_common.models import inspect_model
 
     info = inspect_model(model)
     if info.family != "sd" or info.pickled or info.format != "diffusers":
         return None
-    digest = model_hash(info.path)
-    folder = onnx_dir or existing_export_for(digest)
+    digest = model_fingerprint(info.path)
+    folder = places.folder or existing_export_for(digest, places.cache_dir, places.shipped)
     if not folder:
         return None
     native = None
@@ -305,7 +311,7 @@ def _onnx_without_torch_model(model, onnx_dir) -> Optional[_ExportOnly]:
     return _ExportOnly(info=info, hash=digest, onnx_dir=folder, native_size=native)
 
 
-def _make_backend(loaded, backend: str, providers, ort_threads: int, onnx_dir, on_progress):
+def _make_backend(loaded, backend: str, providers, ort_threads: int, places: OnnxPlaces, on_progress):
     from plugins.diffusion_common import backends as be
 
     if backend == "torch":
@@ -315,17 +321,19 @@ def _make_backend(loaded, backend: str, providers, ort_threads: int, onnx_dir, o
         if isinstance(loaded, _ExportOnly):
             return be.ort_backend_for(None, providers=providers, threads=ort_threads, onnx_dir=loaded.onnx_dir,
                                       model_hash=loaded.hash)
-        return be.ort_backend_for(loaded, providers=providers, threads=ort_threads, onnx_dir=onnx_dir, progress=prog)
+        return be.ort_backend_for(loaded, providers=providers, threads=ort_threads, onnx_dir=places.folder,
+                                  progress=prog, cache_dir=places.cache_dir, shipped=places.shipped)
     raise ParamError(f"Backend: unknown backend {backend!r}; use torch or onnx", "backend")
 
 
-def generate(params: GenerationParams, model: str | os.PathLike = "default", *, backend: str = "torch",
+def generate(params: GenerationParams, model: str | os.PathLike, *, backend: str = "torch",
              device: str = "cpu", dtype: str = "float32", providers: Sequence[str] = ("CPUExecutionProvider",),
              on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None,
              is_cancelled: Callable[[], bool] | None = None, record_trajectory: bool = True,
              preview_every: int = 1, load_options=None, allow_pickle: bool = False, ort_threads: int = 0,
              onnx_dir: str | os.PathLike | None = None,
              on_metrics: Callable[[int, dict], None] | None = None,
+             cache_dir: str | os.PathLike | None = None, shipped_exports: Sequence[str | os.PathLike] = (),
              thumbnails: str = "fast") -> GenerationResult:
     """Generate ``batch_size x batch_count`` images. Raises :class:`ModelError`,
     :class:`ParamError` or ``Cancelled`` (when ``is_cancelled()`` turns true; checked every step).
@@ -336,7 +344,12 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
 
     ``thumbnails``: ``"fast"`` decodes the predicted x0 of every step with the linear
     latent->RGB map (one pixel per latent pixel, nearly free); ``"vae"`` decodes it with the VAE
-    (real pictures, at most 128 px, costs a VAE decode per step; SD-structured models only)."""
+    (real pictures, at most 128 px, costs a VAE decode per step; SD-structured models only).
+
+    ``model`` is a local model file or folder (a run resolves names with ``ctx.resolve_model``).
+    ``cache_dir`` (the run's ``ctx.cache_dir``) receives ONNX exports and converted pickles;
+    ``shipped_exports`` are ONNX exports shipped with the plugin, used when they were made from
+    this very model."""
     if thumbnails not in ("fast", "vae"):
         raise ParamError(f"Thumbnails: use fast or vae, got {thumbnails!r}", "thumbnails")
     from plugins.diffusion_common.models import is_oom, load_pipeline, oom_error
@@ -347,11 +360,14 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
     params, overrides = apply_preset(params)
     if backend == "onnx":
         device, dtype = "cpu", "float32"  # the torch side only exports (float32) and does scheduler maths
+    places = OnnxPlaces(Path(onnx_dir) if onnx_dir else None, tuple(Path(f) for f in shipped_exports),
+                        Path(cache_dir) if cache_dir else None)
     loaded = None
     if backend == "onnx" and not params.loras:
-        loaded = _onnx_without_torch_model(model, onnx_dir)
+        loaded = _onnx_without_torch_model(model, places)
     if loaded is None:
-        loaded = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle, options=load_options)
+        loaded = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle, options=load_options,
+                               cache_dir=cache_dir)
     t_loaded = time.perf_counter()
     try:
         if loaded.info.family != "sd":
@@ -361,7 +377,7 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
             result = _generate_with_pipeline(loaded, params, overrides, on_progress, on_preview, is_cancelled,
                                              record_trajectory, preview_every, on_metrics)
         else:
-            result = _generate_sd(loaded, params, overrides, backend, providers, ort_threads, onnx_dir, on_progress,
+            result = _generate_sd(loaded, params, overrides, backend, providers, ort_threads, places, on_progress,
                                   on_preview, is_cancelled, record_trajectory, preview_every, on_metrics,
                                   thumbnails)
     except (Cancelled, ModelError, ParamError):
@@ -375,7 +391,7 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
     return result
 
 
-def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, providers, ort_threads, onnx_dir,
+def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, providers, ort_threads, places,
                  on_progress, on_preview, is_cancelled, record_trajectory, preview_every,
                  on_metrics=None, thumbnail_mode: str = "fast") -> GenerationResult:
     import torch
@@ -389,7 +405,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     if params.loras and backend_name == "onnx":
         raise ParamError("LoRA: LoRAs are applied with the torch backend only (the ONNX export is of the base model)",
                          "loras")
-    be = _make_backend(loaded, backend_name, providers, ort_threads, onnx_dir, on_progress)
+    be = _make_backend(loaded, backend_name, providers, ort_threads, places, on_progress)
     warnings = validate(params, be.size_multiple, getattr(be, "num_text_layers", None) or None)
     vsf = be.vae_scale_factor
     init = load_image_input(params.init_image) if params.init_image is not None else None
@@ -403,7 +419,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     check_size(width, be.size_multiple, "width")
     check_size(height, be.size_multiple, "height")
     scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides)
-    seed = resolve_seed(params.seed)
+    seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
     record = dict(params.record(), seed=seed, width=width, height=height)
@@ -556,7 +572,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     original_scheduler = pipe.scheduler
     scheduler = make_scheduler(params.scheduler, loaded.scheduler_config or original_scheduler.config,
                                flow_matching=flow, overrides=overrides)
-    seed = resolve_seed(params.seed)
+    seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
     record = dict(params.record(), seed=seed, width=width, height=height)
@@ -680,12 +696,12 @@ def parse_sweep_values(axis: str, text: str | Sequence[Any]) -> list[Any]:
     return out
 
 
-def sweep(params: GenerationParams, axis: str, values: Sequence[Any], model="default", *,
+def sweep(params: GenerationParams, axis: str, values: Sequence[Any], model: str | os.PathLike, *,
           on_progress: ProgressFn | None = None, **kwargs) -> tuple[np.ndarray, list[GenerationResult]]:
     """Run one image per value of ``axis`` (other parameters fixed; a random seed is drawn once)
     and return a labelled grid image and the results."""
     values = parse_sweep_values(axis, values) if isinstance(values, str) else list(values)
-    base = dataclasses.replace(params, batch_size=1, batch_count=1, seed=resolve_seed(params.seed))
+    base = dataclasses.replace(params, batch_size=1, batch_count=1, seed=SeedParam.resolve(params.seed))
     results = []
     n = len(values)
     for i, v in enumerate(values):

@@ -1,11 +1,13 @@
 """Text-to-image plugin: the ``text-to-image`` tool, the diffusion model settings, the
-``models`` command and the trajectory viewer. Cheap to import: stdlib + app.api only; the run
-function (``plugins.text_to_image.run``) imports torch/diffusers/onnxruntime when it runs."""
+``models`` command, the trajectory viewer and the bundled model's name. Cheap to import: stdlib,
+app.api and the bundled-model table of plugins.diffusion_common; the run function
+(``plugins.text_to_image.run``) imports torch/diffusers/onnxruntime when it runs."""
 
 from app.api import (BoolParam, ChoiceParam, CommandSpec, FloatParam, ImageParam, IntParam, ModelParam, PathParam,
                      SeedParam, SettingsSpec, TextParam, ToolSpec, ViewerSpec, hookimpl)
+from plugins.diffusion_common.bundled import bundled_model
 
-REQUIRES_API = "1.0"
+REQUIRES_API = "1.1"
 
 # Kept equal to plugins.diffusion_common.schedulers.SCHEDULERS (a test checks it).
 SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "unipc")
@@ -121,3 +123,9 @@ def studio_viewers():
         ViewerSpec(id="denoising-trajectory", title="Denoising trajectory", kind="file",
                    widget="plugins.text_to_image.trajectory_view:TrajectoryViewer", priority=0),
     ]
+
+
+@hookimpl
+def studio_resolve_model(ref, resources_dir):
+    """``"default"``/``"default-onnx"``: the bundled model and its ONNX export."""
+    return bundled_model(ref, resources_dir)

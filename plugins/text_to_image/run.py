@@ -20,7 +20,7 @@ TRAJECTORY_FORMAT = "implicit-studio-trajectory-1"
 
 def parse_loras(text: str) -> list[tuple[str, float]]:
     """``"a.safetensors:0.8\\nb.safetensors"`` -> ``[("a.safetensors", 0.8), ("b.safetensors", 1.0)]``."""
-    from plugins.diffusion_common.errors import ParamError
+    from app.api import ParamError
 
     out = []
     for raw in (text or "").replace(";", "\n").splitlines():
@@ -63,6 +63,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                       sweep_values: str = "", clip_skip: int = 0, loras: str = "", record_trajectory: bool = True,
                       thumbnails: str = "fast", attention_slicing: bool = False, vae_tiling: bool = False,
                       cpu_offload: bool = False, model_config: str | None = None):
+    from plugins.diffusion_common.bundled import bundled_model
     from plugins.diffusion_common.models import LoadOptions
 
     from . import compute
@@ -76,7 +77,9 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         loras=parse_loras(loras))
     options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
                           config=model_config or None)
+    model_path = ctx.resolve_model(model)
     kwargs = dict(
+        cache_dir=ctx.cache_dir, shipped_exports=[bundled_model("default-onnx", ctx.resources_dir)],
         backend=backend, device=ctx.device, dtype=ctx.dtype, providers=tuple(ctx.ort_providers),
         on_preview=ctx.preview, is_cancelled=lambda: ctx.cancelled, record_trajectory=record_trajectory,
         thumbnails=thumbnails, load_options=options, allow_pickle=bool(ctx.setting(SETTINGS_SECTION, "allow_pickle", False)),
@@ -85,7 +88,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
     )
     results: list = []
     if sweep and sweep != "none":
-        grid, runs = compute.sweep(params, sweep, sweep_values, model, on_progress=ctx.progress, **kwargs)
+        grid, runs = compute.sweep(params, sweep, sweep_values, model_path, on_progress=ctx.progress, **kwargs)
         values = compute.parse_sweep_values(sweep, sweep_values)
         results.append(ImageResult(image=grid, label=f"{sweep} grid",
                                    metadata={"role": "grid", "sweep": sweep, "values": values,
@@ -95,7 +98,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                                        metadata={**run.metadata(0), "sweep": sweep, "warnings": run.warnings}))
         traj_runs = runs
     else:
-        run = compute.generate(params, model, on_progress=ctx.progress, **kwargs)
+        run = compute.generate(params, model_path, on_progress=ctx.progress, **kwargs)
         for w in run.warnings:
             ctx.logger.warning("%s", w)
         for i, img in enumerate(run.images):

@@ -80,9 +80,9 @@ def test_onnx_export_command_writes_a_loadable_export(tmp_path):
                        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((out / "implicit_studio_export.json").read_text())
-    from plugins.diffusion_common.models import model_hash
+    from app.api import model_fingerprint
 
-    assert meta["model_hash"] == model_hash(MODEL)
+    assert meta["model_hash"] == model_fingerprint(MODEL)
     for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder"):
         sess = ort.InferenceSession(str(out / part / "model.onnx"), providers=["CPUExecutionProvider"])
         assert sess.get_inputs()

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from app import api
+from plugins.diffusion_common import editing as D
 from plugins.h_edit import compute as C
-from plugins.h_edit import diffusion as D
 from plugins.h_edit.p2p import align_tokens, prompts_alignable
 
 SRC = "a red circle"
@@ -167,7 +168,7 @@ def test_progress_preview_and_cancel(tiny_pipe, test_image):
         calls.append(1)
         return len(calls) > 2
 
-    with pytest.raises(C.Cancelled):
+    with pytest.raises(api.Cancelled):
         C.h_edit(tiny_pipe, test_image, SRC, TAR, C.HEditSettings(num_steps=5), cache=None, is_cancelled=cancel)
 
 

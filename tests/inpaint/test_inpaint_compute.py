@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.h_edit import diffusion as D
+from app import api
+from plugins.diffusion_common import editing as D
 from plugins.inpaint import compute as I
 
 
@@ -148,7 +149,7 @@ def test_bad_inputs(tiny_pipe, scene, tmp_path):
 
 def test_cancel(tiny_pipe, scene):
     img, mask = scene
-    with pytest.raises(I.Cancelled):
+    with pytest.raises(api.Cancelled):
         I.inpaint(tiny_pipe, img, mask, "", I.InpaintSettings(method="blend", num_steps=4), is_cancelled=lambda: True)
 
 

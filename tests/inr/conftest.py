@@ -22,7 +22,7 @@ def tiny_siren3():
 
 @pytest.fixture
 def cache_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

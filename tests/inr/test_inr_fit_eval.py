@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.inr.fields import Cancelled, CallableEvaluator, TorchEvaluator, make_evaluator
+from app.api import Cancelled
+from plugins.inr.fields import CallableEvaluator, TorchEvaluator, make_evaluator
 from plugins.inr.fit import SDFTarget, fit_image_steps, fit_sdf_steps, run_fit
 from plugins.inr.image2d import (
     error_map,

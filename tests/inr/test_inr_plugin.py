@@ -12,7 +12,7 @@ from app.testing import assert_plugin_conforms
 @pytest.fixture
 def data_env(tmp_path, monkeypatch):
     monkeypatch.setenv("IMPLICIT_STUDIO_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
 
 

@@ -52,7 +52,7 @@ def test_2d_viewer_rejects_3d_inr(qtbot, samples):
 
 @pytest.fixture
 def viewer3d(qtbot, monkeypatch, tmp_path):
-    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
     from plugins.inr.view3d import SDFViewer
 
     v = SDFViewer(use_gl=False)
@@ -116,7 +116,7 @@ def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
     reason = _no_gl_reason()
     if reason:
         pytest.skip(reason)
-    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
     from plugins.inr.view3d import SDFViewer
 
     v = SDFViewer()

@@ -43,7 +43,9 @@ def tiny_model(tmp_path_factory) -> Path:
 def sd_model(tiny_model) -> str:
     """The model the generation tests run: the bundled one when installed, else the tiny one."""
     if bundled_model_ready():
-        return "default"
+        from app.paths import default_model_dir
+
+        return str(default_model_dir())
     return str(tiny_model)
 
 

@@ -4,7 +4,8 @@ trajectory, image-to-image, sizes, clip skip, presets, sweeps, torch vs ONNX Run
 import numpy as np
 import pytest
 
-from plugins.diffusion_common.errors import Cancelled, ModelError, ParamError
+from app.api import Cancelled, ParamError
+from plugins.diffusion_common.errors import ModelError
 from plugins.diffusion_common.schedulers import SCHEDULER_NAMES
 from plugins.text_to_image.compute import GenerationParams, generate, make_grid, parse_sweep_values, sweep
 
@@ -23,10 +24,8 @@ def test_matches_a_bare_diffusers_pipeline(sd_model):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from plugins.diffusion_common.models import resolve_model_path
-
     ours = generate(gp(steps=4, scheduler="default"), sd_model)
-    pipe = StableDiffusionPipeline.from_pretrained(str(resolve_model_path(sd_model)), local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(sd_model, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(gp().prompt, num_inference_steps=4, guidance_scale=5.0, output_type="np",
                generator=torch.Generator().manual_seed(7)).images[0]
@@ -306,19 +305,18 @@ def test_sdxl_structured_model_runs_through_its_pipeline(tmp_path_factory):
     assert seen == [1, 2]
 
 
-def test_a_shipped_export_of_the_same_model_is_used(tiny_model, tmp_path, monkeypatch):
+def test_a_shipped_export_of_the_same_model_is_used(tiny_model, tmp_path):
     import shutil
 
     from plugins.diffusion_common.backends import export_onnx, ort_backend_for, shipped_export_for
     from plugins.diffusion_common.models import load_pipeline
 
     loaded = load_pipeline(str(tiny_model))
-    res = tmp_path / "res"
-    shutil.copytree(export_onnx(loaded), res / "models" / "default-onnx")
-    monkeypatch.setenv("IMPLICIT_STUDIO_RESOURCES", str(res))
-    assert shipped_export_for(loaded.hash) == res / "models" / "default-onnx"
-    assert ort_backend_for(loaded, threads=1).folder == res / "models" / "default-onnx"
-    assert shipped_export_for("0" * 64) is None
+    shipped = tmp_path / "res" / "models" / "default-onnx"
+    shutil.copytree(export_onnx(loaded), shipped)
+    assert shipped_export_for(loaded.hash, [tmp_path / "nothing", shipped]) == shipped
+    assert ort_backend_for(loaded, threads=1, shipped=[shipped]).folder == shipped
+    assert shipped_export_for("0" * 64, [shipped]) is None
 
 
 def test_onnx_runs_an_existing_export_without_loading_torch_weights(tiny_model, monkeypatch):

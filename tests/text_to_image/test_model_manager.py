@@ -46,7 +46,7 @@ def test_automatic1111_and_invokeai_layouts(tmp_path, fake_checkpoint):
     shutil.move(fake_checkpoint("b.safetensors", LORA_KEYS), a1111 / "models" / "Lora" / "b.safetensors")
     (a1111 / "models" / "Stable-diffusion" / "old.ckpt").write_bytes(b"not opened")
     assert detect_layout(a1111) == "automatic1111"
-    manager = ModelManager([a1111], include_hf_cache=False, include_default=False)
+    manager = ModelManager([a1111], include_hf_cache=False)
     assert [e.name for e in manager.checkpoints()] == ["a", "old"]
     assert [e.name for e in manager.loras()] == ["b"]
     old = by_name(manager.entries())["old"]
@@ -84,17 +84,18 @@ def test_hf_cache_is_read_offline(tmp_path, tiny_model):
     entries = hf_cache_models(hub)
     assert [e.name for e in entries] == ["someone/tiny-sd"]
     assert entries[0].path == snap and entries[0].source == "hf-cache"
-    manager = ModelManager([], hf_cache=hub, include_default=False)
+    manager = ModelManager([], hf_cache=hub)
     assert [e.name for e in manager.entries()] == ["someone/tiny-sd"]
     assert len(manager.entries()[0].content_hash()) == 64
 
 
-def test_default_model_is_listed_when_installed(tmp_path, monkeypatch, tiny_model):
-    res = tmp_path / "res"
-    shutil.copytree(tiny_model, res / "models" / "default")
-    monkeypatch.setenv("IMPLICIT_STUDIO_RESOURCES", str(res))
-    entries = ModelManager([], include_hf_cache=False).entries()
+def test_default_model_is_listed_when_installed(tmp_path, tiny_model):
+    bundled = tmp_path / "res" / "models" / "default"
+    shutil.copytree(tiny_model, bundled)
+    entries = ModelManager([], include_hf_cache=False, default_model=bundled).entries()
     assert entries[0].name == "default" and entries[0].source == "bundled"
+    missing = ModelManager([], include_hf_cache=False, default_model=tmp_path / "none").entries()
+    assert all(e.source != "bundled" for e in missing)
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from app.api import model_fingerprint
+from app.fingerprint import file_sha256
 from plugins.diffusion_common.errors import ModelError
 from plugins.diffusion_common.models import (
     classify_state_dict,
-    file_sha256,
     inspect_model,
     load_failure,
     load_pipeline,
-    model_hash,
     pickled_to_safetensors,
     read_safetensors_header,
 )
@@ -179,7 +179,7 @@ def test_tiny_folder_loads_and_is_cached(tiny_model):
 
 
 def test_hash_is_content_based_and_cached(tmp_path, tiny_model):
-    from plugins.diffusion_common.device import cache_dir
+    from app.settings import cache_dir
 
     f = tmp_path / "w.safetensors"
     f.write_bytes(b"abc")
@@ -190,12 +190,12 @@ def test_hash_is_content_based_and_cached(tmp_path, tiny_model):
     assert file_sha256(f) != h1
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
-    assert model_hash(copy) == model_hash(tiny_model)
+    assert model_fingerprint(copy) == model_fingerprint(tiny_model)
     w = copy / "vae" / "diffusion_pytorch_model.safetensors"
     data = bytearray(w.read_bytes())
     data[-1] ^= 1
     w.write_bytes(bytes(data))
-    assert model_hash(copy) != model_hash(tiny_model)
+    assert model_fingerprint(copy) != model_fingerprint(tiny_model)
 
 
 def test_single_file_without_config_gives_a_clear_message(fake_checkpoint, monkeypatch, tmp_path):

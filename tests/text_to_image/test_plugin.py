@@ -27,7 +27,7 @@ def test_declared_choices_match_the_compute_tables():
 
 
 def test_parse_loras():
-    from plugins.diffusion_common.errors import ParamError
+    from app.api import ParamError
     from plugins.text_to_image.run import parse_loras
 
     assert parse_loras("/a/b.safetensors:0.5\n/c/d.safetensors; e.safetensors:-1") == [

@@ -1,4 +1,6 @@
-"""Small, model-agnostic diffusion helpers shared by h-Edit and inpainting (pure torch, no Qt).
+"""The diffusion machinery h-Edit and inpainting share (pure torch, no Qt): images and masks at
+the model's size, VAE encode/decode, prompt encoding, the DDIM-style schedule and the
+epsilon-predicting model with classifier-free guidance.
 
 They work on any object shaped like a diffusers ``StableDiffusionPipeline`` (``unet``, ``vae``,
 ``text_encoder``, ``tokenizer``, ``scheduler``): the bundled default model, a full SD checkpoint
@@ -19,56 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .images import load_image_file, resize_uint8, to_uint8_rgb  # noqa: F401  (re-used by the editing tools)
+
 
 # ------------------------------------------------------------------------------------------
 # Images
 # ------------------------------------------------------------------------------------------
-
-
-def to_uint8_rgb(image: Any, what: str = "image") -> np.ndarray:
-    """HxWx3 uint8 from a PIL image, an HxWx{3,4} / HxW array (uint8 or float in [0, 1])."""
-    if type(image).__module__.startswith("PIL"):
-        image = np.asarray(image.convert("RGB"))
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{what} must be an RGB image (HxWx3), got an array of shape {arr.shape}")
-    arr = arr[:, :, :3]
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{what} contains NaN or infinite values")
-            arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-        else:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr)
-
-
-def load_image_file(path: str, what: str = "image") -> np.ndarray:
-    """Read an image file as HxWx3 uint8, with a clear error for anything that is not an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_uint8_rgb(img.convert("RGB"), what)
-    except FileNotFoundError:
-        raise ValueError(f"{what} file {path!r} does not exist") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{what} file {path!r} is not an image Pillow can read ({exc.__class__.__name__})") from None
-
-
-def resize_uint8(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an HxWx3 uint8 image to (width, height) with a good filter."""
-    from PIL import Image
-
-    w, h = size
-    if arr.shape[1] == w and arr.shape[0] == h:
-        return arr
-    return np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.LANCZOS))
 
 
 def image_to_tensor(arr: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -241,8 +199,10 @@ def token_ids(pipe, prompt: str) -> list[int]:
     return list(pipe.tokenizer(prompt, truncation=True, max_length=pipe.tokenizer.model_max_length).input_ids)
 
 
-def model_fingerprint(pipe) -> str:
-    """A cheap, stable fingerprint of the UNet + VAE weights (names, shapes, a sample of values)."""
+def weights_key(pipe) -> str:
+    """A cheap cache key of a pipeline object's UNet, VAE and text encoder weights (names, shapes,
+    a sample of values), for pipelines given without the fingerprint of their files (tests,
+    pipelines built in memory). Never recorded: runs record :func:`app.api.model_fingerprint`."""
     h = hashlib.sha256()
     for mod_name in ("unet", "vae", "text_encoder"):
         mod = getattr(pipe, mod_name, None)
