@@ -1,6 +1,6 @@
 """Default-model training: float32 against bfloat16 autocast, stage by stage, in one process.
 
-The recipe (``plugins/default_model/train.py``, ``--precision``) runs its forward passes under bfloat16
+The recipe (``lab/default_model/train.py``, ``--precision``) runs its forward passes under bfloat16
 autocast where the CPU has AMX. This times, for both arithmetics, interleaved round by round after a
 warm-up so that the machine's load falls on both alike:
 
@@ -43,8 +43,8 @@ def _vae_steps(cfg, context):
     """Closures timing one VAE training step (full images) and one 250-image encode under ``context()``."""
     import torch
 
-    from plugins.default_model.build import make_vae
-    from plugins.default_model.train import _kl
+    from lab.default_model.build import make_vae
+    from lab.default_model.train import _kl
 
     vae = make_vae(cfg.latent)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from plugins.default_model.train import TrainConfig, mixed_precision
+    from lab.default_model.train import TrainConfig, mixed_precision
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the trainer does

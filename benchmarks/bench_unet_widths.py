@@ -1,6 +1,6 @@
 """Default-model training: the cost of one UNet step for two sets of block widths, in one process.
 
-A training step of the bundled model's recipe (``plugins/default_model/train.py``) is dominated by the
+A training step of the bundled model's recipe (``lab/default_model/train.py``) is dominated by the
 UNet's forward and backward pass. This times one full step (text encoder + UNet forward, v-prediction
 loss, backward, AdamW) at the recipe's batch for the shipped widths and for candidate widths,
 interleaved round by round after a warm-up, so that the machine's load falls on both alike, and
@@ -36,7 +36,7 @@ def _trainer(latent: str, widths: tuple, batch: int, context=contextlib.nullcont
 
     import torch
 
-    from plugins.default_model.build import (MAX_TOKENS, latent_geometry, load_tokenizer, make_text_encoder,
+    from lab.default_model.build import (MAX_TOKENS, latent_geometry, load_tokenizer, make_text_encoder,
                                              make_unet, write_tokenizer)
 
     with tempfile.TemporaryDirectory() as tmp:

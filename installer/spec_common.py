@@ -122,7 +122,7 @@ def hidden_imports() -> list[str]:
 
     skip = ("app.testing", "app.testing_kit", "app.scaffold_template")
     mods = []
-    for pkg in ("app", "plugins", "storage"):
+    for pkg in ("app", "plugins", "storage", "lab"):  # lab: the commands that train and evaluate
         mods += [m for m in collect_submodules(pkg) if not m.startswith(skip)]
     # diffusers resolves its pipelines and models by name through lazy modules; collect the
     # PyTorch and ONNX ones (not Flax).

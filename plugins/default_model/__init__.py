@@ -1,4 +1,4 @@
-"""The bundled default model: data generator, detector, training, evaluation and export.
-
-Nothing here is imported at start-up; every heavy import lives inside the functions that need it.
+"""The bundled default model's plugin: it registers the commands that make, measure and export
+the model. Their code lives in ``lab.default_model`` (off the runtime import path) and is imported
+only when a command runs.
 """

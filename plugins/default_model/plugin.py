@@ -1,6 +1,7 @@
 """Hook module of the bundled default model: the commands that make, measure and export it.
 
-Cheap to import (stdlib + app.api only); the commands import torch and diffusers when they run.
+Cheap to import (stdlib + app.api only); the commands live in ``lab.default_model`` and import torch
+and diffusers when they run.
 """
 
 from app.api import CommandSpec, hookimpl
@@ -12,16 +13,16 @@ def studio_commands():
         CommandSpec(
             name="train-default-model",
             help="train the bundled text-to-image model from nothing (resumable; --smoke for a quick check)",
-            main="plugins.default_model.train:main",
+            main="lab.default_model.train:main",
         ),
         CommandSpec(
             name="evaluate-default-model",
             help="score a model on held-out shape prompts with the non-learned detector",
-            main="plugins.default_model.evaluate:main",
+            main="lab.default_model.evaluate:main",
         ),
         CommandSpec(
             name="export-default-model-onnx",
             help="export a diffusers pipeline folder to ONNX (text encoder, UNet, VAE encoder/decoder)",
-            main="plugins.default_model.export_onnx:main",
+            main="lab.default_model.export_onnx:main",
         ),
     ]

@@ -170,7 +170,7 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
     path = Path(agent) if agent else bundled_agent_path(ctx.resources_dir)
     if not path.exists():
         raise api.ToolError(f"agent not found: {path}" + ("" if agent else
-                            " (the bundled agents are made by `python -m plugins.rl.make_samples`)"))
+                            " (the bundled agents are made by `python -m lab.rl_samples`)"))
     try:
         ag = load_agent(path)
     except (AgentFormatError, ValueError, FileNotFoundError) as e:

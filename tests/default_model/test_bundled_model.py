@@ -52,8 +52,8 @@ def test_generates_what_the_prompt_asks(pipe):
     """Eight held-out prompts at 10 steps: the detector must find most of the asked colours."""
     import torch
 
-    from plugins.default_model.detector import detect, score
-    from plugins.default_model.evaluate import eval_scenes
+    from lab.default_model.detector import detect, score
+    from lab.default_model.evaluate import eval_scenes
 
     scenes = [s for s in eval_scenes(40) if len(s.objects) == 1][:8]
     prompts = [s.caption for s in scenes]

@@ -4,8 +4,8 @@ import json
 from dataclasses import asdict
 
 from app.paths import default_model_dir
-from plugins.default_model.card import render_card
-from plugins.default_model.train import RECIPES, TrainConfig, train_decoder
+from lab.default_model.card import render_card
+from lab.default_model.train import RECIPES, TrainConfig, train_decoder
 
 MODEL = default_model_dir()
 
@@ -23,7 +23,7 @@ def test_each_geometry_has_its_recipe():
 
 
 def test_the_shipped_model_has_the_default_recipes_geometry():
-    from plugins.default_model.build import latent_geometry
+    from lab.default_model.build import latent_geometry
 
     unet = json.loads((MODEL / "unet" / "config.json").read_text())
     vae = json.loads((MODEL / "vae" / "config.json").read_text())
@@ -81,8 +81,8 @@ def test_card_of_an_extended_run_with_a_decoder_stage(tmp_path):
 
 
 def test_an_extended_schedule_keeps_its_earlier_length_until_the_extension():
-    from plugins.default_model.card import schedule_text
-    from plugins.default_model.train import lr_length
+    from lab.default_model.card import schedule_text
+    from lab.default_model.train import lr_length
 
     cfg = TrainConfig(unet_steps=12000, unet_lr_lengths=(10000,))
     assert [lr_length(cfg, s) for s in (0, 9999, 10000, 11999)] == [10000, 10000, 12000, 12000]
@@ -93,7 +93,7 @@ def test_an_extended_schedule_keeps_its_earlier_length_until_the_extension():
 
 
 def test_the_unet_batch_ramps_up_to_the_full_batch():
-    from plugins.default_model.train import unet_batch_at
+    from lab.default_model.train import unet_batch_at
 
     assert {unet_batch_at(TrainConfig(), s) for s in (0, 11999)} == {64}  # the shipped recipe: no ramp
     cfg = TrainConfig(unet_batch_ramp=((6000, 32),))  # the two-hour attempt (benchmarks/RESULTS.md)
@@ -104,8 +104,8 @@ def test_the_unet_batch_ramps_up_to_the_full_batch():
 
 
 def test_the_progress_eta_counts_the_larger_batches_still_to_come(capsys, monkeypatch):
-    from plugins.default_model import train
-    from plugins.default_model.train import Progress, unet_samples
+    from lab.default_model import train
+    from lab.default_model.train import Progress, unet_samples
 
     cfg = TrainConfig(unet_steps=12000, unet_batch=64, unet_batch_ramp=((6000, 32),))
     assert [unet_samples(cfg, s) for s in (0, 100, 6000, 6001, 12000)] == [0, 3200, 192000, 192064, 576000]
@@ -136,7 +136,7 @@ def test_card_shows_what_the_shape_score_is_made_of(tmp_path):
 
 
 def test_card_and_command_state_a_batch_ramp(tmp_path):
-    from plugins.default_model.card import batch_text
+    from lab.default_model.card import batch_text
 
     assert batch_text({"unet_batch": 64, "unet_batch_ramp": [[6000, 32]]}) == "batch 32 for steps 0-5,999, 64 after"
     assert batch_text({"unet_batch": 64, "unet_batch_ramp": []}) == "batch 64"
@@ -152,7 +152,7 @@ def test_card_and_command_state_a_batch_ramp(tmp_path):
 def test_the_command_line_reads_a_batch_ramp_and_refuses_a_malformed_one(tmp_path, capsys, monkeypatch):
     import pytest
 
-    from plugins.default_model import train
+    from lab.default_model import train
 
     seen = []
 
@@ -180,7 +180,7 @@ def test_training_threads_follow_the_other_processes_load_not_its_own(monkeypatc
 
     import torch
 
-    from plugins.default_model import train
+    from lab.default_model import train
 
     def reading(load, cpu, wall):
         monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))

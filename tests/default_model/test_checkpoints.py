@@ -5,7 +5,7 @@ import json
 import torch
 from safetensors.torch import save_file
 
-from plugins.default_model.train import _load_state, _save_state
+from lab.default_model.train import _load_state, _save_state
 
 
 def test_a_stale_json_beside_newer_tensors_does_not_mix_steps(tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from plugins.default_model import shapes
-from plugins.default_model.detector import detect, score, sharpness
+from lab.default_model import shapes
+from lab.default_model.detector import detect, score, sharpness
 
 
 def _accuracy(samples):
@@ -58,8 +58,8 @@ def test_sharpness_orders_blur():
 
 
 def test_shape_breakdown_says_which_shapes_are_misread_and_at_which_size():
-    from plugins.default_model.detector import shape_breakdown, shape_readings
-    from plugins.default_model.shapes import ShapeObject, render
+    from lab.default_model.detector import shape_breakdown, shape_readings
+    from lab.default_model.shapes import ShapeObject, render
 
     square = ShapeObject("square", "red", "small", (0, 0))
     star = ShapeObject("star", "blue", "large", (2, 2))

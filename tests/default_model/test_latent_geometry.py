@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from plugins.default_model.build import LATENTS, latent_geometry, make_unet, make_vae
+from lab.default_model.build import LATENTS, latent_geometry, make_unet, make_vae
 
 
 @pytest.mark.parametrize("name", sorted(LATENTS))
@@ -27,13 +27,13 @@ def test_vae_and_unet_agree_on_the_latent(name):
 def test_unknown_geometry_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="8x8x16, 16x16x4"):
         latent_geometry("32x32x1")
-    r = subprocess.run([sys.executable, "-m", "plugins.default_model.train", "--out", "unused", "--latent", "4x4x64"],
+    r = subprocess.run([sys.executable, "-m", "lab.default_model.train", "--out", "unused", "--latent", "4x4x64"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown latent geometry '4x4x64'" in r.stderr
 
 
 def test_a_folder_keeps_its_geometry(tmp_path):
-    from plugins.default_model.train import TrainConfig, run
+    from lab.default_model.train import TrainConfig, run
 
     (tmp_path / "train_config.json").write_text(json.dumps({"latent": "8x8x16"}))
     (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
@@ -45,7 +45,7 @@ def test_a_folder_keeps_its_geometry(tmp_path):
 
 
 def test_the_unet_widths_are_a_setting_with_group_norms_that_fit():
-    from plugins.default_model.build import UNET_CHANNELS
+    from lab.default_model.build import UNET_CHANNELS
 
     size, channels = latent_geometry("16x16x4")
     narrow = make_unet("16x16x4", (48, 96, 96))
@@ -63,17 +63,17 @@ def test_the_unet_widths_are_a_setting_with_group_norms_that_fit():
 
 
 def test_bad_unet_widths_on_the_command_line_are_refused_before_training(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "plugins.default_model.train", "--out", str(tmp_path / "x"),
+    r = subprocess.run([sys.executable, "-m", "lab.default_model.train", "--out", str(tmp_path / "x"),
                         "--unet-channels", "48,abc"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--unet-channels takes three block widths" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "plugins.default_model.train", "--out", str(tmp_path / "x"),
+    r = subprocess.run([sys.executable, "-m", "lab.default_model.train", "--out", str(tmp_path / "x"),
                         "--unet-channels", "48,96"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not (48, 96)" in r.stderr
     assert not (tmp_path / "x").exists()  # nothing written
 
 
 def test_a_folder_keeps_its_unet_widths(tmp_path):
-    from plugins.default_model.train import TrainConfig, _unet_channels_of, run
+    from lab.default_model.train import TrainConfig, _unet_channels_of, run
 
     (tmp_path / "train_config.json").write_text(json.dumps({"latent": "16x16x4", "unet_channels": [48, 96, 96]}))
     (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
@@ -88,7 +88,7 @@ def test_a_folder_keeps_its_unet_widths(tmp_path):
 
 
 def test_a_folder_from_before_the_widths_were_a_setting_resumes_with_its_widths(tmp_path):
-    from plugins.default_model.train import TrainConfig, run
+    from lab.default_model.train import TrainConfig, run
 
     (tmp_path / "train_config.json").write_text(json.dumps({"latent": "16x16x4", "unet_channels": []}))
     (tmp_path / "vae_ckpt.safetensors").write_bytes(b"")
@@ -100,7 +100,7 @@ def test_a_folder_from_before_the_widths_were_a_setting_resumes_with_its_widths(
 
 def test_the_export_builds_the_unet_the_folder_was_trained_with(tmp_path):
     """A narrow UNet's checkpoint exports into a pipeline whose UNet has those widths (not the default's)."""
-    from plugins.default_model.train import TrainConfig, export_pipeline, run
+    from lab.default_model.train import TrainConfig, export_pipeline, run
 
     cfg = TrainConfig.smoke()
     cfg.unet_channels, cfg.unet_steps, cfg.vae_crop_steps, cfg.vae_full_steps = (32, 64, 64), 2, 2, 2

@@ -9,8 +9,8 @@ from dataclasses import asdict
 import pytest
 
 from app.paths import default_model_dir
-from plugins.default_model.card import precision_text, render_card, training_command
-from plugins.default_model.train import TrainConfig, mixed_precision, resolve_precision
+from lab.default_model.card import precision_text, render_card, training_command
+from lab.default_model.train import TrainConfig, mixed_precision, resolve_precision
 
 MODEL = default_model_dir()
 
@@ -67,7 +67,7 @@ def test_each_run_records_its_arithmetic_and_a_bf16_resume_adds_to_the_record(tm
 
     out = tmp_path / "train"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "plugins.default_model.train", "--out", str(out), "--smoke", "--threads", "1"]
+    cmd = [sys.executable, "-m", "lab.default_model.train", "--out", str(out), "--smoke", "--threads", "1"]
     r = subprocess.run(cmd + ["--stages", "vae,latents,unet", "--precision", "fp32"],
                        capture_output=True, text=True, env=env, timeout=200)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -117,7 +117,7 @@ def test_the_card_states_the_arithmetic_and_the_command_names_a_fixed_one(tmp_pa
 
 
 def test_the_command_line_takes_a_precision_and_refuses_another(tmp_path, capsys, monkeypatch):
-    from plugins.default_model import train
+    from lab.default_model import train
 
     seen = []
     monkeypatch.setattr(train, "run", lambda out, cfg, stages: seen.append(cfg) or {})

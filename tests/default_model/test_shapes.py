@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from plugins.default_model import shapes
-from plugins.default_model.build import load_tokenizer, write_tokenizer
+from lab.default_model import shapes
+from lab.default_model.build import load_tokenizer, write_tokenizer
 
 
 def test_same_seed_same_sample():

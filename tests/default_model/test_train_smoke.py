@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_smoke_training_runs_resumes_and_exports(tmp_path):
     out = tmp_path / "train"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "plugins.default_model.train", "--out", str(out), "--smoke", "--threads", "1"]
+    cmd = [sys.executable, "-m", "lab.default_model.train", "--out", str(out), "--smoke", "--threads", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=280)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "[smoke] ok: losses fall" in r.stdout
@@ -38,7 +38,7 @@ def test_smoke_training_runs_resumes_and_exports(tmp_path):
     pipe = StableDiffusionPipeline.from_pretrained(str(out / "pipeline"), local_files_only=True)
     assert pipe.vae.config.scaling_factor != 1.0  # set from the latent statistics
     # the export carries the settings the studio's tools use with this model, as the shipped one does
-    from plugins.default_model.train import STUDIO_SETTINGS
+    from lab.default_model.train import STUDIO_SETTINGS
 
     assert json.loads((out / "pipeline" / "implicit_studio.json").read_text()) == STUDIO_SETTINGS
     assert json.loads((MODEL_DIR / "implicit_studio.json").read_text()) == STUDIO_SETTINGS

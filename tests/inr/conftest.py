@@ -44,5 +44,5 @@ SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "resources
 @pytest.fixture
 def samples():
     if not (SAMPLES / "sdf-torus.json").exists():
-        pytest.fail("bundled INR samples are missing: run python -m plugins.inr.make_samples --out resources/samples/inr")
+        pytest.fail("bundled INR samples are missing: run python -m lab.inr_samples --out resources/samples/inr")
     return SAMPLES

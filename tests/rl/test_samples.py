@@ -1,4 +1,4 @@
-"""The bundled agents and trajectories (made by `python -m plugins.rl.make_samples`) load cleanly."""
+"""The bundled agents and trajectories (made by `python -m lab.rl_samples`) load cleanly."""
 
 import json
 

@@ -1,6 +1,6 @@
 """Write the model card of the bundled model from the training folder and the evaluation figures.
 
-    python -m plugins.default_model.card --train train_out/v2 --eval eval.json --out resources/models/default/README.md
+    python -m lab.default_model.card --train train_out/v2 --eval eval.json --out resources/models/default/README.md
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def render_card(train_dir: Path, eval_json: dict, model_dir: Path) -> str:
                   f"weight {h['w_orig']:g}, source weight {h['w_src_edit']:g} and target weight {h['w_edit']:g} inside "
                   f"the editing term, instead of the paper's 1 / 5 / 7.5, which on this model amplify the source "
                   f"prompt's guidance into distorted shapes and shifted backgrounds "
-                  f"(`python -m plugins.h_edit.evaluate --weights paper` vs `--weights model`; figures in "
+                  f"(`python -m lab.hedit_eval --weights paper` vs `--weights model`; figures in "
                   f"benchmarks/RESULTS.md). Other tools and other models keep their own defaults.")
     high_since = meta.get("high_noise_since") or 0
     if high_since:
@@ -204,13 +204,13 @@ download. It draws one or two shapes (circle, square, triangle, star, ring, cros
 ```
 {command}
 implicit-studio evaluate-default-model --model {train_dir.as_posix()}/pipeline --json eval.json
-python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.json --out resources/models/default/README.md
+python -m lab.default_model.card --train {train_dir.as_posix()} --eval eval.json --out resources/models/default/README.md
 ```
 
-(`python -m plugins.default_model.train --out DIR` is the same command.) It checkpoints every
+(`python -m lab.default_model.train --out DIR` is the same command.) It checkpoints every
 {cfg['checkpoint_every']} steps and resumes when run again on the same folder.
 
-- Data: `plugins/default_model/shapes.py`, {cfg['num_images']:,} images from seeds
+- Data: `lab/default_model/shapes.py`, {cfg['num_images']:,} images from seeds
   0..{cfg['num_images'] - 1}. Captions are composed afresh at every training step from three clauses (the
   object, its position, the background), each in several phrasings, in any order ("a small red star
   in the top left on a blue background", "blue background; at the center, the big green ring", two-object
@@ -240,7 +240,7 @@ python -m plugins.default_model.card --train {train_dir.as_posix()} --eval eval.
 {len(eval_json['seeds'])} seeds (scenes from seeds 10,000,000 up, in a wording no training caption uses:
 "on a gray background, in the top left, a small red star") with DDIM and guidance {eval_json['guidance']:g},
 and reads every image back with the deterministic, non-learned detector in
-`plugins/default_model/detector.py` (palette colour clustering, connected components, shape
+`lab/default_model/detector.py` (palette colour clustering, connected components, shape
 measures against analytic prototypes; it scores 100% on clean renders). Accuracy is per object:
 colour = an object of the asked colour exists; position = it sits in the asked grid cell; shape
 and size are judged on that object (or the nearest one); count = the image has exactly the asked

@@ -1,7 +1,7 @@
 """Measure the inpainting methods on the bundled model's own images.
 
-    python -m plugins.inpaint.evaluate [--model default] [--images 12] [--steps 25] [--out results.json]
-    python -m plugins.inpaint.evaluate --smoke        # tiny random model, 1 image, 2 steps
+    python -m lab.inpaint_eval [--model default] [--images 12] [--steps 25] [--out results.json]
+    python -m lab.inpaint_eval --smoke        # tiny random model, 1 image, 2 steps
 
 Protocol (issue "Quality, measured"):
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.h_edit.evaluate import load_eval_model, psnr
+from lab.hedit_eval import load_eval_model, psnr
 
 METHOD_NAMES = ("copaint", "copaint-tt", "repaint", "blend")
 MASK_TYPES = ("box", "half", "strokes")
@@ -120,8 +120,8 @@ def run(args) -> dict:
 
     import torch
 
-    from plugins.default_model.detector import detect
-    from plugins.h_edit.evaluate import generate_sources, object_mask
+    from lab.default_model.detector import detect
+    from lab.hedit_eval import generate_sources, object_mask
     from plugins.inpaint import compute as I
 
     torch.set_num_threads(args.threads)
@@ -194,7 +194,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m plugins.inpaint.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lab.inpaint_eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="default")
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--steps", type=int, default=25)

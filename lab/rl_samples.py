@@ -1,6 +1,6 @@
 """Train the bundled distributional agents and record their evaluation trajectories.
 
-    nice -n 10 python -m plugins.rl.make_samples [--out resources/samples/rl] [--algos c51,qr-dqn,iqn]
+    nice -n 10 python -m lab.rl_samples [--out resources/samples/rl] [--algos c51,qr-dqn,iqn]
                                                  [--acrobot] [--budget-s 600] [--seed 0]
 
 For each algorithm on CartPole-v1: train on the CPU (one thread) for ``--steps`` environment steps
@@ -25,9 +25,9 @@ from pathlib import Path
 
 def _train_one(algo: str, env_id: str, out: Path, seed: int, budget_s: float, log,
                total_steps: int = 50_000) -> dict:
-    from .record import record
-    from .train import TrainConfig, train
-    from .trajectory import write_trajectory
+    from plugins.rl.record import record
+    from plugins.rl.train import TrainConfig, train
+    from plugins.rl.trajectory import write_trajectory
 
     cfg = TrainConfig(algo=algo, env_id=env_id, total_steps=total_steps, seed=seed, checkpoint_every=2_500,
                       stop_when_solved=False)
@@ -55,7 +55,7 @@ def _train_one(algo: str, env_id: str, out: Path, seed: int, budget_s: float, lo
     summ = result.summary()
     curve = {"step": result.episode_steps, "return": [round(r, 2) for r in result.episode_returns]}
     agent, chosen_eval = best if best is not None else (result.agent, result.evals[-1] if result.evals else None)
-    info = {"training": summ, "curve": curve, "evals": result.evals, "command": "python -m plugins.rl.make_samples",
+    info = {"training": summ, "curve": curve, "evals": result.evals, "command": "python -m lab.rl_samples",
             "bundled_checkpoint": None if chosen_eval is None else {"step": chosen_eval["step"],
                                                                     "eval_mean": chosen_eval["mean"]},
             "machine": f"{platform.processor() or platform.machine()}, torch 1 thread"}
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_card(out: Path, runs: dict) -> None:
     lines = ["# Bundled distributional-RL samples", "",
-             "Made by `nice -n 10 python -m plugins.rl.make_samples --acrobot` on the project's 2-core CPU machine",
+             "Made by `nice -n 10 python -m lab.rl_samples --acrobot` on the project's 2-core CPU machine",
              "(shared with other jobs, so wall times are pessimistic; torch on one thread). Each agent trained for",
              "50k environment steps (Acrobot 100k) with the greedy policy evaluated every 2,500 steps over 20",
              "episodes (10 for Acrobot); 'solved' is the first evaluation with a mean return of at least the task's",

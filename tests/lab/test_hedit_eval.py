@@ -1,8 +1,10 @@
+"""The h-Edit evaluation of the lab (python -m lab.hedit_eval)."""
+
 import json
 
 
 def test_evaluate_smoke(tmp_path, capsys):
-    from plugins.h_edit import evaluate
+    from lab import hedit_eval as evaluate
 
     out = tmp_path / "r.json"
     assert evaluate.main(["--smoke", "--quiet", "--threads", "1", "--out", str(out)]) == 0
@@ -18,7 +20,7 @@ def test_evaluate_smoke(tmp_path, capsys):
 def test_psnr_and_object_mask():
     import numpy as np
 
-    from plugins.h_edit.evaluate import object_mask, psnr
+    from lab.hedit_eval import object_mask, psnr
 
     a = np.zeros((8, 8, 3), np.uint8)
     assert psnr(a, a) == 99.0
@@ -34,8 +36,8 @@ def test_psnr_and_object_mask():
 def test_rendered_sources_and_edits():
     import numpy as np
 
-    from plugins.default_model.shapes import make_sample
-    from plugins.h_edit.evaluate import generate_sources, make_edits
+    from lab.default_model.shapes import make_sample
+    from lab.hedit_eval import generate_sources, make_edits
 
     src = generate_sources(None, 3, 0, 100, False, lambda *a: None, source="rendered")
     assert len(src) == 3 and np.array_equal(src[0]["image"], make_sample(100, two_prob=0.0, eval_wording=True).image)

@@ -1,6 +1,6 @@
 """Measure the default model: attribute accuracy by the non-learned detector, sharpness, speed.
 
-    python -m plugins.default_model.evaluate [--model DIR] [--prompts 200] [--seeds 2]
+    python -m lab.default_model.evaluate [--model DIR] [--prompts 200] [--seeds 2]
                                              [--steps 4,10,25] [--guidance 5] [--json OUT]
 
 Prompts come from held-out scenes (seeds from 10,000,000 up, never used in training) written in
@@ -128,7 +128,7 @@ def sampling_speed(model_dir: Path, steps: int = 25, repeats: int = 5, threads: 
 def main(argv=None) -> int:
     from app.paths import default_model_dir
 
-    p = argparse.ArgumentParser(prog="python -m plugins.default_model.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lab.default_model.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=None, help="pipeline folder (default: the bundled model)")
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--seeds", type=int, default=2)

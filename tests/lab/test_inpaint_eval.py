@@ -1,10 +1,12 @@
+"""The inpainting evaluation of the lab (python -m lab.inpaint_eval)."""
+
 import json
 
 import numpy as np
 
 
 def test_evaluate_smoke(tmp_path, capsys):
-    from plugins.inpaint import evaluate
+    from lab import inpaint_eval as evaluate
 
     out = tmp_path / "r.json"
     assert evaluate.main(["--smoke", "--quiet", "--threads", "1", "--out", str(out)]) == 0
@@ -17,7 +19,7 @@ def test_evaluate_smoke(tmp_path, capsys):
 
 
 def test_masks_and_seam_error():
-    from plugins.inpaint.evaluate import make_mask, seam_error
+    from lab.inpaint_eval import make_mask, seam_error
 
     rng = np.random.default_rng(0)
     obj = np.zeros((64, 64), bool)

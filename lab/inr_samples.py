@@ -1,6 +1,6 @@
 """Make the bundled INR samples the viewers show on first open.
 
-    python -m plugins.inr.make_samples --out resources/samples/inr
+    python -m lab.inr_samples --out resources/samples/inr
 
 Writes (config JSON + safetensors each, all small):
 
@@ -26,15 +26,15 @@ def make(out: Path, image_steps: int = 400, sdf_steps: int = 600, size: int = 12
     import numpy as np
     import torch
 
-    from .fit import SDFTarget, fit_image_steps, fit_sdf_steps, run_fit
-    from .geometry import chamfer_and_normals, marching_cubes
-    from .fields import TorchEvaluator, bake_grid
-    from .image2d import procedural_image, psnr, render_image, save_image, ssim
-    from .models import count_parameters, preset, save_inr
+    from plugins.inr.fields import TorchEvaluator, bake_grid
+    from plugins.inr.fit import SDFTarget, fit_image_steps, fit_sdf_steps, run_fit
+    from plugins.inr.geometry import chamfer_and_normals, marching_cubes
+    from plugins.inr.image2d import procedural_image, psnr, render_image, save_image, ssim
+    from plugins.inr.models import count_parameters, preset, save_inr
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    summary: dict = {"command": "python -m plugins.inr.make_samples --out resources/samples/inr",
+    summary: dict = {"command": "python -m lab.inr_samples --out resources/samples/inr",
                      "seed": seed, "samples": {}}
     img = procedural_image(size, seed=seed)
     save_image(img, out / "image-target.png")
@@ -95,7 +95,7 @@ def write_card(out: Path, summary: dict) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m plugins.inr.make_samples", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m lab.inr_samples", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="resources/samples/inr")
     ap.add_argument("--image-steps", type=int, default=400)
     ap.add_argument("--sdf-steps", type=int, default=600)

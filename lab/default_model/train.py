@@ -1,6 +1,6 @@
 """Train the bundled default model from nothing, on the CPU, resumably.
 
-    implicit-studio train-default-model --out DIR          (or: python -m plugins.default_model.train --out DIR)
+    implicit-studio train-default-model --out DIR          (or: python -m lab.default_model.train --out DIR)
 
 Stages, each checkpointed in DIR so an interrupted run resumes where it stopped:
   1. ``vae``     AutoencoderKL on random 32x32 crops, then on full 64x64 images.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 # What the studio's tools use with this model where a setting is left at its default
 # (plugins/diffusion_common/recommended.py). h-Edit's weights come from a sweep on the model's own
-# images (python -m plugins.h_edit.evaluate; model card, "Settings for the studio's tools"): with the paper's
+# images (python -m lab.hedit_eval; model card, "Settings for the studio's tools"): with the paper's
 # 1 / 5 / 7.5 the editing term amplifies the source prompt's guidance, which on this model distorts
 # shapes and shifts backgrounds.
 STUDIO_SETTINGS = {
