@@ -132,7 +132,7 @@ def _write_card(out: Path, runs: dict) -> None:
     lines += ["", "Files: `<agent>.safetensors` + `<agent>.json` (config, training record, learning curve),",
               "`<agent>-early.*` (the last evaluated checkpoint before solving, for compare views),",
               "`<agent>.npz` (two greedy evaluation episodes in the trajectory format, docs/trajectory-format.md).",
-              "Load with `plugins.rl.agents.load_agent(path)` / `plugins.rl.trajectory.read_trajectory(path)`."]
+              "Load with `plugins.rl.loaders.load_agent(path)` / `plugins.rl.trajectory.read_trajectory(path)`."]
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 

@@ -36,9 +36,9 @@ _FILE_MEMBER = re.compile(r"^files/([0-9a-f]{2})/([0-9a-f]{64})\.([a-z0-9][a-z0-
 _STORED_EXTS = {"png", "jpg", "jpeg", "webp", "npz", "gz", "zip", "safetensors"}
 
 
-def export_archive(store, path: Path) -> Path:
-    from .store import snapshot_database
-
+def export_archive(store, path: Path, snapshot_database) -> Path:
+    """Write ``store``'s session as an archive; ``snapshot_database(src, dest)`` copies the live
+    database consistently (the store passes its own, so this module does not import it)."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise ArchiveError(f"{path} is a folder; give a file name for the archive.")
@@ -127,9 +127,9 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(mode)
 
 
-def import_archive(archive: Path, target: Path, *, max_bytes: int):
-    from .store import SessionStore
-
+def import_archive(archive: Path, target: Path, *, max_bytes: int, open_store):
+    """Unpack ``archive`` into ``target`` and return the session opened with ``open_store(folder)``
+    (the store passes ``SessionStore.open``, so this module does not import it)."""
     archive, target = Path(archive), Path(target)
     if not isinstance(max_bytes, int) or max_bytes <= 0:
         raise ValueError("max_bytes must be a positive number of bytes.")
@@ -189,7 +189,7 @@ def import_archive(archive: Path, target: Path, *, max_bytes: int):
                         f"Archive member {info.filename!r} is damaged (its content does not "
                         "match its SHA-256 name); import stopped."
                     )
-            store = SessionStore.open(target)
+            store = open_store(target)
             report = store.integrity_check()
             if not report.ok:
                 raise ArchiveError(

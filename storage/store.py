@@ -1029,7 +1029,7 @@ class SessionStore:
 
         self._check_open()
         with self._lock:
-            return export_archive(self, Path(path))
+            return export_archive(self, Path(path), snapshot_database)
 
     @classmethod
     def import_archive(cls, archive: str | os.PathLike, target_folder: str | os.PathLike,
@@ -1037,7 +1037,7 @@ class SessionStore:
         """Unpack an exported session into ``target_folder`` (new or empty) and open it."""
         from .archive import import_archive
 
-        return import_archive(Path(archive), Path(target_folder), max_bytes=max_bytes)
+        return import_archive(Path(archive), Path(target_folder), max_bytes=max_bytes, open_store=cls.open)
 
 
 def snapshot_database(src: Path, dest: Path) -> None:

@@ -2,7 +2,8 @@
 
 Every network's output is normalised to the axis order (batch, action, support) and turned into a
 :class:`~plugins.rl.distributions.ReturnDistribution`. Agents are saved as safetensors weights
-plus a JSON config (``<name>.safetensors`` + ``<name>.json``); nothing is ever unpickled.
+plus a JSON config (``<name>.safetensors`` + ``<name>.json``); nothing is ever unpickled. Files in
+any format (ours, cleanrl, sb3-contrib) are opened with :func:`plugins.rl.loaders.load_agent`.
 No Qt here; torch is imported by this module, so import it only inside tool functions.
 """
 
@@ -245,22 +246,11 @@ class Agent:
         return a
 
 
-def load_agent(path: str | os.PathLike) -> Agent:
-    """Load an agent from our JSON+safetensors pair (give either file), a cleanrl
-    ``.cleanrl_model`` or an sb3-contrib QR-DQN ``.zip``."""
-    p = Path(path)
-    agent = _load(p)
-    agent.name = p.stem
-    return agent
-
-
-def _load(p: Path) -> Agent:
-    if p.suffix == ".zip":
-        from .loaders import load_sb3_qrdqn
-        return load_sb3_qrdqn(p)
-    if p.suffix == ".cleanrl_model":
-        from .loaders import load_cleanrl
-        return load_cleanrl(p)
+def load_native(p: str | os.PathLike) -> Agent:
+    """An agent saved by :meth:`Agent.save`: the JSON+safetensors pair (give either file, or a
+    folder holding one pair), or a safetensors file whose header carries the config. Agents of
+    other libraries: :func:`plugins.rl.loaders.load_agent`."""
+    p = Path(p)
     if p.suffix == ".safetensors":
         if not p.with_suffix(".json").exists():
             return _load_single_file(p)

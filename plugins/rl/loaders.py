@@ -1,4 +1,5 @@
-"""Agents saved by other libraries, loaded without unpickling anything.
+"""Agent files in every format, loaded without unpickling anything: :func:`load_agent` opens ours
+(:func:`plugins.rl.agents.load_native`) and those saved by other libraries:
 
 * cleanrl ``.cleanrl_model`` (C51): ``torch.save({"model_weights": state_dict, "args": vars(args)})``,
   read with ``torch.load(weights_only=True)``. The network is ``network.{0,2,4}`` Linear layers with
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .agents import Agent, AgentConfig
+from .agents import Agent, AgentConfig, load_native
 
 # observation size, number of actions -> the classic-control task with that signature
 KNOWN_SIGNATURES = {(4, 2): "CartPole-v1", (6, 3): "Acrobot-v1", (2, 3): "MountainCar-v0", (8, 4): "LunarLander-v3"}
@@ -28,6 +30,20 @@ KNOWN_SIGNATURES = {(4, 2): "CartPole-v1", (6, 3): "Acrobot-v1", (2, 3): "Mounta
 
 class AgentFormatError(ValueError):
     """A file that is not a loadable agent, with the reason."""
+
+
+def load_agent(path: str | os.PathLike) -> Agent:
+    """Load an agent from our JSON+safetensors pair (give either file), a cleanrl
+    ``.cleanrl_model`` or an sb3-contrib QR-DQN ``.zip``."""
+    p = Path(path)
+    if p.suffix == ".zip":
+        agent = load_sb3_qrdqn(p)
+    elif p.suffix == ".cleanrl_model":
+        agent = load_cleanrl(p)
+    else:
+        agent = load_native(p)
+    agent.name = p.stem
+    return agent
 
 
 def _linear_stack(sd: dict, prefix: str, where: str) -> list[tuple[str, int, int]]:

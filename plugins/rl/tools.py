@@ -163,8 +163,7 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
                risk: str = "neutral", risk_param: float = -1.0, frames: bool = False, seed: int = 0,
                save_to: str | None = None):
     """rl-record: record episodes of an agent (default: the bundled CartPole QR-DQN)."""
-    from .agents import load_agent
-    from .loaders import AgentFormatError
+    from .loaders import AgentFormatError, load_agent
     from .record import record
 
     path = Path(agent) if agent else bundled_agent_path(ctx.resources_dir)
@@ -197,7 +196,7 @@ def run_record(ctx: api.RunContext, agent: str | None = None, episodes: int = 2,
 
 def run_annotate(ctx: api.RunContext, trajectory: str = "", agent: str | None = None, save_to: str | None = None):
     """rl-annotate: add an agent's return distributions to a trajectory (ours, Minari, D4RL)."""
-    from .agents import load_agent
+    from .loaders import load_agent
     from .record import annotate
 
     try:

@@ -1016,7 +1016,7 @@ class EpisodeViewer(QWidget):
             self.compare_with_agent(path)
 
     def compare_with_agent(self, path: str) -> None:
-        from .agents import load_agent
+        from .loaders import load_agent
         from .record import annotate
         ag = load_agent(path)
         self.set_compare(annotate(self.traj, ag), labels=(self.traj.header.get("algo") or "A", Path(path).stem))

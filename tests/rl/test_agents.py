@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.rl.agents import Agent, AgentConfig, load_agent
+from plugins.rl.agents import Agent, AgentConfig
 from plugins.rl.distributions import CATEGORICAL, QUANTILES, SAMPLED_QUANTILES, distortion
-from plugins.rl.loaders import AgentFormatError, load_cleanrl, load_sb3_qrdqn
+from plugins.rl.loaders import AgentFormatError, load_agent, load_cleanrl, load_sb3_qrdqn
 from plugins.rl.record import annotate, record
 from plugins.rl.render import render_frame
 from plugins.rl.trajectory import read_trajectory, write_trajectory

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.paths import resources_dir
-from plugins.rl.agents import load_agent
+from plugins.rl.loaders import load_agent
 from plugins.rl.trajectory import calibration, read_trajectory
 
 torch.set_num_threads(1)
