@@ -28,7 +28,7 @@ _SECTIONS = [
     ("Results", ["Result", "ImageResult", "MaskResult", "MeshResult", "ScalarFieldResult", "DistributionSeries",
                  "TableResult", "FileResult"]),
     ("Running", ["RunContext", "Cancelled", "ToolError", "ParamError", "IncompatibleAPIError"]),
-    ("Helpers and constants", ["hookimpl", "load_ref", "check_api_version", "api_compatible", "is_kebab_case",
+    ("Helpers and constants", ["hookimpl", "model_fingerprint", "load_ref", "check_api_version", "api_compatible", "is_kebab_case",
                                "API_VERSION", "PROJECT_NAME", "RESULT_KINDS", "RESULT_REF_PREFIX", "SEED_MAX",
                                "TOOL_GROUPS", "SESSION_EVENT_KINDS"]),
 ]

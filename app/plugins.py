@@ -592,8 +592,12 @@ class PluginManager:
         behind the guard; the first answer that is not ``None`` wins, one that raises is reported
         (log, Plugins dialog) and skipped."""
         for impl in reversed(self.pm.hook.studio_resolve_model.get_hookimpls()):
-            kwargs = {"ref": ref, "resources_dir": self.resources_dir(impl.plugin_name)}
-            kwargs = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            kwargs: dict[str, Any] = {"ref": ref}
+            if "resources_dir" in impl.argnames:
+                try:
+                    kwargs["resources_dir"] = self.resources_dir(impl.plugin_name)
+                except LookupError:  # a plugin object registered without a module (tests)
+                    kwargs["resources_dir"] = None
             try:
                 found = self.guarded(impl.plugin_name, "hook studio_resolve_model",
                                      lambda fn=impl.function, kw=kwargs: _as_path(fn(**kw)))

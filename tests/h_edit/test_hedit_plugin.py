@@ -76,3 +76,22 @@ def test_cli_run(studio_cli, tiny_folder, test_image, tmp_path):
                      "--steps", "2", "--model", str(tiny_folder), "--out", str(out))
     assert res.exit_code == 0, res.stderr + res.stdout
     assert any(p.suffix == ".png" for p in out.rglob("*"))
+
+
+def test_a_reward_of_another_plugin_guides_the_edit_through_the_context(run_tool, studio_manager, tiny_folder,
+                                                                         test_image, tmp_path, monkeypatch):
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "plugins_fixture"))
+    assert studio_manager.register_plugin(importlib.import_module("studio_models.plugin"), "models").ok
+    from studio_models import ops
+
+    ops.REWARD_CALLS.clear()
+    path = tmp_path / "in.png"
+    Image.fromarray(test_image).save(path)
+    results = run_tool("h-edit", image=str(path), source_prompt="a red circle", target_prompt="",
+                       reward="toy-brightness", reward_weight=0.5, steps=2, model=str(tiny_folder), seed=1)
+    assert results[0].kind == "image"
+    assert ops.REWARD_CALLS[0] == ("built", "h_edit")  # built with the h-edit run's own context
+    assert ("scored", "a red circle") in ops.REWARD_CALLS

@@ -157,3 +157,30 @@ def test_runner_image_to_image_from_a_file(runner, tiny_model, tmp_path):
     out = job.results[0]
     assert out.image.shape == (48, 80, 3)  # the init image's size (a multiple of 8)
     assert out.metadata["strength"] == 0.5 and job.total == 2
+
+
+def test_a_runs_model_fingerprint_is_the_same_in_its_row_its_pngs_and_its_metadata(studio_manager, tiny_model,
+                                                                                  tmp_path):
+    """One fingerprint: the run's row, the PNG it stored (our JSON and the A1111 text, and the PNG
+    an export writes from the row) and the metadata the diffusion code reports all carry it."""
+    from app.jobs import JobRunner, JobState
+    from storage import SessionStore, pngmeta
+
+    store = SessionStore.open(tmp_path / "session")
+    try:
+        runner = JobRunner(studio_manager, store, device="cpu")
+        job = runner.run_sync("text-to-image", {"prompt": "a red circle", "seed": 1, "steps": 2,
+                                                "model": str(tiny_model), "record_trajectory": False}, device="cpu")
+        assert job.state is JobState.FINISHED, job.error
+        row = store.get_run(job.run_id)
+        assert row.model_hash and len(row.model_hash) == 64
+        image, image_id = next((r, i) for r, i in zip(job.results, job.result_ids) if r.kind == "image")
+        assert image.metadata["model_hash"] == row.model_hash  # reported by the diffusion code
+        assert store.get_result(image_id).metadata["model_hash"] == row.model_hash
+        stored = pngmeta.read_png_metadata(store.read_result(image_id))
+        assert stored.implicit["model_hash"] == row.model_hash
+        assert stored.parameters["model_hash"] == row.model_hash[:10]  # A1111's "Model hash"
+        exported = pngmeta.read_png_metadata(pngmeta.png_for_run(store.read_result(image_id), row))
+        assert exported.implicit["model_hash"] == row.model_hash
+    finally:
+        store.close()
