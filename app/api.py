@@ -37,7 +37,8 @@ and its run function (in a module that may import heavy libraries)::
         return ImageResult(rng.integers(0, 256, (size, size, 3), dtype="uint8"))
 
 This module imports only the standard library and pluggy; numpy and PIL are imported inside the
-functions that need them.
+functions that need them, and the studio's own services behind the run context (``app.paths``,
+``app.settings``, ``app.fingerprint``: folders and fingerprints) when a context first asks.
 """
 
 from __future__ import annotations

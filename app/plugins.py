@@ -574,7 +574,7 @@ class PluginManager:
         """The read-only files ``plugin`` ships: the studio's bundled ``resources/`` folder for the
         built-in plugins, else the ``resources`` folder beside the plugin's entry module."""
         rec = self.records.get(plugin)
-        module_name = rec.module if rec is not None else ""
+        module_name = (rec.module if rec is not None else "").partition(":")[0]  # "pkg.mod:attr" entry points
         if module_name.split(".")[0] == BUILTIN_PACKAGE or (rec is not None and rec.builtin):
             from app.paths import resources_dir
 
