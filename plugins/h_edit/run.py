@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from app.api import ImageResult, MaskResult, ParamError, ToolError
+from app.api import ImageResult, MaskResult, ParamError, RunContext, ToolError
 
 
 def source_prompt_from_metadata(meta: dict) -> str:
@@ -22,7 +22,7 @@ def source_prompt_from_metadata(meta: dict) -> str:
     return ""
 
 
-def _plugin_reward(name: str, ctx, prompt):
+def _plugin_reward(name: str, ctx: RunContext, prompt: str) -> Callable[[Any], Any]:
     """A reward contributed by a plugin (``studio_rewards``, found through the run context) as a
     score callable; ``ToolError`` naming the built-in and the plugins' rewards if there is none."""
     from .rewards import available_rewards

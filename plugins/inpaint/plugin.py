@@ -1,6 +1,9 @@
 """Inpainting plugin: the ``inpaint`` tool (cheap to import: stdlib, app.api and the
 bundled-model table of plugins.diffusion_common)."""
 
+from pathlib import Path
+from typing import Optional
+
 from app.api import (BoolParam, ChoiceParam, FloatParam, ImageParam, IntParam, MaskParam, ModelParam,
                      SeedParam, TextParam, ToolSpec, hookimpl)
 from plugins.diffusion_common.bundled import bundled_model
@@ -64,6 +67,6 @@ def studio_tools():
 
 
 @hookimpl
-def studio_resolve_model(ref, resources_dir):
+def studio_resolve_model(ref: str, resources_dir: Path) -> Optional[Path]:
     """``"default"``/``"default-onnx"``: the bundled model and its ONNX export."""
     return bundled_model(ref, resources_dir)

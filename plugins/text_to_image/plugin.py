@@ -3,6 +3,9 @@
 app.api and the bundled-model table of plugins.diffusion_common; the run function
 (``plugins.text_to_image.run``) imports torch/diffusers/onnxruntime when it runs."""
 
+from pathlib import Path
+from typing import Optional
+
 from app.api import (BoolParam, ChoiceParam, CommandSpec, FloatParam, ImageParam, IntParam, ModelParam, PathParam,
                      SeedParam, SettingsSpec, TextParam, ToolSpec, ViewerSpec, hookimpl)
 from plugins.diffusion_common.bundled import bundled_model
@@ -126,6 +129,6 @@ def studio_viewers():
 
 
 @hookimpl
-def studio_resolve_model(ref, resources_dir):
+def studio_resolve_model(ref: str, resources_dir: Path) -> Optional[Path]:
     """``"default"``/``"default-onnx"``: the bundled model and its ONNX export."""
     return bundled_model(ref, resources_dir)
