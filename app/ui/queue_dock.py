@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.icons import std
-from app.ui.image_view import ImageView
+from app.widgets.icons import std
+from app.widgets.image_view import ImageView
 
 ACTIVE = ("queued", "running", "cancelling")
 MAX_FINISHED = 30

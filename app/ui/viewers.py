@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.image_view import ImageView
+from app.widgets.image_view import ImageView
 
 log = logging.getLogger("implicit_studio.ui.viewers")
 
