@@ -196,7 +196,7 @@ def _launch_window(session: Optional[str], exit_after_paint: bool) -> int:
                 f"('{PROG} --help' lists the commands that need no display)")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a measurement: nothing needs to be seen
     try:
-        from app.ui.main_window import launch
+        from app.ui.launch import launch
     except ImportError as exc:
         raise UsageError(f"the window cannot start: {exc}") from None
     session_dir = _session_path(session)

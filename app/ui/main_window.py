@@ -1,4 +1,4 @@
-"""The main window of Implicit Studio and :func:`launch`, which the command line calls.
+"""The main window of Implicit Studio (:func:`app.ui.launch.launch` opens it).
 
 Layout: the Tools dock (tool list grouped by plugin, the selected tool's form, Run) on the left,
 the current result in the centre (:mod:`app.ui.result_area`), History and Queue docks on the
@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Optional
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
 
 from app.ui import window_actions, window_state
 from app.ui.result_area import ResultArea
 from app.ui.startup import ms_since_start
-from app.ui.theme import apply_theme, follow_system
 from app.widgets.icons import icon
 
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ class MainWindow(QMainWindow):
         self.setDocumentMode(True)
         self.last_error: tuple[str, str] | None = None
         self.error_dialog: QMessageBox | None = None
+        self.compare_dialog = self.plugins_dialog = self.preferences_dialog = None  # the last one opened
         self.current_source: tuple[int, int] | None = None  # (run id, result id) of the shown stored result
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
@@ -167,14 +167,14 @@ class MainWindow(QMainWindow):
         self.queue.removeRequested.connect(self._remove_job)
         self.queue.pauseToggled.connect(self.set_queue_paused)
         self.queue.set_paused(self.controller.paused)
-        h = self.history
+        h, acts = self.history, self.run_actions
         h.sendToRequested.connect(self.send_to)
         h.set_send_targets(self.controller.send_targets())
-        h.openRequested.connect(self.open_result)
-        h.useParamsRequested.connect(self.use_run_params)
-        h.reproduceRequested.connect(self.reproduce)
-        h.compareRequested.connect(self.compare)
-        h.exportRequested.connect(self.export_result)
+        h.openRequested.connect(self.feedback.open_result)
+        h.useParamsRequested.connect(acts.use_run_params)
+        h.reproduceRequested.connect(acts.reproduce)
+        h.compareRequested.connect(acts.compare)
+        h.exportRequested.connect(acts.export_result)
         h.set_known_tools(list(self.manager.tools))
         window_actions.report_failed_plugins(self)
 
@@ -327,34 +327,12 @@ class MainWindow(QMainWindow):
         fill_menu(self.result_area.send_menu, self.controller.send_targets(),
                   lambda t: self.send_to(src[0], src[1], t.tool_id) if src else None, enabled=src is not None)
 
-    # --- what the history, the menus and drops ask for (app.ui.run_actions, app.ui.run_feedback) --
-    def open_result(self, run_id: int, result_id: Optional[int] = None):  # noqa: ANN201
-        return self.feedback.open_result(run_id, result_id)
-
-    def reproduce(self, run_id: int) -> Optional[int]:
-        return self.run_actions.reproduce(run_id)
-
-    def compare(self, a: tuple, b: tuple):  # noqa: ANN201 - the CompareDialog shown, or None
-        self.compare_dialog = self.run_actions.compare(a, b)
-        return self.compare_dialog
-
-    def export_result(self, run_id: Optional[int], result_id: Optional[int]) -> None:
-        self.run_actions.export_result(run_id, result_id)
-
+    # --- what the history, the menus and drops ask for (app.ui.run_actions) -----------------
     def send_to(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:
         return self.run_actions.send_to(run_id, result_id, tool_id)
 
-    def use_run_params(self, run_id: int) -> bool:
-        return self.run_actions.use_run_params(run_id)
-
-    def restore_params(self, tool_id: str, params: dict, seed: Optional[int] = None, source: str = "") -> bool:
-        return self.run_actions.restore_params(tool_id, params, seed=seed, source=source)
-
     def open_path(self, path: str | os.PathLike) -> bool:
         return self.run_actions.open_path(path)
-
-    def open_dialog(self) -> None:
-        self.run_actions.open_dialog()
 
     def dragEnterEvent(self, ev) -> None:  # noqa: N802
         if ev.mimeData().hasUrls() and any(u.isLocalFile() for u in ev.mimeData().urls()):
@@ -390,18 +368,8 @@ class MainWindow(QMainWindow):
         log.error("%s%s", message, ("\n" + (tb or details)) if (tb or details) else "")
         if self.error_dialog is not None:
             self.error_dialog.close()
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("Implicit Studio")
-        box.setText(message)
-        if details or tb:
-            box.setDetailedText(tb or details)
-        box.setStandardButtons(QMessageBox.StandardButton.Ok)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        box.destroyed.connect(lambda *_: setattr(self, "error_dialog", None))
-        self.error_dialog = box
-        box.show()
+        self.error_dialog = window_actions.error_box(self, message, tb or details)
+        self.error_dialog.destroyed.connect(lambda *_: setattr(self, "error_dialog", None))
         self.errorShown.emit(message, details or tb)
 
     def closeEvent(self, ev) -> None:  # noqa: N802
@@ -426,49 +394,3 @@ def _plugin_title(name: str) -> str:
         return name
     first = words[0] if words[0].isupper() else words[0].capitalize()
     return " ".join([first] + words[1:])
-
-
-def _ensure_app(argv: list[str]) -> QApplication:
-    app = QApplication.instance()
-    if app is None:
-        QApplication.setOrganizationName(window_state.ORG_NAME)
-        QApplication.setApplicationName(window_state.APP_NAME)
-        QApplication.setApplicationDisplayName("Implicit Studio")
-        prog = sys.argv[0] if sys.argv else window_state.APP_NAME
-        args = list(argv)
-        if args and args[0] == prog:
-            args = args[1:]
-        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)  # before the app: GL views share
-        app = QApplication([prog] + args)
-    apply_theme(app)
-    follow_system(app)
-    return app
-
-
-def launch(argv: list[str] | None = None, session_dir: str | os.PathLike | None = None,
-           exit_after_paint: bool = False) -> int:
-    """Open the main window on ``session_dir`` (the default session when ``None``) and run the
-    event loop; returns the exit status. With ``exit_after_paint`` print ``first-paint-ms: N``
-    (from process start to the window's first paint) and exit 0."""
-    app = _ensure_app(list(argv or []))
-    try:
-        from app.settings import setup_logging  # noqa: PLC0415
-
-        setup_logging()
-    except Exception:
-        pass
-    try:
-        win = MainWindow(session_dir=session_dir)
-    except Exception as exc:
-        print(f"implicit-studio: the window could not be opened: {exc}\n{traceback.format_exc()}", file=sys.stderr)
-        if not exit_after_paint:
-            QMessageBox.critical(None, "Implicit Studio", f"The window could not be opened:\n{exc}")
-        return 1
-    if exit_after_paint:
-        def done(ms: float) -> None:
-            print(f"first-paint-ms: {ms:.0f}", flush=True)
-            QTimer.singleShot(0, lambda: app.exit(0))
-
-        win.firstPainted.connect(done)
-    win.show()
-    return app.exec()

@@ -61,6 +61,7 @@ class RunActions:
         dlg = CompareDialog(left, right, self.win)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dlg.show()
+        self.win.compare_dialog = dlg
         return dlg
 
     def export_result(self, run_id: Optional[int], result_id: Optional[int]) -> None:

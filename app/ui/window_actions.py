@@ -49,8 +49,9 @@ def build_actions(win: MainWindow) -> None:
         act.setEnabled(False)
         can.connect(act.setEnabled)
         text_changed.connect(lambda t, a=act, w=word, k=keys: a.setToolTip(f"{w} {t} ({k})" if t else f"{w} ({k})"))
-    win.act_open = _action(win, "DialogOpenButton", "Open…", win.open_dialog, "Ctrl+O")
-    win.act_export = _action(win, "DialogSaveButton", "Export…", lambda: win.export_result(None, None), "Ctrl+E")
+    win.act_open = _action(win, "DialogOpenButton", "Open…", win.run_actions.open_dialog, "Ctrl+O")
+    win.act_export = _action(win, "DialogSaveButton", "Export…", lambda: win.run_actions.export_result(None, None),
+                             "Ctrl+E")
     win.act_plugins = _action(win, "FileDialogListView", "Plugins", win.show_plugins)
     win.act_prefs = _action(win, None, "Preferences…", win.show_preferences, "Ctrl+,")
     for group in ((win.act_run, win.act_cancel), (win.act_undo, win.act_redo), (win.act_open, win.act_export)):
@@ -128,6 +129,21 @@ def show_about(win: MainWindow) -> None:
                       f"<b>Implicit Studio</b> {__version__}<br>Plugin API {API_VERSION}<br><br>"
                       "Diffusion image generation and editing, implicit neural representations and distributional RL, "
                       "in one plugin-based desktop studio.")
+
+
+def error_box(win: MainWindow, message: str, details: str) -> QMessageBox:
+    """A non-modal warning with the details folded away (deleted when closed)."""
+    box = QMessageBox(win)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Implicit Studio")
+    box.setText(message)
+    if details:
+        box.setDetailedText(details)
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.setWindowModality(Qt.WindowModality.NonModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    box.show()
+    return box
 
 
 def report_failed_plugins(win: MainWindow) -> None:

@@ -219,8 +219,8 @@ def test_exit_after_paint_without_a_display_renders_offscreen(tmp_path):
 def test_launch_path_shares_opengl_contexts(tmp_path):
     # set before the QApplication exists, so a second OpenGL view in the process works
     code = ("from PySide6.QtCore import QCoreApplication, Qt\n"
-            "from app.ui.main_window import _ensure_app\n"
-            "app = _ensure_app([])\n"
+            "from app.ui.launch import ensure_app\n"
+            "app = ensure_app([])\n"
             "print(QCoreApplication.testAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts))\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     p = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)
