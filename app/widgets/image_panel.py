@@ -182,12 +182,18 @@ class ImageEditPanel(QWidget):
             v = rest.pop(self.image_param)
             if v is not None and not (isinstance(v, str) and not v.strip()) and not self.open_image(v):
                 bad.append(self.image_param)
+        mask_set = False
         if self.mask_param and self.mask_param in rest:
-            if not self._set_mask(rest.pop(self.mask_param)):
+            mask = rest.pop(self.mask_param)
+            if self._set_mask(mask):
+                mask_set = mask is not None
+            else:
                 bad.append(self.mask_param)
         if self.history_param and self.history_param in rest:
             history = rest.pop(self.history_param)
-            if history and not self.restore_history(str(history)):
+            # the strokes rebuild the mask only where the mask itself was not given: a mask from
+            # the session is the exact one the run used
+            if history and not mask_set and not self.restore_history(str(history)):
                 bad.append(self.history_param)
         return bad + self.form.set_values(rest, record_undo=record_undo)
 
