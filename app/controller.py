@@ -350,7 +350,8 @@ class RunController:
 
     def run(self, request: RunRequest, listener: Optional[Listener] = None) -> Job:
         """Run a request in the calling thread and return its job when done (the CLI). A
-        ``KeyboardInterrupt`` cancels the job and is raised again."""
+        ``KeyboardInterrupt`` cancels the job, records the run as cancelled ("interrupted") and
+        is raised again."""
         runner = self.attach()
         tool = self.tool(request.tool)
         job = runner.prepare(tool, request.values_for(tool), request.device,
@@ -361,6 +362,12 @@ class RunController:
             runner.run_job(job)
         except KeyboardInterrupt:
             runner.cancel(job.id)
+            store = self.session.store if self.session is not None else None
+            if store is not None and job.run_id is not None:
+                try:
+                    store.finish_run(job.run_id, "cancelled", error="interrupted")
+                except Exception:  # noqa: BLE001 - already leaving; the next start marks it failed
+                    log.warning("could not record run %s as interrupted", job.run_id, exc_info=True)
             raise
         finally:
             if listener is not None:
