@@ -87,7 +87,7 @@ class ImageEditPanel(QWidget):
         self.tabs.addTab(self.editor, mask_label)
         self.tabs.addTab(self.split, "Before / after")
         self.tabs.setTabEnabled(1, False)
-        self.tabs.setMinimumHeight(340)  # the tool bar rows and a canvas big enough to paint on
+        self.tabs.setMinimumHeight(420)  # the tool bar rows and a canvas big enough to paint on
         self.use_mask: Optional[QCheckBox] = None
         mask = tool.param(mask_param) if mask_param else None
         if isinstance(mask, api.MaskParam) and mask.optional:
