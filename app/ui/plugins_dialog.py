@@ -101,7 +101,7 @@ class PluginsDialog(QDialog):
                       if self.infos[self.tree.topLevelItem(i).data(1, Qt.ItemDataRole.UserRole)]["state"] == "failed"]
             self.tree.setCurrentItem(self.tree.topLevelItem(failed[0] if failed else 0))
 
-    def set_records(self, records: Iterable[Any]) -> None:
+    def set_records(self, records: Iterable[PluginRecord]) -> None:
         self._filling = True
         self.tree.clear()
         self.infos.clear()
