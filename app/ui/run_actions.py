@@ -113,11 +113,8 @@ class RunActions:
         return True
 
     def use_run_params(self, run_id: int) -> bool:
-        run = self.win.session.run(run_id)
-        params = dict(run.params)
-        if run.model_ref is not None:
-            params.setdefault("model", run.model_ref)
-        return self.restore_params(run.tool_id, params, seed=run.seed, source=f"run #{run_id}")
+        run = self.win.session.run(run_id)  # its params hold every parameter, the model included
+        return self.restore_params(run.tool_id, run.params, seed=run.seed, source=f"run #{run_id}")
 
     def restore_params(self, tool_id: str, params: dict[str, Any], seed: Optional[int] = None, source: str = "") -> bool:
         win = self.win
