@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from app import api
-from storage.types import ResultInfo, RunInfo
 
 if TYPE_CHECKING:
     from storage import SessionStore
+    from storage.types import ResultInfo, RunInfo
 
 __all__ = ["INPUT_TOOL_ID", "ResultInfo", "RunInfo", "SessionView", "result_label", "run_subtitle",
            "run_tooltip", "run_when"]
@@ -33,7 +32,19 @@ INPUT_TOOL_ID = "input"
 # ---------------------------------------------------------------------------------------------
 
 
+def __getattr__(name: str) -> Any:
+    # RunInfo and ResultInfo are imported on first use: the window makes its SessionView before
+    # its first paint, which needs neither
+    if name in ("RunInfo", "ResultInfo"):
+        from storage import types  # noqa: PLC0415
+
+        return getattr(types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def run_when(run: RunInfo) -> str:
+    from datetime import datetime  # noqa: PLC0415
+
     return datetime.fromtimestamp(run.started_at).strftime("%d %b %H:%M:%S")
 
 

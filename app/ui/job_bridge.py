@@ -19,9 +19,9 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
 from app import api
-from app.controller import RunController
 
 if TYPE_CHECKING:
+    from app.controller import RunController
     from app.jobs import JobEvent
 
 log = logging.getLogger("implicit_studio.ui.jobs")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox
 
 from app.ui import window_actions, window_state
 from app.ui.result_area import ResultArea
@@ -33,6 +33,8 @@ from app.widgets.icons import icon
 
 if TYPE_CHECKING:
     from app.api import ToolSpec
+    from app.controller import RunController
+    from app.ui.job_bridge import JobBridge
     from app.jobs import JobRunner
     from app.plugins import PluginManager
     from app.settings import Settings
@@ -70,10 +72,8 @@ class MainWindow(QMainWindow):
         # default) each time the GUI thread asks for it; painting one frame asks many times.
         if sys.getswitchinterval() > 0.001:
             sys.setswitchinterval(0.001)
-        from app.controller import RunController  # noqa: PLC0415
         from app.session_view import SessionView  # noqa: PLC0415
         from app.settings import Settings  # noqa: PLC0415
-        from app.ui.job_bridge import JobBridge  # noqa: PLC0415
         from app.ui.run_actions import RunActions  # noqa: PLC0415
         from app.ui.run_feedback import RunFeedback  # noqa: PLC0415
         from app.ui.tool_panel import ToolPanel  # noqa: PLC0415
@@ -90,7 +90,9 @@ class MainWindow(QMainWindow):
         self.session = SessionView.pending(session_dir)
         self._session_thread: Optional[threading.Thread] = None
         self._runner_given = runner
-        self.controller = RunController(self.manager, self.session, settings=self.settings, worker_niceness=5)
+        # the run controller and its Qt bridge are made right after the first paint (_build_run_side)
+        self.controller: Optional[RunController] = None
+        self.jobs: Optional[JobBridge] = None
 
         self.result_area = ResultArea(lambda: self.viewers)
         self.setCentralWidget(self.result_area)
@@ -100,16 +102,8 @@ class MainWindow(QMainWindow):
         self.tool_panel = ToolPanel(self.undo_stack, session_images=self.session.image_choices)
         self.tool_panel.result_file = self.session.result_file
         self.history = self.queue = self.log_view = None
-        self.tools_dock = self._dock("Tools", "tools", self.tool_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.history_dock = self._dock("History", "history", QWidget(), Qt.DockWidgetArea.RightDockWidgetArea)
-        self.queue_dock = self._dock("Queue", "queue", QWidget(), Qt.DockWidgetArea.RightDockWidgetArea)
-        self.log_dock = self._dock("Log", "log", QWidget(), Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.splitDockWidget(self.history_dock, self.queue_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.tools_dock, self.history_dock], [360, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.history_dock, self.queue_dock], [520, 260], Qt.Orientation.Vertical)
-        self.resizeDocks([self.log_dock], [120], Qt.Orientation.Vertical)
+        window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
 
-        self.jobs = JobBridge(self.controller, parent=self)
         self.feedback = RunFeedback(self)
         self.run_actions = RunActions(self)
         self.tool_panel.toolSelected.connect(self._on_tool_selected)
@@ -139,9 +133,18 @@ class MainWindow(QMainWindow):
                 self._viewers.add_spec(spec)
         return self._viewers
 
+    def _build_run_side(self) -> None:
+        from app.controller import RunController  # noqa: PLC0415
+        from app.ui.job_bridge import JobBridge  # noqa: PLC0415
+
+        self.controller = RunController(self.manager, self.session, settings=self.settings, worker_niceness=5)
+        self.jobs = JobBridge(self.controller, parent=self)
+        self.feedback.connect(self.jobs)
+
     def _build_secondary_docks(self) -> None:
         if self.history is not None:
             return
+        self._build_run_side()
         from app.ui.history_dock import HistoryDock  # noqa: PLC0415
         from app.ui.log_dock import LogDock  # noqa: PLC0415
         from app.ui.queue_dock import QueueDock  # noqa: PLC0415
@@ -219,15 +222,6 @@ class MainWindow(QMainWindow):
         self.act_run.setEnabled(ok)
         if not self._ready:
             self.tool_panel.run_btn.setToolTip("Opening the session…")
-
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        d = QDockWidget(title, self)
-        d.setObjectName(f"dock_{name}")
-        d.setWidget(widget)
-        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                      | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(area, d)
-        return d
 
     def update_status_right(self) -> None:
         dev = self.controller.device_label() if self._ready else ""
@@ -315,6 +309,8 @@ class MainWindow(QMainWindow):
 
     def set_queue_paused(self, paused: bool) -> None:
         """Hold the queue (the running job finishes, waiting jobs wait) or resume it."""
+        if self.controller is None:
+            return
         self.controller.set_paused(paused)
         if self.queue is not None and self.queue.paused != bool(paused):
             self.queue.set_paused(paused)
@@ -374,8 +370,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         window_state.save_state(self)
-        self.jobs.detach()
-        self.controller.shutdown()
+        if self.controller is not None:
+            self.jobs.detach()
+            self.controller.shutdown()
         if self.log_view is not None:
             self.log_view.detach()
         if self.history is not None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Optional
 from PySide6.QtCore import Qt
 
 from app import api
-from app.controller import SendError
 from app.ui.result_area import result_labels
 
 if TYPE_CHECKING:
@@ -92,6 +91,8 @@ class RunActions:
     def send_to(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:
         """Select ``tool_id`` and set its image input to stored result ``result_id`` (of run
         ``run_id``); a source prompt the tool has is filled from the run's prompt."""
+        from app.controller import SendError  # noqa: PLC0415
+
         win = self.win
         try:
             values = win.controller.send_to(run_id, result_id, tool_id)

@@ -13,7 +13,7 @@ from app.session_view import run_subtitle
 from app.ui.result_area import result_labels
 
 if TYPE_CHECKING:
-    from app.ui.job_bridge import Outcome
+    from app.ui.job_bridge import JobBridge, Outcome
     from app.ui.main_window import MainWindow
 
 log = logging.getLogger("implicit_studio.ui")
@@ -24,7 +24,9 @@ Source = Optional[tuple[int, int]]  # (run id, result id) of a stored result
 class RunFeedback:
     def __init__(self, win: MainWindow):
         self.win = win
-        bridge = win.jobs
+
+    def connect(self, bridge: JobBridge) -> None:
+        win = self.win
         bridge.queued.connect(lambda job_id, title: win.queue.add_job(job_id, title))
         bridge.started.connect(self.on_started)
         bridge.progress.connect(self.on_progress)

@@ -49,7 +49,7 @@ def build_actions(win: MainWindow) -> None:
         act.setEnabled(False)
         can.connect(act.setEnabled)
         text_changed.connect(lambda t, a=act, w=word, k=keys: a.setToolTip(f"{w} {t} ({k})" if t else f"{w} ({k})"))
-    win.act_open = _action(win, "DialogOpenButton", "Open…", win.run_actions.open_dialog, "Ctrl+O")
+    win.act_open = _action(win, "DialogOpenButton", "Open…", lambda: win.run_actions.open_dialog(), "Ctrl+O")
     win.act_export = _action(win, "DialogSaveButton", "Export…", lambda: win.run_actions.export_result(None, None),
                              "Ctrl+E")
     win.act_plugins = _action(win, "FileDialogListView", "Plugins", win.show_plugins)

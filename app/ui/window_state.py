@@ -1,5 +1,5 @@
-"""Where the window keeps its layout (geometry, docks, the selected tool) and a tool's last
-parameters between starts."""
+"""The window's layout: its docks, and where it keeps the layout (geometry, docks, the selected
+tool) and a tool's last parameters between starts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any, Optional
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtWidgets import QDockWidget, QWidget
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
@@ -81,6 +82,30 @@ def remember_params(win: MainWindow, tool_id: str, values: dict[str, Any]) -> No
         win.settings.set_last_params(tool_id, json_safe(values))
     except Exception:  # settings folder not writable: not a reason to refuse anything
         log.warning("could not remember the parameters", exc_info=True)
+
+
+def _dock(win: MainWindow, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    d = QDockWidget(title, win)
+    d.setObjectName(f"dock_{name}")
+    d.setWidget(widget)
+    d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                  | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+    win.addDockWidget(area, d)
+    return d
+
+
+def build_docks(win: MainWindow) -> None:
+    """The four docks in their default places: Tools (complete at the first paint) on the left,
+    History over Queue on the right, Log at the bottom; the last three get their contents right
+    after the first paint, in these same frames, so a saved layout applies to all four at once."""
+    win.tools_dock = _dock(win, "Tools", "tools", win.tool_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+    win.history_dock = _dock(win, "History", "history", QWidget(), Qt.DockWidgetArea.RightDockWidgetArea)
+    win.queue_dock = _dock(win, "Queue", "queue", QWidget(), Qt.DockWidgetArea.RightDockWidgetArea)
+    win.log_dock = _dock(win, "Log", "log", QWidget(), Qt.DockWidgetArea.BottomDockWidgetArea)
+    win.splitDockWidget(win.history_dock, win.queue_dock, Qt.Orientation.Vertical)
+    win.resizeDocks([win.tools_dock, win.history_dock], [360, 380], Qt.Orientation.Horizontal)
+    win.resizeDocks([win.history_dock, win.queue_dock], [520, 260], Qt.Orientation.Vertical)
+    win.resizeDocks([win.log_dock], [120], Qt.Orientation.Vertical)
 
 
 def reset_layout(win: MainWindow) -> None:
