@@ -106,6 +106,8 @@ register_subcommand("tools", "list tools and their parameters", "app.cli_command
 register_subcommand("plugins", "list plugins (version, state, errors); enable or disable one", "app.cli_commands:cmd_plugins")
 register_subcommand("history", "list the runs of a session", "app.cli_commands:cmd_history")
 register_subcommand("export", "export a run's results and parameters", "app.cli_commands:cmd_export")
+register_subcommand("reproduce", "run a recorded run again and check its outputs bit for bit",
+                    "app.cli_commands:cmd_reproduce")
 register_subcommand("devices", "show the compute devices and the one chosen", "app.cli_commands:cmd_devices")
 register_subcommand("new-plugin", "write a new plugin project from the template", "app.cli_commands:cmd_new_plugin")
 
@@ -196,7 +198,7 @@ def _launch_window(session: Optional[str], exit_after_paint: bool) -> int:
                 f"('{PROG} --help' lists the commands that need no display)")
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a measurement: nothing needs to be seen
     try:
-        from app.ui.main_window import launch
+        from app.ui.launch import launch
     except ImportError as exc:
         raise UsageError(f"the window cannot start: {exc}") from None
     session_dir = _session_path(session)
@@ -231,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 os.environ["IMPLICIT_STUDIO_DEVICE"] = opts.device
             return _launch_window(opts.session, opts.exit_after_paint)
         # global --session/--device apply to the command unless it gives its own
-        if opts.session and command in ("run", "history", "export") and "--session" not in rest:
+        if opts.session and command in ("run", "history", "export", "reproduce") and "--session" not in rest:
             rest = rest + ["--session", opts.session]
         if opts.device and command == "run" and "--device" not in rest:
             rest = rest + ["--device", opts.device]

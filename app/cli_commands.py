@@ -146,7 +146,9 @@ def cmd_run(argv: list[str]) -> int:
         raise UsageError(f"{opt + ': ' if opt else ''}{exc}") from None
 
     from app import devices
+    from app.controller import RunController
     from app.jobs import JobRunner, JobState
+    from app.session_view import SessionView
     from app.settings import Settings
 
     settings = Settings()
@@ -160,21 +162,17 @@ def cmd_run(argv: list[str]) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create output folder {out_dir}: {exc}") from None
-    store = None if args.no_session else _open_store(_session_path(args.session), recover=True)
-    runner = JobRunner(manager, store, settings=settings, device=device)
+    session_dir = None if args.no_session else _session_path(args.session)
+    store = None if session_dir is None else _open_store(session_dir, recover=True)
+    # the same controller the window submits to: one run request, one path to the runner
+    session = SessionView(store, session_dir) if store is not None else None
+    controller = RunController(manager, session, settings=settings,
+                               runner=JobRunner(manager, store, settings=settings, device=device))
     try:
-        job = runner.prepare(tool, values, device)
-        listener = _progress_printer(args.quiet or args.json)
-        runner.add_listener(listener)
+        request = controller.request(tool, values, device=device)
         try:
-            runner.run_job(job)  # in this thread
-        except KeyboardInterrupt:
-            job._cancel.set()
-            if store is not None and job.run_id is not None:
-                try:
-                    store.finish_run(job.run_id, "cancelled", error="interrupted")
-                except Exception:  # noqa: BLE001 - already leaving
-                    pass
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))  # in this thread
+        except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
             return EXIT_INTERRUPTED
         written = _write_outputs(job, out_dir) if (out_dir is not None and job.state is JobState.FINISHED) else []
@@ -368,6 +366,59 @@ def cmd_export(argv: list[str]) -> int:
     for path in written or []:
         print(path)
     return EXIT_OK
+
+
+def cmd_reproduce(argv: list[str]) -> int:
+    """Re-run a recorded run with its parameters, seed and model (through the same run controller
+    as the window's Reproduce) and say whether the outputs match bit for bit."""
+    parser = new_parser(prog=f"{PROG} reproduce", description=(
+        "Run a recorded run again with its parameters, seed and model, record the repeat in the "
+        "session, and check that it made the same outputs bit for bit (exit 0 if so, 1 if not)."))
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--session", metavar="PATH")
+    parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    args = parser.parse_args(argv)
+    manager = _manager()
+    from dataclasses import replace
+
+    from app import devices
+    from app.controller import RunController
+    from app.jobs import JobRunner, JobState
+    from app.session_view import SessionView
+    from app.settings import Settings
+
+    settings = Settings()
+    try:
+        device = devices.parse_device(args.device or settings.device)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    session_dir = _session_path(args.session)
+    store = _open_store(session_dir, create=False, recover=True)
+    controller = RunController(manager, SessionView(store, session_dir), settings=settings,
+                               runner=JobRunner(manager, store, settings=settings, device=device))
+    try:
+        try:
+            request = replace(controller.reproduce_request(args.run_id), device=device)
+        except (LookupError, ValueError) as exc:  # no such run or tool, an input not kept
+            raise UsageError(str(exc).strip("'\"")) from None
+        try:
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return EXIT_INTERRUPTED
+        matched, message = controller.check_reproduction(args.run_id, job)
+    finally:
+        _close_store(store)
+    if args.json:
+        print(json.dumps({"run_id": args.run_id, "new_run_id": job.run_id, "status": job.state.value,
+                          "matched": matched, "message": message, "request": request.to_dict()}))
+    elif not args.quiet or not matched:
+        print(f"run {args.run_id}: {message}", file=sys.stdout if matched else sys.stderr)
+    if job.state is JobState.CANCELLED:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if matched else EXIT_FAILED
 
 
 def cmd_new_plugin(argv: list[str]) -> int:

@@ -74,6 +74,7 @@ class Job:
     error: Optional[str] = None
     traceback: Optional[str] = None
     recorded_params: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: Optional[int] = None  # recorded lineage when given; else the run of the first input
     _step_times: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -193,18 +194,19 @@ class JobRunner:
         return self.manager.tool(tool)
 
     def prepare(self, tool: api.ToolSpec | str, params: Optional[Mapping[str, Any]] = None,
-                device: Optional[str] = None) -> Job:
+                device: Optional[str] = None, parent_run_id: Optional[int] = None) -> Job:
         """Validate and build a job without queueing it (:class:`~app.api.ParamError` on bad input)."""
         spec = self._tool(tool)
         values = spec.validate(dict(params or {}))
         pref = devices.parse_device(device or self.device)
         queue = devices.queue_name(pref, spec.backends)
-        return Job(id=next(self._ids), tool=spec, params=values, device_preference=pref, queue=queue)
+        return Job(id=next(self._ids), tool=spec, params=values, device_preference=pref, queue=queue,
+                   parent_run_id=parent_run_id)
 
     def submit(self, tool: api.ToolSpec | str, params: Optional[Mapping[str, Any]] = None, *,
-               device: Optional[str] = None, held: bool = False) -> Job:
+               device: Optional[str] = None, held: bool = False, parent_run_id: Optional[int] = None) -> Job:
         """Queue a run; returns at once. Raises :class:`~app.api.ParamError` for bad parameters."""
-        job = self.prepare(tool, params, device)
+        job = self.prepare(tool, params, device, parent_run_id)
         job.held = held
         with self._cond:
             if self._closing:
@@ -547,7 +549,8 @@ class JobRunner:
                 job.run_id = self.store.begin_run(
                     tool_id=tool.id, plugin=tool.plugin or "unregistered", plugin_version=plugin_version or "",
                     params=recorded, seed=job.seed, model_ref=model_ref, model_hash=model_hash_value,
-                    device=choice.device, backend=",".join(tool.backends), inputs=inputs)
+                    device=choice.device, backend=",".join(tool.backends), inputs=inputs,
+                    parent_run_id=job.parent_run_id)
         except (api.ToolError, api.ParamError, devices.DeviceError) as exc:
             self._fail(job, str(exc), None)
             return

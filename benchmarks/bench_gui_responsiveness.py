@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.plugins import PluginManager
     from app.settings import Settings
     from app.ui import main_window as mw
+    from app.ui.launch import ensure_app
 
-    app = mw._ensure_app([])
+    app = ensure_app([])
     settings = Settings()
     manager = PluginManager(settings).load()
     manager.register_plugin(sys.modules[__name__], "bench", version="1.0")

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.image_view import SideBySideView, SplitView
+from app.controller import CompareSide, param_diff
+from app.widgets.image_view import SideBySideView, SplitView
 
 
 def _fmt(v: Any) -> str:
@@ -33,30 +34,21 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
-def param_diff(a: dict, b: dict) -> list[tuple[str, Any, Any, bool]]:
-    """Rows (name, value in a, value in b, differs) over the union of keys; differing first."""
-    keys = list(dict.fromkeys(list(a) + list(b)))
-    rows = [(k, a.get(k), b.get(k), a.get(k) != b.get(k)) for k in keys]
-    rows.sort(key=lambda r: (not r[3], keys.index(r[0])))
-    return rows
-
-
 class CompareDialog(QDialog):
-    def __init__(self, left: dict, right: dict, parent: QWidget | None = None):
-        """``left``/``right``: dicts with ``title``, ``image`` (anything ImageView takes or None),
-        ``params`` (dict, including tool and seed)."""
+    def __init__(self, left: CompareSide, right: CompareSide, parent: QWidget | None = None):
+        """The two sides as :meth:`app.controller.RunController.compare` gives them."""
         super().__init__(parent)
-        self.setWindowTitle(f"Compare {left['title']} and {right['title']}")
+        self.setWindowTitle(f"Compare {left.title} and {right.title}")
         self.resize(1100, 720)
         self.mode = QTabBar()
         self.mode.addTab("Side by side")
         self.mode.addTab("Split")
         self.mode.setExpanding(False)
         self.side = SideBySideView()
-        self.side.set_images(left.get("image"), right.get("image"))
+        self.side.set_images(left.image, right.image)
         self.split = SplitView()
-        self.split.labels = (left["title"], right["title"])
-        self.split.set_images(left.get("image"), right.get("image"))
+        self.split.labels = (left.title, right.title)
+        self.split.set_images(left.image, right.image)
         self.views = QStackedWidget()
         self.views.addWidget(self.side)
         self.views.addWidget(self.split)
@@ -67,13 +59,13 @@ class CompareDialog(QDialog):
         cl = QHBoxLayout(caption)
         cl.setContentsMargins(0, 0, 0, 0)
         for side in (left, right):
-            lab = QLabel(side["title"])
+            lab = QLabel(side.title)
             lab.setObjectName("title")
             lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
             cl.addWidget(lab, 1)
-        self.rows = param_diff(left.get("params", {}), right.get("params", {}))
+        self.rows = param_diff(left.params, right.params)
         self.table = QTableWidget(len(self.rows), 3)
-        self.table.setHorizontalHeaderLabels(["Parameter", left["title"], right["title"]])
+        self.table.setHorizontalHeaderLabels(["Parameter", left.title, right.title])
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)

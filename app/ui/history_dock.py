@@ -6,14 +6,14 @@ prompt text (the store's full-text search). Actions on the selection: open, use 
 reproduce (re-run with identical parameters and seed and report a bit-for-bit match), compare two
 results side by side with a parameter diff, tag, rate and export.
 
-The dock reads the session through :class:`app.ui.session_view.SessionView` (no SQL here) and asks
-the window to do anything that runs a tool.
+The dock reads the session through :class:`app.session_view.SessionView` (its runs are
+``RunInfo`` records; no SQL here) and asks the window to do anything that runs a tool.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Callable, Optional
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QImage, QPainter, QPixmap
@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.icons import std
+from app.session_view import RunInfo, SessionView, result_label, run_tooltip, run_when
 from app.ui.thumbs import THUMB, ThumbnailLoader
+from app.widgets.icons import std
 
 log = logging.getLogger("implicit_studio.ui.history")
 
@@ -64,7 +65,7 @@ class _FetchSignals(QObject):
 
 
 class _Fetch(QRunnable):
-    def __init__(self, gen: int, fn, signals: _FetchSignals):
+    def __init__(self, gen: int, fn: Callable[[], object], signals: _FetchSignals):
         super().__init__()
         self.gen, self.fn, self.signals = gen, fn, signals
 
@@ -90,8 +91,8 @@ class HistoryDock(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.source: Any = None  # SessionView
-        self.runs: dict[Any, Any] = {}
+        self.source: Optional[SessionView] = None
+        self.runs: dict[int, RunInfo] = {}
         self._limit = PAGE
         self._generation = 0
         self._pending = False
@@ -103,8 +104,9 @@ class HistoryDock(QWidget):
         self._fetch_signals.done.connect(self._apply, Qt.ConnectionType.QueuedConnection)
         self.loader = ThumbnailLoader(THUMB, self)
         self.loader.ready.connect(self._thumb_ready)
-        self._gallery_items: dict[Any, QListWidgetItem] = {}
-        self._tree_items: dict[Any, QTreeWidgetItem] = {}
+        self._select_next: Optional[int] = None  # a run to select when the next answer arrives
+        self._gallery_items: dict[tuple[int, Optional[int]], QListWidgetItem] = {}
+        self._tree_items: dict[int, QTreeWidgetItem] = {}
 
         # filters
         self.tool_filter = QComboBox()
@@ -233,7 +235,7 @@ class HistoryDock(QWidget):
         return b
 
     # --- data -------------------------------------------------------------------------
-    def set_source(self, source: Any) -> None:
+    def set_source(self, source: SessionView) -> None:
         self.source = source
         self.refresh()
 
@@ -315,7 +317,7 @@ class HistoryDock(QWidget):
             QCoreApplication.processEvents()
         return not self._pending
 
-    def _apply(self, gen: int, data: Any, error: Any) -> None:
+    def _apply(self, gen: int, data: object, error: Optional[str]) -> None:
         if gen != self._generation:
             return  # an older request; a newer one is on its way
         self._pending = False
@@ -339,8 +341,15 @@ class HistoryDock(QWidget):
         self._show_view()
         if sel:
             self.select(*sel[0])
+        if self._select_next is not None:
+            self.select(self._select_next)
+            self._select_next = None
         self._selection_changed()
         self.refreshed.emit()
+
+    def select_after_refresh(self, run_id: int) -> None:
+        """Select ``run_id`` once the next refresh has listed it (a run that just finished)."""
+        self._select_next = run_id
 
     def _show_view(self) -> None:
         if not self.runs:
@@ -355,10 +364,10 @@ class HistoryDock(QWidget):
             self._limit += PAGE
             self.refresh(keep_limit=True)
 
-    def _placeholder_icon(self, run: Any) -> QIcon:
+    def _placeholder_icon(self, run: RunInfo) -> QIcon:
         return std({"failed": "MessageBoxCritical", "cancelled": "BrowserStop"}.get(run.status, "FileIcon"))
 
-    def _fill_gallery(self, runs: list) -> None:
+    def _fill_gallery(self, runs: list[RunInfo]) -> None:
         self.gallery.clear()
         self._gallery_items.clear()
         for run in runs:
@@ -369,39 +378,39 @@ class HistoryDock(QWidget):
                 rid = res.id if res is not None else None
                 caption = f"{STATUS_MARK.get(run.status, '')}#{run.id} {run.tool_id}"
                 if n:  # a run's further pictures (a sweep's images, a trajectory filmstrip) say which they are
-                    caption = f"#{run.id} · {res.label or f'{n + 1} of {len(results)}'}"
+                    caption = f"#{run.id} · {result_label(res) or f'{n + 1} of {len(results)}'}"
                 it = QListWidgetItem(self._placeholder_icon(run), caption)
                 it.setData(Qt.ItemDataRole.UserRole, (run.id, rid))
-                it.setToolTip(run.tooltip())
+                it.setToolTip(run_tooltip(run))
                 it.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
                 self.gallery.addItem(it)
                 self._gallery_items[(run.id, rid)] = it
                 if res is not None and res.kind in ("image", "mask"):
-                    self.loader.request(("g", run.id, rid), res.thumb_path or res.path)
+                    self.loader.request(("g", run.id, rid), str(res.path))
 
-    def _fill_tree(self, runs: list) -> None:
+    def _fill_tree(self, runs: list[RunInfo]) -> None:
         self.tree.clear()
-        items: dict[Any, QTreeWidgetItem] = {}
+        items: dict[int, QTreeWidgetItem] = {}
         self._tree_items = items  # before any thumbnail request: cached ones answer at once
         by_id = {r.id: r for r in runs}
         # parents first so children can attach (runs are newest first)
         for run in sorted(runs, key=lambda r: r.id):
             first = run.results[0] if run.results else None
-            it = QTreeWidgetItem([f"#{run.id}", run.tool_id, run.status, run.when()])
+            it = QTreeWidgetItem([f"#{run.id}", run.tool_id, run.status, run_when(run)])
             it.setData(0, Qt.ItemDataRole.UserRole, (run.id, first.id if first is not None else None))
-            it.setToolTip(0, run.tooltip())
+            it.setToolTip(0, run_tooltip(run))
             it.setIcon(0, self._placeholder_icon(run))
-            parent = next((items[p] for p in run.parents if p in items and p in by_id), None)
+            parent = items.get(run.parent_run_id) if run.parent_run_id in by_id else None
             if parent is not None:
                 parent.addChild(it)
             else:
                 self.tree.insertTopLevelItem(0, it)
             items[run.id] = it
             if first is not None and first.kind in ("image", "mask"):
-                self.loader.request(("t", run.id, first.id), first.thumb_path or first.path)
+                self.loader.request(("t", run.id, first.id), str(first.path))
         self.tree.expandAll()
 
-    def _thumb_ready(self, key: Any, img: QImage) -> None:
+    def _thumb_ready(self, key: tuple[str, int, int], img: QImage) -> None:
         if img.isNull():
             return
         where, run_id, rid = key
@@ -428,7 +437,7 @@ class HistoryDock(QWidget):
                 out.append(tuple(data))
         return out
 
-    def select(self, run_id: Any, result_id: Any = None) -> bool:
+    def select(self, run_id: int, result_id: Optional[int] = None) -> bool:
         if self.mode.currentIndex() == 0:
             for (rid, resid), it in self._gallery_items.items():
                 if rid == run_id and (result_id is None or resid == result_id):
@@ -459,7 +468,7 @@ class HistoryDock(QWidget):
         self.send_btn.setEnabled(self.sendable() is not None)
 
     def set_send_targets(self, targets: list) -> None:
-        """The tools "Send to" offers (:func:`app.ui.send_to.send_targets`)."""
+        """The tools "Send to" offers (:func:`app.controller.send_targets`)."""
         self.send_targets = list(targets)
 
     def sendable(self) -> tuple | None:
@@ -469,7 +478,7 @@ class HistoryDock(QWidget):
             return None
         run_id, result_id = sel[0]
         run = self.runs.get(run_id)
-        kinds = {r.id: r.kind for r in getattr(run, "results", [])}
+        kinds = {r.id: r.kind for r in (run.results if run is not None else ())}
         return (run_id, result_id) if kinds.get(result_id) == "image" else None
 
     def _fill_send_menu(self, menu: QMenu) -> None:
@@ -480,7 +489,7 @@ class HistoryDock(QWidget):
                   lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
                   enabled=src is not None)
 
-    def _open_item(self, it: Any) -> None:
+    def _open_item(self, it: QListWidgetItem | QTreeWidgetItem) -> None:
         data = it.data(0, Qt.ItemDataRole.UserRole) if isinstance(it, QTreeWidgetItem) else it.data(Qt.ItemDataRole.UserRole)
         if data is not None:
             self.openRequested.emit(data[0], data[1])
@@ -553,7 +562,7 @@ class HistoryDock(QWidget):
         if ok and tag.strip():
             self.add_tag([s[0] for s in sel], tag.strip())
 
-    def add_tag(self, run_ids: list, tag: str) -> None:
+    def add_tag(self, run_ids: list[int], tag: str) -> None:
         for rid in run_ids:
             self.source.add_tag(rid, tag)
         self.refresh()
@@ -568,7 +577,7 @@ class HistoryDock(QWidget):
         if not sel:
             return
         run = self.runs.get(sel[0][0])
-        text, ok = QInputDialog.getMultiLineText(self, "Note", "Note:", getattr(run, "note", "") or "")
+        text, ok = QInputDialog.getMultiLineText(self, "Note", "Note:", (run.note if run is not None else "") or "")
         if ok:
             self.source.set_note(sel[0][0], text)
             self.refresh()

@@ -1,9 +1,10 @@
-"""Adapts the services' :class:`app.jobs.JobRunner` to Qt signals.
+"""Adapts the run controller's events (:class:`app.controller.RunController`) to Qt signals.
 
-The runner calls its listeners on its worker threads. The listener here never touches a widget:
-it stores the event and wakes the GUI thread through a queued signal. Progress and preview
-events are coalesced per job (only the latest is delivered), so a tool that reports thousands of
-steps a second cannot flood the event loop; queued/started/finished events are delivered in order.
+The controller calls its listeners on the job runner's worker threads. The listener here never
+touches a widget: it stores the event and wakes the GUI thread through a queued signal. Progress
+and preview events are coalesced per job (only the latest is delivered), so a tool that reports
+thousands of steps a second cannot flood the event loop; queued/started/finished and
+reproduce-checked events are delivered in order.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QImage
 
-from app.ui import adapters as ad
+from app import api
+
+if TYPE_CHECKING:
+    from app.controller import RunController
+    from app.jobs import JobEvent
 
 log = logging.getLogger("implicit_studio.ui.jobs")
 
@@ -26,86 +32,71 @@ class Outcome:
     """How a job ended, as the window sees it."""
 
     status: str  # "ok", "failed" or "cancelled"
-    results: list = field(default_factory=list)
-    result_ids: list = field(default_factory=list)
-    run_id: Any = None
+    results: list[api.Result] = field(default_factory=list)
+    result_ids: list[int] = field(default_factory=list)
+    run_id: Optional[int] = None
     error: str = ""
     traceback: str = ""
-    seed: Any = None
+    seed: Optional[int] = None
     duration: float = 0.0
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tool: Optional[api.ToolSpec] = None
 
 
-def _preview_qimage(image: Any) -> Any:
+def _preview_qimage(image: Any) -> QImage | Any:
     """Turn a preview into a QImage here, on the worker thread (QImage, unlike QPixmap, may be
     made off the GUI thread), so the GUI thread only has to paint it."""
     if image is None:
         return None
     try:
-        from app.ui.imaging import to_qimage  # noqa: PLC0415
+        from app.widgets.imaging import to_qimage  # noqa: PLC0415
 
         return to_qimage(getattr(image, "image", image))
     except Exception:  # the GUI thread will try again and report
         return image
 
 
-def _title(tool: Any, params: dict) -> str:
-    title = ad.tool_title(tool)
+def _title(tool: api.ToolSpec, params: dict[str, Any]) -> str:
     for key in ("prompt", "text", "edit_prompt", "target_prompt"):
         v = params.get(key)
         if isinstance(v, str) and v.strip():
             snippet = " ".join(v.split())
-            return f"{title}: {snippet[:40]}{'…' if len(snippet) > 40 else ''}"
-    return title
+            return f"{tool.title}: {snippet[:40]}{'…' if len(snippet) > 40 else ''}"
+    return tool.title
 
 
 class JobBridge(QObject):
     queued = Signal(object, str)  # job id, title
     started = Signal(object)  # job id
     progress = Signal(object, int, int, str)  # job id, step, total, message
-    preview = Signal(object, object)  # job id, ImageResult
+    preview = Signal(object, object)  # job id, QImage
     metric = Signal(object, str, float, float)
     finished = Signal(object, object)  # job id, Outcome
+    reproduceChecked = Signal(object, bool, str)  # the run reproduced, matched, message
     orderChanged = Signal(list)  # ids of waiting jobs in run order
     _wake = Signal()
 
-    def __init__(self, manager: Any, session: Any, settings: Any = None, runner: Any = None,
-                 parent: QObject | None = None):
+    def __init__(self, controller: RunController, parent: QObject | None = None):
         super().__init__(parent)
-        self.manager = manager
-        self.session = session
-        self.settings = settings
-        self.runner: Any = None
+        self.controller = controller
         self._lock = threading.Lock()
-        self._ordered: list[tuple[str, Any, dict]] = []  # queued/started/finished events in order
-        self._latest_progress: OrderedDict[Any, tuple] = OrderedDict()
-        self._latest_preview: OrderedDict[Any, Any] = OrderedDict()
-        self._metrics: list[tuple] = []
+        self._ordered: list[tuple[str, Optional[int], dict[str, Any]]] = []  # events delivered in order
+        self._latest_progress: OrderedDict[int, tuple[int, int, str]] = OrderedDict()
+        self._latest_preview: OrderedDict[int, Any] = OrderedDict()
+        self._metrics: list[tuple[int, str, float, float]] = []
         self._order_dirty = False
         self._wake_pending = False
-        self._titles: dict[Any, str] = {}
-        self.paused = False  # the whole queue is held: running jobs finish, waiting ones wait
-        self._paused_queues: set[str] = set()
+        self._titles: dict[int, str] = {}
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
-        if runner is not None:
-            self.attach_runner(runner)
+        controller.add_listener(self._on_event)
 
-    def attach_runner(self, runner: Any = None) -> Any:
-        """Use ``runner``, or build the services' job runner on the session's store. Done once the
-        session is open (importing the runner is kept off the start-up path)."""
-        if self.runner is not None:
-            return self.runner
-        if runner is None:
-            from app.jobs import JobRunner  # noqa: PLC0415
-
-            store = self.session.store if self.session is not None else None
-            runner = JobRunner(self.manager, store, settings=self.settings, worker_niceness=5)
-        self.runner = runner
-        self.runner.add_listener(self._on_event)
-        return runner
+    def set_title(self, job_id: int, title: str) -> None:
+        """The queue's title of a job (set right after submitting: "queued" reaches the GUI
+        thread later, through a queued signal, so this one wins)."""
+        self._titles[job_id] = title
 
     # --- worker threads ---------------------------------------------------------------------
-    def _on_event(self, ev: Any) -> None:
+    def _on_event(self, ev: JobEvent) -> None:
         job = ev.job
         jid = job.id if job is not None else None
         with self._lock:
@@ -119,6 +110,8 @@ class JobBridge(QObject):
                 self._order_dirty = True
             elif ev.kind in ("queued", "started", "finished", "failed", "cancelled"):
                 self._ordered.append((ev.kind, jid, self._snapshot(ev)))
+            elif ev.kind == "reproduce-checked":
+                self._ordered.append((ev.kind, jid, dict(ev.data)))
             else:
                 return
             if self._wake_pending:
@@ -130,11 +123,11 @@ class JobBridge(QObject):
             pass
 
     @staticmethod
-    def _snapshot(ev: Any) -> dict:
+    def _snapshot(ev: JobEvent) -> dict[str, Any]:
         job = ev.job
         if job is None:
             return {}
-        snap = {"tool": job.tool, "params": dict(getattr(job, "recorded_params", {}) or job.params)}
+        snap = {"tool": job.tool, "params": dict(job.recorded_params or job.params)}
         if ev.kind in ("finished", "failed", "cancelled"):
             dur = 0.0
             if job.started_at is not None and job.finished_at is not None:
@@ -161,6 +154,8 @@ class JobBridge(QObject):
             elif kind == "started":
                 self.started.emit(jid)
                 # progress that arrived before "started" was drained belongs after it
+            elif kind == "reproduce-checked":
+                self.reproduceChecked.emit(snap["run_id"], bool(snap["matched"]), str(snap["message"]))
             else:
                 # deliver the last progress/preview first so the bar ends where the job ended
                 if jid in progress:
@@ -171,7 +166,7 @@ class JobBridge(QObject):
                                                 result_ids=snap.get("result_ids", []), run_id=snap.get("run_id"),
                                                 error=snap.get("error", ""), traceback=snap.get("traceback", ""),
                                                 seed=snap.get("seed"), duration=snap.get("duration", 0.0),
-                                                params=snap.get("params", {})))
+                                                params=snap.get("params", {}), tool=snap.get("tool")))
                 finished_now.add(jid)
         for jid, args in progress.items():
             if jid not in finished_now:
@@ -183,86 +178,10 @@ class JobBridge(QObject):
             self.metric.emit(*m)
         if order_dirty:
             try:
-                self.orderChanged.emit([j.id for j in self.runner.queued()])
+                runner = self.controller.runner
+                self.orderChanged.emit([j.id for j in runner.queued()] if runner is not None else [])
             except Exception:
                 log.debug("could not read the queue order", exc_info=True)
 
-    # --- requests from the window ----------------------------------------------------------------
-    def submit(self, tool: Any, params: dict, parents: list | None = None, title: str | None = None) -> Any:
-        """Queue a run; returns the job id. ``ParamError`` for bad parameters."""
-        self.attach_runner()
-        if self.paused:
-            # hold the job's device queue before the job enters it, so it cannot start
-            self._pause_queue(self.runner.prepare(tool, params).queue)
-        job = self.runner.submit(tool, params)
-        # "queued" is delivered to the GUI thread later (queued signal), so the title set here wins
-        self._titles[job.id] = title or _title(tool, dict(job.params))
-        return job.id
-
-    def cancel(self, job_id: Any) -> bool:
-        if self.runner is None:
-            return False
-        ok = self.runner.cancel(job_id)
-        parent = self.parent()
-        queue = getattr(parent, "queue", None)
-        if ok and queue is not None and job_id in queue.jobs and queue.jobs[job_id].status == "running":
-            queue.set_status(job_id, "cancelling")
-        return ok
-
-    def move(self, job_id: Any, delta: int) -> None:
-        if self.runner is None:
-            return
-        waiting = [j.id for j in self.runner.queued()]
-        if job_id not in waiting:
-            return
-        job = self.runner.job(job_id)
-        same_queue = [j.id for j in self.runner.queued(job.queue)]
-        idx = same_queue.index(job_id)
-        try:
-            self.runner.move(job_id, max(0, idx + delta))
-        except ValueError:
-            log.info("job %s is no longer waiting", job_id)
-
-    def set_paused(self, paused: bool) -> None:
-        """Hold the whole queue (the running job finishes; waiting jobs do not start) or resume it."""
-        self.paused = bool(paused)
-        if self.runner is None:
-            return  # applied to each queue as jobs are submitted
-        if self.paused:
-            for name in sorted({j.queue for j in self.runner.jobs()}):
-                self._pause_queue(name)
-        else:
-            for name in sorted(self._paused_queues):
-                self.runner.resume(name)
-            self._paused_queues.clear()
-
-    def _pause_queue(self, name: str) -> None:
-        if name not in self._paused_queues:
-            self.runner.pause(name)
-            self._paused_queues.add(name)
-
-    def remove(self, job_id: Any) -> bool:
-        return self.runner is not None and self.runner.remove(job_id)
-
-    def cancel_all(self) -> None:
-        if self.runner is not None:
-            self.runner.cancel_all()
-
-    def device_label(self) -> str:
-        try:
-            from app import devices  # noqa: PLC0415
-
-            pref = getattr(self.runner, "device", None) or (getattr(self.settings, "device", None) or "auto")
-            hint = devices.accelerator_hint() if pref == "auto" else pref
-            return f"device: {hint}" + (" (auto)" if pref == "auto" else "")
-        except Exception:
-            return ""
-
-    def shutdown(self) -> None:
-        if self.runner is None:
-            return
-        try:
-            self.runner.remove_listener(self._on_event)
-            self.runner.shutdown(cancel=True, timeout=5.0)
-        except Exception:
-            log.warning("job runner did not shut down cleanly", exc_info=True)
+    def detach(self) -> None:
+        self.controller.remove_listener(self._on_event)

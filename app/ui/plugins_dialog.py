@@ -22,33 +22,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.adapters import _get
+from app.plugins import PluginRecord
 
 STATE_COLORS = {"loaded": "#30a46c", "ok": "#30a46c", "failed": "#e5484d", "incompatible": "#d9a000", "disabled": "#8b8d98"}
 
 
-def plugin_info(rec: Any) -> dict[str, Any]:
-    state = _get(rec, "state", "status", default="loaded")
-    state = getattr(state, "value", state)
-    tools = _get(rec, "tools", default=()) or ()
+def plugin_info(rec: PluginRecord) -> dict[str, Any]:
     return {
-        "name": str(_get(rec, "name", default="?")),
-        "version": str(_get(rec, "version", default="") or ""),
-        "author": str(_get(rec, "author", default="") or ""),
-        "state": str(state),
-        "error": str(_get(rec, "error", default="") or ""),
-        "traceback": str(_get(rec, "traceback", "error_traceback", default="") or ""),
-        "source": str(_get(rec, "source", "module", "entry_point", "dist", default="") or ""),
-        "description": str(_get(rec, "description", "summary", default="") or ""),
-        "builtin": bool(_get(rec, "builtin", default=False)),
-        "tools": [getattr(t, "id", str(t)) for t in tools],
+        "name": rec.name,
+        "version": rec.version or "",
+        "author": rec.author or "",
+        "state": rec.status,
+        "error": rec.error or "",
+        "traceback": rec.traceback or "",
+        "source": rec.source,
+        "description": rec.summary,
+        "builtin": rec.builtin,
+        "tools": list(rec.tools),
     }
 
 
 class PluginsDialog(QDialog):
     COLS = ("On", "Plugin", "State", "Version", "Author")
 
-    def __init__(self, records: Iterable[Any], set_enabled: Callable[[str, bool], Any] | None = None,
+    def __init__(self, records: Iterable[PluginRecord], set_enabled: Callable[[str, bool], Any] | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Plugins")
@@ -104,7 +101,7 @@ class PluginsDialog(QDialog):
                       if self.infos[self.tree.topLevelItem(i).data(1, Qt.ItemDataRole.UserRole)]["state"] == "failed"]
             self.tree.setCurrentItem(self.tree.topLevelItem(failed[0] if failed else 0))
 
-    def set_records(self, records: Iterable[Any]) -> None:
+    def set_records(self, records: Iterable[PluginRecord]) -> None:
         self._filling = True
         self.tree.clear()
         self.infos.clear()

@@ -5,9 +5,8 @@ parameters' own validation and stored in the user's settings; runs read them thr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -22,21 +21,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import adapters as ad
+if TYPE_CHECKING:
+    from app.api import SettingsSpec
+    from app.settings import Settings
+    from app.widgets.form import ParamForm
 
 DEVICES = (("auto", "Automatic (CUDA, then Apple MPS, then CPU)"), ("cpu", "CPU"), ("cuda", "NVIDIA CUDA"),
            ("mps", "Apple MPS"))
 
 
 class PreferencesDialog(QDialog):
-    def __init__(self, settings: Any, pages: list, parent: QWidget | None = None):
+    def __init__(self, settings: Settings, pages: list[SettingsSpec], parent: QWidget | None = None):
         """``pages``: :class:`app.api.SettingsSpec` records from the plugins."""
         super().__init__(parent)
         self.setWindowTitle("Preferences")
         self.resize(760, 480)
         self.settings = settings
         self.pages = list(pages)
-        self.forms: dict[str, Any] = {}
+        self.forms: dict[str, ParamForm] = {}
         self.nav = QListWidget()
         self.nav.setMaximumWidth(220)
         self.stack = QStackedWidget()
@@ -47,7 +49,7 @@ class PreferencesDialog(QDialog):
         self.device = QComboBox()
         for value, label in DEVICES:
             self.device.addItem(label, value)
-        current = getattr(settings, "device", "auto") or "auto"
+        current = settings.device or "auto"
         i = self.device.findData(current)
         if i < 0:
             self.device.addItem(current, current)
@@ -60,9 +62,9 @@ class PreferencesDialog(QDialog):
         gl.addRow("", note)
         self._add_page("General", general)
 
-        from app.ui.form import ParamForm  # noqa: PLC0415
+        from app.widgets.form import ParamForm  # noqa: PLC0415
 
-        stored = settings.plugin_settings() if hasattr(settings, "plugin_settings") else {}
+        stored = settings.plugin_settings()
         for spec in self.pages:
             form = ParamForm(spec)
             values = {k: v for k, v in (stored.get(spec.section) or {}).items()}
@@ -105,8 +107,8 @@ class PreferencesDialog(QDialog):
             form = self.forms[spec.section]
             form.clear_errors()
             out = {}
-            for p in ad.tool_params(spec):
-                name = ad.param_name(p)
+            for p in spec.params:
+                name = p.name
                 try:
                     out[name] = p.to_json(p.validate(form.values()[name]))
                 except ParamError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -25,8 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.icons import std
-from app.ui.image_view import ImageView
+from app.widgets.icons import std
+from app.widgets.image_view import ImageView
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QImage
+
+    from app import api
 
 ACTIVE = ("queued", "running", "cancelling")
 MAX_FINISHED = 30
@@ -47,7 +52,7 @@ def format_eta(seconds: float | None) -> str:
 
 @dataclass
 class JobState:
-    job_id: Any
+    job_id: int
     title: str
     status: str = "queued"
     step: int = 0
@@ -170,9 +175,9 @@ class QueueDock(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.jobs: dict[Any, JobState] = {}
-        self._items: dict[Any, QListWidgetItem] = {}
-        self._rows: dict[Any, JobRow] = {}
+        self.jobs: dict[int, JobState] = {}
+        self._items: dict[int, QListWidgetItem] = {}
+        self._rows: dict[int, JobRow] = {}
         self.preview = ImageView(placeholder="Live preview")
         self.preview.setMinimumHeight(90)
         self.list = QListWidget()
@@ -253,7 +258,7 @@ class QueueDock(QWidget):
             self.pause_btn.setToolTip("Pause the queue: the running job finishes, waiting jobs do not start")
 
     # --- state updates (called by the window on the GUI thread) ------------------------
-    def add_job(self, job_id: Any, title: str) -> JobState:
+    def add_job(self, job_id: int, title: str) -> JobState:
         st = JobState(job_id, title)
         self.jobs[job_id] = st
         item = QListWidgetItem()
@@ -266,7 +271,7 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         return st
 
-    def set_status(self, job_id: Any, status: str, error: str = "") -> None:
+    def set_status(self, job_id: int, status: str, error: str = "") -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
@@ -282,7 +287,7 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         self._trim()
 
-    def set_progress(self, job_id: Any, step: int, total: int, message: str = "") -> None:
+    def set_progress(self, job_id: int, step: int, total: int, message: str = "") -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
@@ -295,11 +300,12 @@ class QueueDock(QWidget):
         st.step, st.total, st.message = step, total, message
         self._refresh(job_id)
 
-    def set_preview(self, job_id: Any, image: Any) -> None:
+    def set_preview(self, job_id: int, image: QImage | api.ImageResult) -> None:
+        """Show a preview: a QImage made on the worker thread or a finished ImageResult."""
         data = getattr(image, "image", image)
         self.preview.set_image(data, keep_view=True)
 
-    def reorder(self, order: list) -> None:
+    def reorder(self, order: list[int]) -> None:
         """Show waiting jobs in ``order`` (ids as the runner now holds them)."""
         for target, job_id in enumerate([j for j in order if j in self._items]):
             item = self._items[job_id]
@@ -310,7 +316,7 @@ class QueueDock(QWidget):
                 self._move_item(job_id, want)
         self._update_buttons()
 
-    def _move_item(self, job_id: Any, new_row: int) -> None:
+    def _move_item(self, job_id: int, new_row: int) -> None:
         item = self._items[job_id]
         sel = self.list.currentItem() is item
         old = self.list.row(item)
@@ -320,7 +326,7 @@ class QueueDock(QWidget):
         if sel:
             self.list.setCurrentItem(item)
 
-    def remove_job(self, job_id: Any) -> None:
+    def remove_job(self, job_id: int) -> None:
         item = self._items.pop(job_id, None)
         self._rows.pop(job_id, None)
         self.jobs.pop(job_id, None)
@@ -337,7 +343,7 @@ class QueueDock(QWidget):
         for j in done[:-MAX_FINISHED]:
             self.remove_job(j)
 
-    def _refresh(self, job_id: Any) -> None:
+    def _refresh(self, job_id: int) -> None:
         row = self._rows.get(job_id)
         if row is not None:
             row.update_from(self.jobs[job_id])
@@ -354,7 +360,7 @@ class QueueDock(QWidget):
         self.summary.setText(("Paused · " + text) if self.paused else text)
 
     # --- user requests ------------------------------------------------------------------
-    def selected_job(self) -> Any:
+    def selected_job(self) -> int | None:
         item = self.list.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
 
@@ -376,13 +382,13 @@ class QueueDock(QWidget):
         if j is not None:
             self.removeRequested.emit(j)
 
-    def running_job(self) -> Any:
+    def running_job(self) -> int | None:
         for j, s in self.jobs.items():
             if s.status in ("running", "cancelling"):
                 return j
         return None
 
-    def _set_row(self, job_id: Any, item: QListWidgetItem) -> None:
+    def _set_row(self, job_id: int, item: QListWidgetItem) -> None:
         """A new row widget for the job, shown in its (inserted) list item."""
         row = JobRow(self.jobs[job_id])
         row.cancel.clicked.connect(lambda _=False, j=job_id: self.cancelRequested.emit(j))
@@ -406,5 +412,5 @@ class QueueDock(QWidget):
                 if rect.width() > 0 and row.width() != rect.width():
                     row.setGeometry(rect)
 
-    def row_widget(self, job_id: Any) -> JobRow | None:
+    def row_widget(self, job_id: int) -> JobRow | None:
         return self._rows.get(job_id)

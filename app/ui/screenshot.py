@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from app.ui import main_window as mw
+    from app.ui.launch import ensure_app
 
-    app = mw._ensure_app([])
+    app = ensure_app([])
     win = mw.MainWindow(session_dir=args.session or (tmp / "session"))
     w, h = (int(x) for x in args.size.lower().split("x"))
     win.resize(w, h)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Hashable
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageReader
@@ -23,7 +23,7 @@ class _Signals(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, key: Any, path: str, ckey: tuple, size: int, signals: _Signals):
+    def __init__(self, key: Hashable, path: str, ckey: tuple, size: int, signals: _Signals):
         super().__init__()
         self.key, self.path, self.ckey, self.size, self.signals = key, path, ckey, size, signals
         self.setAutoDelete(True)
@@ -53,7 +53,7 @@ class ThumbnailLoader(QObject):
         self._signals = _Signals()
         self._signals.done.connect(self._done, Qt.ConnectionType.QueuedConnection)
 
-    def request(self, key: Any, path: str | os.PathLike | None) -> bool:
+    def request(self, key: Hashable, path: str | os.PathLike | None) -> bool:
         """Ask for a thumbnail; returns True when answered synchronously from the cache."""
         if not path:
             return False
@@ -70,7 +70,7 @@ class ThumbnailLoader(QObject):
         self.pool.start(_Job(key, p, ckey, self.size, self._signals))
         return False
 
-    def _done(self, key: Any, ckey: tuple, img: QImage) -> None:
+    def _done(self, key: Hashable, ckey: tuple, img: QImage) -> None:
         if not img.isNull():
             self._cache[ckey] = img
             while len(self._cache) > CACHE_MAX:

@@ -1,33 +1,41 @@
 """The left panel: the tool list grouped by plugin, the selected tool's form, and the Run button.
 
 A tool whose ``panel`` names a custom widget factory gets that widget instead of the generated
-form (it must offer ``values()``; ``set_values()`` is used when present). A panel that fails to
-load falls back to the generated form and the error is reported.
+form (it must offer ``values()``; ``set_values()``, ``show_error()``, ``clear_errors()`` and
+``editor_widgets()`` are used when present). A custom panel embeds the generated form for the
+parameters it does not edit itself (see :class:`app.widgets.image_panel.ImageEditPanel`). A panel
+that fails to load falls back to the generated form and the error is reported.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QUndoStack
+from PySide6.QtGui import QIcon, QUndoStack
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSplitter,
+    QTextEdit,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from app.ui import adapters as ad
-from app.ui.icons import std
+from app import api
+from app.widgets.icons import std
+
+if TYPE_CHECKING:
+    from app.widgets.form import ParamEditor, ParamForm
 
 log = logging.getLogger("implicit_studio.ui.tools")
 
@@ -40,51 +48,77 @@ GROUP_ICONS = {
     "analysis": "FileDialogInfoView",
 }
 
+ResultFile = Callable[[int], Optional[Path]]  # session result id -> its file, or None
+
 
 class PanelFormAdapter:
-    """Gives a plugin's custom panel the ``ParamForm`` interface the window uses."""
+    """Gives a plugin's custom panel the ``ParamForm`` interface the window uses.
 
-    def __init__(self, widget: QWidget, tool: Any = None, result_file: Callable[[int], Any] | None = None):
+    Image parameters set to a session result (``"result:<id>"``) reach the panel as the result's
+    file; the run gets the reference back (so lineage is recorded) while the panel still shows
+    that file."""
+
+    def __init__(self, widget: QWidget, tool: api.ToolSpec, result_file: Optional[ResultFile] = None):
         self.widget = widget
-        self.editors: dict = {}
         self.tool = tool
-        self._result_file = result_file  # session result id -> its image file
-        # image parameters set to a session result ("result:<id>"): the panel shows the file,
-        # the run gets the reference (so lineage is recorded) while the panel still shows it
-        self._refs: dict[str, tuple[Any, str]] = {}
+        self._result_file = result_file
+        self._refs: dict[str, tuple[str, str]] = {}  # parameter -> (file shown, result reference)
+        embedded = getattr(widget, "form", None)
+        # the editors of the generated form a panel embeds (``widget.form``), by parameter
+        self.editors: dict[str, ParamEditor] = dict(getattr(embedded, "editors", {}) or {})
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         vals = dict(self.widget.values())
         for key, (shown, ref) in list(self._refs.items()):
-            if isinstance(shown, str) and vals.get(key) == shown:
+            if isinstance(vals.get(key), str) and vals[key] == shown:
                 vals[key] = ref
             else:  # the user chose another image in the panel
                 del self._refs[key]
         return vals
 
-    def set_values(self, values: dict, record_undo: bool = True) -> list[str]:
-        """Use the panel's own ``set_values`` when it has one; otherwise set what can be set
-        generically: a session-result image through the panel's ``open_image`` and text fields
-        named like the parameter. Returns the names not set."""
+    def editor_names(self) -> set[str]:
+        """The parameters this panel has an editor for."""
+        fn = getattr(self.widget, "editor_widgets", None)
+        if fn is not None:
+            return set(fn())
+        return {p.name for p in self.tool.params if getattr(self.widget, p.name, None) is not None}
+
+    def _resolve(self, ref: str) -> Optional[str]:
+        try:
+            path = self._result_file(int(ref[len(api.RESULT_REF_PREFIX):])) if self._result_file else None
+        except (ValueError, LookupError, OSError):
+            path = None
+        return str(path) if path is not None else None
+
+    def set_values(self, values: dict[str, Any], record_undo: bool = True) -> list[str]:
+        """Set what the panel can take (its own ``set_values`` when it has one, else the image
+        through ``open_image`` and text fields named like the parameters); returns the names
+        not set."""
+        values = dict(values)
+        bad: list[str] = []
+        refs: dict[str, tuple[str, str]] = {}
+        for p in self.tool.params:
+            v = values.get(p.name)
+            if isinstance(p, api.ImageParam) and isinstance(v, str) and v.startswith(api.RESULT_REF_PREFIX):
+                path = self._resolve(v)
+                if path is None:
+                    del values[p.name]
+                    bad.append(p.name)
+                    continue
+                values[p.name], refs[p.name] = path, (path, v)
         fn = getattr(self.widget, "set_values", None)
         if fn is not None:
-            return list(fn(values) or [])
-        return [k for k, v in values.items() if not self._set_one(k, v)]
+            bad += list(fn(values) or [])
+        else:
+            bad += [k for k, v in values.items() if not self._set_one(k, v)]
+        self._refs.update({k: r for k, r in refs.items() if k not in bad})
+        return bad
 
     def _set_one(self, key: str, value: Any) -> bool:
-        from PySide6.QtWidgets import QPlainTextEdit, QTextEdit  # noqa: PLC0415
-
+        image_keys = {p.name for p in self.tool.params if isinstance(p, api.ImageParam)}
         opener = getattr(self.widget, "open_image", None)
-        image_keys = {ad.param_name(p) for p in ad.tool_params(self.tool) if ad.param_kind(p) == "image"}
-        if key in image_keys and isinstance(value, str) and value.startswith("result:") and callable(opener):
-            try:
-                path = self._result_file(int(value.split(":", 1)[1])) if self._result_file else None
-            except (ValueError, LookupError, OSError):
-                path = None
-            if path is None or not opener(str(path)):
-                return False
-            self._refs[key] = (self.widget.values().get(key), value)
-            return True
+        if key in image_keys and isinstance(value, str) and callable(opener):
+            return bool(opener(value))
         w = getattr(self.widget, key, None)
         text = "" if value is None else str(value)
         if isinstance(w, QLineEdit):
@@ -98,8 +132,7 @@ class PanelFormAdapter:
     def show_error(self, name: str | None, message: str) -> bool:
         fn = getattr(self.widget, "show_error", None)
         if fn is not None:
-            fn(name, message)
-            return True
+            return bool(fn(name, message))
         return False
 
     def clear_errors(self) -> None:
@@ -119,11 +152,11 @@ class ToolPanel(QWidget):
         super().__init__(parent)
         self.undo_stack = undo_stack
         self.session_images = session_images
-        self.tools: dict[str, Any] = {}
-        self.current_tool: Any = None
-        self.form: Any = None
+        self.tools: dict[str, api.ToolSpec] = {}
+        self.current_tool: Optional[api.ToolSpec] = None
+        self.form: Optional[ParamForm | PanelFormAdapter] = None
         self.panel_errors: dict[str, str] = {}
-        self.result_file: Callable[[int], Any] | None = None  # session result id -> file (set by the window)
+        self.result_file: Optional[ResultFile] = None  # session result id -> file (set by the window)
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search tools…")
@@ -185,15 +218,15 @@ class ToolPanel(QWidget):
         lay.addWidget(self.split)
 
     # --- tool list ------------------------------------------------------------------
-    def set_tools(self, tools: list, plugin_titles: dict[str, str] | None = None) -> None:
-        current = ad.tool_id(self.current_tool) if self.current_tool is not None else None
+    def set_tools(self, tools: list[api.ToolSpec], plugin_titles: dict[str, str] | None = None) -> None:
+        current = self.current_tool.id if self.current_tool is not None else None
         self.tree.clear()
-        self.tools = {ad.tool_id(t): t for t in tools}
+        self.tools = {t.id: t for t in tools}
         groups: dict[str, QTreeWidgetItem] = {}
-        icons: dict[str, Any] = {}
+        icons: dict[str, QIcon] = {}
         folder = std("DirIcon")
-        for t in sorted(tools, key=lambda t: (ad.tool_plugin(t).lower(), ad.tool_title(t).lower())):
-            plugin = ad.tool_plugin(t) or "other"
+        for t in sorted(tools, key=lambda t: (t.plugin.lower(), t.title.lower())):
+            plugin = t.plugin or "other"
             g = groups.get(plugin)
             if g is None:
                 title = (plugin_titles or {}).get(plugin) or plugin.replace("_", " ").replace("-", " ").capitalize()
@@ -205,10 +238,10 @@ class ToolPanel(QWidget):
                 g.setIcon(0, folder)
                 self.tree.addTopLevelItem(g)
                 groups[plugin] = g
-            it = QTreeWidgetItem([ad.tool_title(t)])
-            it.setData(0, Qt.ItemDataRole.UserRole, ad.tool_id(t))
-            it.setToolTip(0, f"{ad.tool_id(t)}\n{ad.tool_description(t)}".strip())
-            name = GROUP_ICONS.get(str(getattr(t, "group", "")), "FileIcon")
+            it = QTreeWidgetItem([t.title])
+            it.setData(0, Qt.ItemDataRole.UserRole, t.id)
+            it.setToolTip(0, f"{t.id}\n{t.description}".strip())
+            name = GROUP_ICONS.get(t.group, "FileIcon")
             if name not in icons:
                 icons[name] = std(name)
             it.setIcon(0, icons[name])
@@ -240,7 +273,8 @@ class ToolPanel(QWidget):
             for j in range(g.childCount()):
                 c = g.child(j)
                 tid = c.data(0, Qt.ItemDataRole.UserRole)
-                hay = f"{c.text(0)} {tid} {ad.tool_description(self.tools.get(tid))}".lower()
+                tool = self.tools.get(tid)
+                hay = f"{c.text(0)} {tid} {tool.description if tool is not None else ''}".lower()
                 hide = bool(text) and text not in hay
                 c.setHidden(hide)
                 visible += not hide
@@ -269,18 +303,20 @@ class ToolPanel(QWidget):
         self.toolSelected.emit(tool)
 
     # --- form -----------------------------------------------------------------------
-    def _build_form(self, tool: Any) -> None:
+    def _build_form(self, tool: api.ToolSpec) -> None:
         self.current_tool = tool
-        self.title.setText(ad.tool_title(tool))
-        desc = ad.tool_description(tool)
+        self.title.setText(tool.title)
+        desc = tool.description
         self.subtitle.setText(self._short(desc))
         self.subtitle.setToolTip(desc if self._short(desc) != desc else "")
         self.subtitle.setVisible(bool(desc))
         old = self.scroll.takeWidget()
         if old is not None:
             old.deleteLater()
-        form = None
-        panel_ref = getattr(tool, "panel", None)
+        from app.widgets.form import ParamForm  # noqa: PLC0415 - built after the first paint
+
+        form: Optional[ParamForm | PanelFormAdapter] = None
+        panel_ref = tool.panel
         if panel_ref:
             try:
                 from app.api import load_ref  # noqa: PLC0415
@@ -289,15 +325,16 @@ class ToolPanel(QWidget):
                 if not hasattr(w, "values"):
                     raise TypeError(f"panel {panel_ref} has no values() method")
                 form = PanelFormAdapter(w, tool, self.result_file)
+                embedded = getattr(w, "form", None)
+                if isinstance(embedded, ParamForm):  # the panel's generated form joins the window's undo
+                    embedded.undo_stack = self.undo_stack
                 self.scroll.setWidget(w)
             except Exception as exc:
-                msg = f"The custom panel of {ad.tool_id(tool)} could not be opened ({type(exc).__name__}: {exc}); using the standard form."
+                msg = f"The custom panel of {tool.id} could not be opened ({type(exc).__name__}: {exc}); using the standard form."
                 log.exception(msg)
-                self.panel_errors[ad.tool_id(tool)] = msg
+                self.panel_errors[tool.id] = msg
                 form = None
         if form is None:
-            from app.ui.form import ParamForm  # noqa: PLC0415
-
             form = ParamForm(tool, undo_stack=self.undo_stack, session_images=self.session_images)
             self.scroll.setWidget(form)
         self._fit_width()
@@ -331,14 +368,14 @@ class ToolPanel(QWidget):
         return cut[: cut.rfind(" ")].rstrip(",;:") + "…"
 
     @staticmethod
-    def _run_label(tool: Any) -> str:
-        group = str(getattr(tool, "group", ""))
+    def _run_label(tool: api.ToolSpec) -> str:
+        group = tool.group
         return {"generate": "Generate", "edit": "Apply edit", "inpaint": "Inpaint"}.get(group, "Run")
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         return self.form.values() if self.form is not None else {}
 
-    def set_values(self, values: dict, record_undo: bool = True) -> list[str]:
+    def set_values(self, values: dict[str, Any], record_undo: bool = True) -> list[str]:
         if self.form is None:
             return list(values)
         return self.form.set_values(values, record_undo=record_undo)
@@ -346,5 +383,4 @@ class ToolPanel(QWidget):
     def reset_defaults(self) -> None:
         if self.current_tool is None:
             return
-        defaults = {ad.param_name(p): ad.param_default(p) for p in ad.tool_params(self.current_tool)}
-        self.set_values(defaults)
+        self.set_values(self.current_tool.defaults())

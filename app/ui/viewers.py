@@ -24,20 +24,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.image_view import ImageView
+from app import api
+from app.widgets.image_view import ImageView
 
 log = logging.getLogger("implicit_studio.ui.viewers")
 
 
-def result_kind(result: Any) -> str:
-    return str(getattr(result, "kind", None) or (result.get("kind") if isinstance(result, dict) else "") or "file")
+def result_kind(result: api.Result) -> str:
+    return result.kind or "file"
 
 
 class ImageResultViewer(ImageView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, placeholder="No image")
 
-    def set_result(self, result: Any, keep_view: bool = False) -> None:
+    def set_result(self, result: api.Result, keep_view: bool = False) -> None:
         data = getattr(result, "image", None)
         if data is None:
             data = getattr(result, "mask", None)
@@ -51,7 +52,7 @@ class TableResultViewer(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.horizontalHeader().setStretchLastSection(True)
 
-    def set_result(self, result: Any) -> None:
+    def set_result(self, result: api.TableResult) -> None:
         cols = list(getattr(result, "columns", ()))
         rows = list(getattr(result, "rows", ()))
         self.clear()
@@ -82,7 +83,7 @@ class GenericResultViewer(QWidget):
         lay.addWidget(self.note)
         lay.addWidget(self.details, 1)
 
-    def set_result(self, result: Any, note: str = "") -> None:
+    def set_result(self, result: api.Result, note: str = "") -> None:
         kind = result_kind(result)
         self.title.setText(f"{kind.capitalize()} result" + (f" — {result.label}" if getattr(result, "label", "") else ""))
         self.note.setText(note or "No viewer is installed for this kind of result; its details are shown instead.")
@@ -123,7 +124,7 @@ class ViewerRegistry:
         lst[:] = [e for e in lst if e.id != entry.id] + [entry]
         lst.sort(key=lambda e: -e.priority)
 
-    def add_spec(self, spec: Any) -> None:
+    def add_spec(self, spec: api.ViewerSpec) -> None:
         """Register an :class:`app.api.ViewerSpec` from a plugin (its factory is loaded lazily)."""
         ref = spec.widget
 

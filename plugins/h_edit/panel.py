@@ -1,102 +1,27 @@
-"""The h-edit tool's panel: source image, prompts, reward, strength, an optional painted region,
-and a before/after split view of the result.
+"""The h-Edit tool's panel: the image to edit with an optional region painted on it, a
+before/after view of the result, and the generated form for every other parameter (prompts, reward
+and its weight, strength, variant, inversion, steps, model, seed and the advanced ones).
 
-Replaces the generated form (``ToolSpec.panel``); ``values()`` returns the tool's parameters (the
-advanced ones keep their defaults). The region is painted with the inpainting plugin's mask editor.
+Built from the widget kit's :class:`~app.widgets.image_panel.ImageEditPanel`; it declares nothing
+the ToolSpec does not, so every parameter of ``h-edit`` is reachable in the window.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QSlider, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QWidget
 
-from plugins.inpaint.canvas import editor_tabs, image_source_row, read_image_source
+from app.api import ToolSpec
+from app.widgets.image_panel import ImageEditPanel
 
 
-class HEditPanel(QWidget):
-    def __init__(self, tool: Any = None, parent: Optional[QWidget] = None):
-        super().__init__(parent)
-        self._defaults = tool.defaults() if tool is not None else {}
-        self._image: Optional[np.ndarray] = None
-        self.image_path, top = image_source_row(self, "image file to edit", lambda p: self.open_image(p))
-        self.region, self.split, self.tabs = editor_tabs(self, "Region (optional)")
-        self.use_region = QCheckBox("confine the edit to the painted region", self)
+class HEditPanel(ImageEditPanel):
+    def __init__(self, tool: Optional[ToolSpec] = None, parent: Optional[QWidget] = None):
+        if tool is None:
+            from .plugin import studio_tools
 
-        self.source_prompt = QLineEdit(self)
-        self.source_prompt.setPlaceholderText("what the image shows (taken from its metadata when empty)")
-        self.target_prompt = QLineEdit(self)
-        self.target_prompt.setPlaceholderText("what the edited image should show")
-        self.reward = QLineEdit(self)
-        self.reward.setPlaceholderText("optional: colour:blue, palette:red,yellow, style:ref.png")
-        self.strength = QSlider(Qt.Orientation.Horizontal, self)
-        self.strength.setRange(0, 300)
-        self.strength.setValue(int(round(100 * float(self._defaults.get("edit_strength", 1.0)))))
-        self.strength_label = QLabel(self)
-        self.strength.valueChanged.connect(lambda v: self.strength_label.setText(f"{v / 100:.2f}"))
-        self.strength_label.setText(f"{self.strength.value() / 100:.2f}")
-        srow = QHBoxLayout()
-        srow.addWidget(self.strength, 1)
-        srow.addWidget(self.strength_label)
-        self.variant = QComboBox(self)
-        for value, label in (("implicit", "h-Edit implicit"), ("explicit", "h-Edit explicit"),
-                             ("baseline-ef", "Baseline: edit-friendly DDPM"), ("baseline-ddim", "Baseline: DDIM")):
-            self.variant.addItem(label, value)
-        self.steps = QSpinBox(self)
-        self.steps.setRange(1, 1000)
-        self.steps.setValue(int(self._defaults.get("steps", 25)))
-        form = QFormLayout()
-        form.addRow("Source prompt", self.source_prompt)
-        form.addRow("Target prompt", self.target_prompt)
-        form.addRow("Reward", self.reward)
-        form.addRow("Edit strength", srow)
-        form.addRow("Variant", self.variant)
-        form.addRow("Steps", self.steps)
-
-        lay = QVBoxLayout(self)
-        lay.addLayout(top)
-        lay.addWidget(self.tabs, 1)
-        lay.addWidget(self.use_region)
-        lay.addLayout(form)
-
-    def open_image(self, source: Any) -> bool:
-        try:
-            arr = read_image_source(source, self.image_path)
-            if arr is None:
-                return False
-        except ValueError as exc:
-            self.region.status.setText(str(exc))
-            return False
-        self._image = arr
-        self.region.set_image(arr)
-        self.tabs.setTabEnabled(1, False)
-        self.tabs.setCurrentIndex(0)
-        return True
-
-    def set_result(self, image: np.ndarray) -> None:
-        if self._image is None:
-            return
-        self.split.set_images(self._image, np.asarray(image))
-        self.tabs.setTabEnabled(1, True)
-        self.tabs.setCurrentIndex(1)
-
-    def values(self) -> dict[str, Any]:
-        vals = dict(self._defaults)
-        path = self.image_path.text().strip()
-        region = None
-        if self.use_region.isChecked() and self.region.canvas.doc is not None:
-            region = self.region.mask()
-        vals.update({
-            "image": path if path else self._image,
-            "source_prompt": self.source_prompt.text(),
-            "target_prompt": self.target_prompt.text(),
-            "reward": self.reward.text().strip(),
-            "edit_strength": self.strength.value() / 100.0,
-            "variant": self.variant.currentData(),
-            "steps": self.steps.value(),
-            "region": region,
-        })
-        return vals
+            tool = studio_tools()[0]
+        super().__init__(tool, image_param="image", mask_param="region", mask_label="Region (optional)",
+                         use_mask_text="confine the edit to the painted region",
+                         image_placeholder="image file to edit", parent=parent)

@@ -51,6 +51,20 @@ def test_run_records_in_session_then_history_and_export(env, tmp_path):
     assert (tmp_path / "log" / "implicit-studio.log").exists()
 
 
+def test_reproduce_reruns_a_recorded_run_and_checks_it_bit_for_bit(env, tmp_path):
+    session = tmp_path / "sess"
+    p = cli(["run", "noise-image", "--size", "12", "--steps", "2", "--session", session, "--json"], env)
+    assert p.returncode == 0, p.stderr
+    first = json.loads(p.stdout)  # the seed was drawn at run time and recorded
+    r = cli(["reproduce", first["run_id"], "--session", session, "--json"], env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["matched"] and "bit for bit" in info["message"] and info["new_run_id"] != first["run_id"]
+    assert info["request"]["tool"] == "noise-image" and info["request"]["seed"] == first["seed"]
+    bad = cli(["reproduce", "999", "--session", session], env)
+    assert bad.returncode == 2 and "Run 999 does not exist" in bad.stderr
+
+
 def test_bad_input_is_one_line_exit_2(env, tmp_path):
     s = tmp_path / "s"
     cases = [
@@ -219,8 +233,8 @@ def test_exit_after_paint_without_a_display_renders_offscreen(tmp_path):
 def test_launch_path_shares_opengl_contexts(tmp_path):
     # set before the QApplication exists, so a second OpenGL view in the process works
     code = ("from PySide6.QtCore import QCoreApplication, Qt\n"
-            "from app.ui.main_window import _ensure_app\n"
-            "app = _ensure_app([])\n"
+            "from app.ui.launch import ensure_app\n"
+            "app = ensure_app([])\n"
             "print(QCoreApplication.testAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts))\n")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     p = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)

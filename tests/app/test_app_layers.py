@@ -23,6 +23,7 @@ REQUIRED = {
     "diffusion-common-is-a-library": "forbidden",
     "nothing-imports-lab": "forbidden",
     "views-no-storage": "forbidden",
+    "widget-kit-below-the-window": "forbidden",
     "no-import-circles": "acyclic_siblings",
     "plugin-entry-modules-light": "forbidden",
     "compute-no-qt": "forbidden",

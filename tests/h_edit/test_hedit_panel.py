@@ -23,17 +23,18 @@ def test_panel_values_region_and_split(qtbot, test_image, tmp_path):
     panel = HEditPanel(tool=tool)
     qtbot.addWidget(panel)
     assert panel.open_image(str(path))
-    panel.target_prompt.setText("a blue circle")
-    panel.strength.setValue(150)
+    panel.form.editors["target_prompt"].set_value("a blue circle")
+    panel.form.editors["edit_strength"].set_value(4.5)  # the spec allows up to 5 (the old slider stopped at 3)
+    panel.form.editors["seed"].set_value(1234)
     vals = panel.values()
     assert vals["image"] == str(path) and vals["target_prompt"] == "a blue circle"
-    assert vals["edit_strength"] == 1.5 and vals["region"] is None
+    assert vals["edit_strength"] == 4.5 and vals["region"] is None and vals["seed"] == 1234
+    assert vals["model"] == "default" and vals["inversion"] == "random" and vals["reward_weight"] == 0.1
     assert vals["inner_steps"] == 1 and vals["lambda_rec"] == 0.1  # advanced ones keep their defaults
-    for p in tool.params:  # every value the panel gives is valid for the tool
-        if p.name not in ("image", "region"):
-            p.validate(vals[p.name])
-    panel.region.canvas.apply_op("rect", 10, 10, 40, 40)
-    panel.use_region.setChecked(True)
+    assert set(vals) == {p.name for p in tool.params}
+    tool.validate(vals)  # every value the panel gives is valid for the tool
+    panel.editor.canvas.apply_op("rect", 10, 10, 40, 40)
+    panel.use_mask.setChecked(True)
     region = panel.values()["region"]
     assert region.shape == (64, 64) and region[20, 20] == 255 and region[50, 50] == 0
     panel.set_result(np.zeros_like(test_image))

@@ -78,16 +78,16 @@ def test_3d_viewer_without_gl_bakes_slices_traces(qtbot, viewer3d, samples, tmp_
     assert v.metrics["chamfer"] < 0.02 and v.metrics["normal_consistency"] > 0.95
     assert len(v.mesh.faces) > 1000
     # slice through the torus: two zero-level curves (outer and inner rims)
-    qtbot.waitUntil(lambda: v.slice_data is not None and len(v.slice_data.contours) == 2, timeout=20000)
+    qtbot.waitUntil(lambda: v.slices.data is not None and len(v.slices.data.contours) == 2, timeout=20000)
     # the fallback shows a sphere-traced image of the shape
     qtbot.waitUntil(lambda: v.fallback_img.array is not None, timeout=30000)
     img = v.fallback_img.array
     assert (np.abs(img.astype(int) - img[0, 0]).sum(-1) > 30).mean() > 0.02
-    assert img.shape[1] >= 128 and "render scale" in v.trace_info
+    assert img.shape[1] >= 128 and "render scale" in v.renderer.info
     for mode in ("normals", "cost", "error", "volume (VolSDF)"):
-        before = v.trace_image
-        v.mode_combo.setCurrentText(mode)
-        qtbot.waitUntil(lambda: v.trace_image is not before, timeout=30000)
+        before = v.renderer.image
+        v.renderer.mode_combo.setCurrentText(mode)
+        qtbot.waitUntil(lambda: v.renderer.image is not before, timeout=30000)
     path = v.export_mesh(tmp_path / "out.stl")
     assert path.stat().st_size > 1000
 
@@ -97,18 +97,19 @@ def test_3d_viewer_interpolation_endpoints_and_gallery(qtbot, viewer3d, samples)
     v.open_inr(samples / "sdf-torus.json")
     qtbot.waitUntil(lambda: len(v.levels_done) == 2, timeout=30000)
     base_faces = len(v.mesh.faces)
-    v.set_second(samples / "sdf-sphere.json")
-    qtbot.waitUntil(lambda: getattr(v, "interp_t", None) == 0.0, timeout=30000)
+    v.interp.set_second(samples / "sdf-sphere.json")
+    qtbot.waitUntil(lambda: v.interp.t == 0.0, timeout=30000)
     assert len(v.mesh.faces) == base_faces  # t = 0 is the first INR (same 64^3 grid)
-    v.interp_slider.setValue(100)
-    qtbot.waitUntil(lambda: getattr(v, "interp_t", None) == 1.0, timeout=30000)
+    v.interp.slider.setValue(100)
+    qtbot.waitUntil(lambda: v.interp.t == 1.0, timeout=30000)
     r = np.linalg.norm(v.mesh.vertices, axis=1)
     assert abs(np.median(r) - 0.5) < 0.03  # t = 1 is the sphere of radius 0.5
     with pytest.raises(ValueError, match="architecture|configuration"):
-        v.set_second(samples / "image-siren.json")
-    n = v.open_folder(samples)
+        v.interp.set_second(samples / "image-siren.json")
+    n = v.gallery.open_folder(samples)
+    assert v.tabs.currentWidget() is v.gallery
     assert n == 4
-    qtbot.waitUntil(lambda: all(v.gallery.item(i).icon().isNull() is False for i in range(n)), timeout=60000)
+    qtbot.waitUntil(lambda: all(v.gallery.list.item(i).icon().isNull() is False for i in range(n)), timeout=60000)
 
 
 @pytest.mark.gl
@@ -125,7 +126,7 @@ def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
     qtbot.addWidget(v)
     v.resize(900, 600)
     v.res_combo.setCurrentIndex(0)
-    v.slice_show3d.setChecked(False)
+    v.slices.show3d.setChecked(False)
     v.show()
     v.open_inr(samples / "sdf-sphere.json")
     qtbot.waitUntil(lambda: len(v.levels_done) == 2, timeout=30000)

@@ -130,7 +130,7 @@ def test_cancel_button_in_queue_and_reorder(qtbot, window):
     window.queue.list.setCurrentItem(window.queue._items[third])
     assert window.queue.up_btn.isEnabled()
     qtbot.mouseClick(window.queue.up_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: [j.id for j in window.jobs.runner.queued()] == [third, second], timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: [j.id for j in window.controller.runner.queued()] == [third, second], timeout=TIMEOUT)
     # remove the second from the queue
     window.queue.list.setCurrentItem(window.queue._items[second])
     qtbot.mouseClick(window.queue.remove_btn, Qt.MouseButton.LeftButton)
@@ -441,7 +441,7 @@ def test_preferences_pages_validate_and_persist(qtbot, window):
     with qtbot.waitSignal(dlg.accepted):
         assert dlg.save()
     assert window.settings.plugin_settings()["toy-settings"] == {"threads": 6, "folder": ""}
-    assert window.settings.device == "cpu" and window.jobs.runner.device == "cpu"
+    assert window.settings.device == "cpu" and window.controller.runner.device == "cpu"
 
 
 def test_the_form_is_never_clipped_on_the_right(qtbot, window):

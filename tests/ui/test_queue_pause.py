@@ -25,7 +25,7 @@ def test_pause_holds_waiting_jobs_and_resume_runs_them(qtbot, window):
     assert pause.text() == "Pause"
     qtbot.mouseClick(pause, Qt.MouseButton.LeftButton)
     assert pause.isChecked() and pause.text() == "Resume"
-    assert window.jobs.paused
+    assert window.controller.paused
     second = window.run_current()  # submitted while paused
     qtbot.waitUntil(lambda: (first, "ok") in finished, timeout=TIMEOUT)  # the running job finishes
     assert window.queue.summary.text().startswith("Paused")
@@ -33,10 +33,10 @@ def test_pause_holds_waiting_jobs_and_resume_runs_them(qtbot, window):
     while time.monotonic() < t_end:  # a 1-step toy job would be done well within this
         qtbot.wait(50)
         assert window.queue.jobs[second].status == "queued"
-    assert [j.id for j in window.jobs.runner.queued()] == [second]
+    assert [j.id for j in window.controller.runner.queued()] == [second]
 
     qtbot.mouseClick(pause, Qt.MouseButton.LeftButton)
-    assert not pause.isChecked() and not window.jobs.paused
+    assert not pause.isChecked() and not window.controller.paused
     qtbot.waitUntil(lambda: (second, "ok") in finished, timeout=TIMEOUT)
     assert not window.queue.summary.text().startswith("Paused")
 
@@ -49,7 +49,7 @@ def test_pause_before_any_job_then_resume(qtbot, window):
     qtbot.waitUntil(lambda: job in window.queue.jobs, timeout=TIMEOUT)
     qtbot.wait(400)
     assert window.queue.jobs[job].status == "queued"
-    assert window.jobs.runner.is_paused(window.jobs.runner.job(job).queue)
+    assert window.controller.runner.is_paused(window.controller.runner.job(job).queue)
     with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT) as blocker:
         window.set_queue_paused(False)
     assert blocker.args == [job, "ok"]

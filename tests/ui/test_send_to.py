@@ -17,7 +17,7 @@ def menu_action(menu, title):
 def test_targets_are_discovered_from_tool_specs():
     """Every built-in tool with an image input is a target, with the right parameter; masks and
     tools without an image input are not."""
-    from app.ui.send_to import send_targets
+    from app.controller import send_targets
     from plugins.h_edit import plugin as h_edit
     from plugins.inpaint import plugin as inpaint
     from plugins.text_to_image import plugin as t2i
@@ -34,7 +34,7 @@ def test_targets_are_discovered_from_tool_specs():
 
 
 def test_h_edit_gets_the_source_prompt_from_the_run():
-    from app.ui.send_to import sent_values
+    from app.controller import sent_values
     from plugins.h_edit import plugin as h_edit
 
     tool = next(t for t in h_edit.studio_tools() if t.id == "h-edit")
@@ -78,7 +78,7 @@ def test_send_result_to_image_tool_and_run_a_child(qtbot, window):
     child = window.session.list_runs(limit=1)[0]
     assert child.id != first.id and child.tool_id == "toy-invert"
     assert child.params["image"] == f"result:{rid}"
-    assert first.id in window.session.run(child.id).parents  # stored lineage
+    assert window.session.run(child.id).parent_run_id == first.id  # stored lineage
 
 
 @needs_storage
@@ -113,9 +113,10 @@ def test_send_to_unknown_or_imageless_tool_is_refused(qtbot, window):
 
 
 def test_custom_panels_take_a_sent_result(qtbot, tmp_path):
-    """h-Edit's and inpainting's own panels have no set_values: the adapter opens the result's
-    file in the panel, passes the ``result:<id>`` reference to the run (lineage), fills the text
-    fields named like the parameters, and forgets the reference once the user opens another image."""
+    """h-Edit's and inpainting's own panels take a sent result: the adapter hands the result's
+    file to the panel, passes the ``result:<id>`` reference to the run (lineage), sets the other
+    parameters in the panel's embedded form, and forgets the reference once the user opens
+    another image."""
     import torch
     from PySide6.QtGui import QImage
 

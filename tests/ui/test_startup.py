@@ -27,7 +27,7 @@ def _env(tmp_path):
 
 
 def test_launch_exit_after_paint_prints_time(tmp_path):
-    code = ("import sys; from app.ui.main_window import launch; "
+    code = ("import sys; from app.ui.launch import launch; "
             f"sys.exit(launch([], session_dir={str(tmp_path / 'sess')!r}, exit_after_paint=True))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path), capture_output=True,
                          text=True, timeout=120)
@@ -50,7 +50,8 @@ def test_no_heavy_modules_after_window_is_shown(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from app.ui import main_window as mw
-        app = mw._ensure_app([])
+        from app.ui.launch import ensure_app
+        app = ensure_app([])
         win = mw.MainWindow(session_dir={str(tmp_path / 'sess')!r})
         def heavy():
             return ",".join(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))

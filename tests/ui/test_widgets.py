@@ -39,7 +39,7 @@ TOOL = api.ToolSpec(
 
 
 def test_form_has_an_editor_per_kind_and_values_validate(qtbot):
-    from app.ui import form as f
+    from app.widgets import form as f
 
     stack = QUndoStack()
     w = f.ParamForm(TOOL, undo_stack=stack)
@@ -57,7 +57,7 @@ def test_form_has_an_editor_per_kind_and_values_validate(qtbot):
 
 
 def test_int_and_float_sliders_follow_spin_boxes(qtbot):
-    from app.ui.form import ParamForm
+    from app.widgets.form import ParamForm
 
     w = ParamForm(TOOL)
     qtbot.addWidget(w)
@@ -73,7 +73,7 @@ def test_int_and_float_sliders_follow_spin_boxes(qtbot):
 
 
 def test_seed_dice_random_and_large_values(qtbot):
-    from app.ui.form import SEED_MAX, ParamForm
+    from app.widgets.form import SEED_MAX, ParamForm
 
     w = ParamForm(TOOL)
     qtbot.addWidget(w)
@@ -89,7 +89,7 @@ def test_seed_dice_random_and_large_values(qtbot):
 
 
 def test_errors_show_under_the_field_and_open_advanced(qtbot):
-    from app.ui.form import ParamForm
+    from app.widgets.form import ParamForm
 
     w = ParamForm(TOOL)
     qtbot.addWidget(w)
@@ -105,7 +105,7 @@ def test_errors_show_under_the_field_and_open_advanced(qtbot):
 def test_image_picker_offers_session_results(qtbot, tmp_path):
     from PIL import Image
 
-    from app.ui.form import ParamForm
+    from app.widgets.form import ParamForm
 
     p = tmp_path / "thumb.png"
     Image.fromarray(gradient()).save(p)
@@ -124,7 +124,7 @@ def test_image_picker_offers_session_results(qtbot, tmp_path):
 
 
 def test_image_view_zoom_pan_fit(qtbot):
-    from app.ui.image_view import ImageView
+    from app.widgets.image_view import ImageView
 
     v = ImageView()
     qtbot.addWidget(v)
@@ -151,7 +151,7 @@ def test_image_view_zoom_pan_fit(qtbot):
 
 
 def test_split_view_divider_drags(qtbot):
-    from app.ui.image_view import SplitView
+    from app.widgets.image_view import SplitView
 
     v = SplitView()
     qtbot.addWidget(v)
@@ -218,13 +218,19 @@ def test_a_long_job_title_elides_instead_of_widening_the_queue(qtbot):
     assert not q.list.horizontalScrollBar().isVisible()
 
 
-def test_param_diff_and_compare_dialog(qtbot):
-    from app.ui.compare_dialog import CompareDialog, param_diff
+def test_param_diff_and_compare_dialog(qtbot, tmp_path):
+    from PIL import Image
+
+    from app.controller import CompareSide, param_diff
+    from app.ui.compare_dialog import CompareDialog
 
     rows = param_diff({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
     assert [(r[0], r[3]) for r in rows] == [("b", True), ("c", True), ("a", False)]
-    dlg = CompareDialog({"title": "#1", "image": gradient(), "params": {"seed": 1, "steps": 5}},
-                        {"title": "#2", "image": gradient()[::-1].copy(), "params": {"seed": 2, "steps": 5}})
+    files = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    Image.fromarray(gradient()).save(files[0])
+    Image.fromarray(gradient()[::-1].copy()).save(files[1])
+    dlg = CompareDialog(CompareSide("#1", files[0], {"seed": 1, "steps": 5}),
+                        CompareSide("#2", files[1], {"seed": 2, "steps": 5}))
     qtbot.addWidget(dlg)
     assert dlg.differing() == ["seed"]
     assert dlg.side.left.has_image() and dlg.side.right.has_image()

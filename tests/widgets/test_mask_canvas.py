@@ -1,4 +1,4 @@
-"""The Qt mask canvas, editor, split view and panel (offscreen)."""
+"""The widget kit's mask canvas and editor, the before/after view, and the inpainting panel built on them (offscreen)."""
 
 import os
 
@@ -24,7 +24,7 @@ def _widget_point(canvas, x, y):
 
 
 def test_brush_stroke_by_mouse_then_undo_redo(qtbot, picture):
-    from plugins.inpaint.canvas import MaskEditor
+    from app.widgets.mask_canvas import MaskEditor
 
     ed = MaskEditor(picture)
     qtbot.addWidget(ed)
@@ -49,7 +49,7 @@ def test_brush_stroke_by_mouse_then_undo_redo(qtbot, picture):
 
 
 def test_rect_lasso_invert_grow_tools(qtbot, picture):
-    from plugins.inpaint.canvas import MaskEditor
+    from app.widgets.mask_canvas import MaskEditor
 
     ed = MaskEditor(picture)
     qtbot.addWidget(ed)
@@ -80,7 +80,7 @@ def test_rect_lasso_invert_grow_tools(qtbot, picture):
 
 
 def test_zoom_pan_and_opacity(qtbot, picture):
-    from plugins.inpaint.canvas import MaskCanvas
+    from app.widgets.mask_canvas import MaskCanvas
 
     c = MaskCanvas(picture)
     qtbot.addWidget(c)
@@ -103,7 +103,7 @@ def test_zoom_pan_and_opacity(qtbot, picture):
 def test_load_wrong_size_mask_offers_resize(qtbot, picture, tmp_path):
     from PIL import Image
 
-    from plugins.inpaint.canvas import MaskEditor
+    from app.widgets.mask_canvas import MaskEditor
 
     asked = []
     ed = MaskEditor(picture, ask_resize=lambda ms, isz: asked.append((ms, isz)) or False)
@@ -129,19 +129,23 @@ def test_load_wrong_size_mask_offers_resize(qtbot, picture, tmp_path):
 def test_split_view_and_panel(qtbot, picture, tmp_path):
     from PIL import Image
 
-    from plugins.inpaint.canvas import SplitView
+    from app.widgets.image_view import SplitView
     from plugins.inpaint.panel import InpaintPanel
 
     after = picture.copy()
     after[..., 0] = 255
-    sv = SplitView(picture, after)
+    sv = SplitView()
+    sv.set_images(picture, after)
     qtbot.addWidget(sv)
     sv.resize(200, 200)
     sv.show()
-    qtbot.mousePress(sv, Qt.MouseButton.LeftButton, pos=QPoint(50, 100))
+    # drag the divider from the middle to a quarter of the width
+    qtbot.mousePress(sv, Qt.MouseButton.LeftButton, pos=QPoint(100, 150))
+    qtbot.mouseMove(sv, QPoint(50, 150))
+    qtbot.mouseRelease(sv, Qt.MouseButton.LeftButton, pos=QPoint(50, 150))
     assert sv.split == pytest.approx(0.25, abs=0.02)
     shot = sv.grab().toImage()
-    left, right = shot.pixelColor(30, 20), shot.pixelColor(170, 20)
+    left, right = shot.pixelColor(30, 170), shot.pixelColor(170, 170)
     assert left.red() == 200 and right.red() == 255
 
     path = tmp_path / "img.png"
@@ -150,7 +154,7 @@ def test_split_view_and_panel(qtbot, picture, tmp_path):
     qtbot.addWidget(panel)
     assert panel.open_image(str(path))
     panel.editor.canvas.apply_op("rect", 10, 10, 30, 30)
-    panel.prompt.setPlainText("a red star")
+    panel.form.editors["prompt"].set_value("a red star")
     vals = panel.values()
     assert vals["image"] == str(path) and vals["prompt"] == "a red star" and vals["method"] == "copaint"
     assert vals["mask"].shape == (64, 64) and vals["mask"][20, 20] == 255

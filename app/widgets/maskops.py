@@ -1,6 +1,6 @@
 """The mask being painted, as a list of operations with undo/redo (numpy only, no Qt).
 
-The Qt canvas (``canvas.py``) turns mouse input into operations on a :class:`MaskDocument`; the
+The Qt canvas (:mod:`app.widgets.mask_canvas`) turns mouse input into operations on a :class:`MaskDocument`; the
 document keeps the operation list (JSON-safe, so a session can store it and replay it later),
 applies it to a float mask in [0, 1] (1 = to repaint), and undoes by replaying from the base mask.
 

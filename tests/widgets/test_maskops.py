@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from plugins.inpaint.maskops import MaskDocument, brush_falloff, load_mask_file, resize_mask
+from app.widgets.maskops import MaskDocument, brush_falloff, load_mask_file, resize_mask
 
 
 def test_brush_hardness_and_eraser():

@@ -1,4 +1,4 @@
-"""A tool's form, built from its typed parameter declarations.
+"""A tool's form, built from its typed parameter declarations (``app.api`` ``Param`` records).
 
 One editor per parameter kind: int/float (slider + spin box within the declared range), choice
 (combo box), bool (check box), text (line edit), multiline text, seed (spin box + dice button + a
@@ -13,9 +13,8 @@ Ctrl+Z / Ctrl+Shift+Z walk through form changes.
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap, QUndoCommand, QUndoStack
@@ -38,7 +37,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import adapters as ad
+from app import api
+from app.widgets.icons import icon
+
 
 def _file_dialog():
     """QFileDialog, imported when a dialog is opened (its type costs ~6 ms to create)."""
@@ -47,17 +48,17 @@ def _file_dialog():
     return QFileDialog
 
 
-SEED_MAX = 2**32 - 1
+SEED_MAX = api.SEED_MAX
 SLIDER_STEPS = 1000
 
 
 class ParamEditor(QWidget):
     changed = Signal()
 
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    def __init__(self, param: api.Param, parent: QWidget | None = None):
         super().__init__(parent)
         self.param = param
-        self.name = ad.param_name(param)
+        self.name = param.name
 
     def value(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -79,10 +80,12 @@ def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
 
 
 class IntEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    param: api.IntParam
+
+    def __init__(self, param: api.IntParam, parent: QWidget | None = None):
         super().__init__(param, parent)
-        lo, hi = ad.param_range(param)
-        step = ad.param_step(param) or 1
+        lo, hi = param.min, param.max
+        step = param.step or 1
         self.spin = QSpinBox()
         self.spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
         self.spin.setSingleStep(int(step))
@@ -117,17 +120,19 @@ class IntEditor(ParamEditor):
 
 
 class FloatEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    param: api.FloatParam
+
+    def __init__(self, param: api.FloatParam, parent: QWidget | None = None):
         super().__init__(param, parent)
-        lo, hi = ad.param_range(param)
-        step = ad.param_step(param)
+        lo, hi = param.min, param.max
+        step = param.step
         self.spin = QDoubleSpinBox()
         lo_f = float(lo) if lo is not None else -1e9
         hi_f = float(hi) if hi is not None else 1e9
         span = hi_f - lo_f
         if not step:
             step = span / 100 if (lo is not None and hi is not None and span > 0) else 0.1
-        decimals = getattr(param, "decimals", None) or (
+        decimals = param.decimals or (
             max(2, min(6, int(math.ceil(-math.log10(step))) + 1)) if step < 1 else 2)
         self.spin.setDecimals(decimals)
         self.spin.setRange(lo_f, hi_f)
@@ -172,15 +177,17 @@ class FloatEditor(ParamEditor):
 
 
 class ChoiceEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    param: api.ChoiceParam
+
+    def __init__(self, param: api.ChoiceParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.combo = QComboBox()
-        for c, label in zip(ad.param_choices(param), ad.param_choice_labels(param)):
+        for c, label in zip(param.choices, param.labels or param.choices):
             self.combo.addItem(str(label), c)
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.combo))
 
-    def value(self) -> Any:
+    def value(self) -> str:
         return self.combo.currentData()
 
     def set_value(self, v: Any) -> None:
@@ -195,7 +202,7 @@ class ChoiceEditor(ParamEditor):
 
 
 class BoolEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    def __init__(self, param: api.BoolParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.check = QCheckBox()
         self.check.toggled.connect(lambda *_: self.changed.emit())
@@ -214,10 +221,12 @@ class BoolEditor(ParamEditor):
 
 
 class TextEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    """One line of text; also the editor of a parameter type this form does not know."""
+
+    def __init__(self, param: api.Param, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.edit = QLineEdit()
-        ph = ad.param_placeholder(param)
+        ph = getattr(param, "placeholder", "")  # TextParam's; a plugin's own Param type may have none
         if ph:
             self.edit.setPlaceholderText(ph)
         self.edit.textChanged.connect(lambda *_: self.changed.emit())
@@ -234,11 +243,11 @@ class TextEditor(ParamEditor):
 
 
 class MultilineEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    def __init__(self, param: api.TextParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.edit = QPlainTextEdit()
         self.edit.setTabChangesFocus(True)
-        ph = ad.param_placeholder(param)
+        ph = param.placeholder
         if ph:
             self.edit.setPlaceholderText(ph)
         fm = self.edit.fontMetrics()
@@ -265,10 +274,8 @@ class SeedEditor(ParamEditor):
     else the number shown.
     """
 
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    def __init__(self, param: api.SeedParam, parent: QWidget | None = None):
         super().__init__(param, parent)
-        from app.ui.icons import icon  # noqa: PLC0415
-
         # a double spin box with no decimals holds every 32-bit seed exactly (QSpinBox stops at 2**31-1)
         self.spin = QDoubleSpinBox()
         self.spin.setDecimals(0)
@@ -289,7 +296,7 @@ class SeedEditor(ParamEditor):
         self.setLayout(_row(self.spin, self.dice, self.random_each))
 
     def roll(self) -> int:
-        v = random.SystemRandom().randint(0, SEED_MAX)
+        v = api.SeedParam.resolve(-1)
         self.random_each.setChecked(False)
         self.spin.setValue(v)
         return v
@@ -317,28 +324,30 @@ class SeedEditor(ParamEditor):
 
 
 class PathEditor(ParamEditor):
-    def __init__(self, param: Any, parent: QWidget | None = None, *, directory: bool = False, filters: str = "",
-                 save: bool = False):
+    param: api.PathParam
+
+    def __init__(self, param: api.PathParam, parent: QWidget | None = None):
         super().__init__(param, parent)
-        self._save = save
+        directory = param.mode == "dir"
+        self._save = param.mode == "save"
         self.edit = QLineEdit()
         self.edit.setPlaceholderText("Choose a folder…" if directory else "Choose a file…")
         self.browse = QToolButton()
         self.browse.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
         self.browse.setToolTip("Browse…")
         self._directory = directory
-        self._filters = filters or ad.param_file_filter(param)
+        self._filters = ";;".join(param.filters)
         self.browse.clicked.connect(self._pick)
         self.edit.textChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.edit, self.browse))
 
     def _pick(self) -> None:
         if self._directory:
-            p = _file_dialog().getExistingDirectory(self, f"Choose {ad.param_label(self.param)}", self.edit.text())
+            p = _file_dialog().getExistingDirectory(self, f"Choose {self.param.label}", self.edit.text())
         elif self._save:
-            p, _ = _file_dialog().getSaveFileName(self, f"Choose {ad.param_label(self.param)}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getSaveFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
         else:
-            p, _ = _file_dialog().getOpenFileName(self, f"Choose {ad.param_label(self.param)}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
         if p:
             self.edit.setText(p)
 
@@ -354,25 +363,36 @@ class PathEditor(ParamEditor):
 
 
 class ModelEditor(ParamEditor):
-    """Model reference: a combo of known models (declared choices / the bundled default) that also
-    accepts a folder or file typed or browsed."""
+    """Model reference: a combo of the declared names (``aliases``; ``"default"`` is the bundled
+    model) that also takes a local model folder or file, typed or browsed."""
 
-    def __init__(self, param: Any, parent: QWidget | None = None):
+    MODEL_FILES = "Model files (*.safetensors *.onnx *.ckpt);;All files (*)"
+
+    def __init__(self, param: api.ModelParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.combo = QComboBox()
         self.combo.setEditable(True)
         self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        for c in ad.param_choices(param):
+        for c in param.aliases:
             self.combo.addItem(str(c), c)
         self.browse = QToolButton()
         self.browse.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
-        self.browse.setToolTip("Use a model folder or file…")
-        self.browse.clicked.connect(self._pick)
+        self.browse.setToolTip("Use a local model: a folder (diffusers layout) or a single file")
+        self.browse.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.browse)
+        menu.addAction("Model folder…").triggered.connect(self._pick_folder)
+        menu.addAction("Model file…").triggered.connect(self._pick_file)
+        self.browse.setMenu(menu)
         self.combo.currentTextChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.combo, self.browse))
 
-    def _pick(self) -> None:
+    def _pick_folder(self) -> None:
         p = _file_dialog().getExistingDirectory(self, "Choose a model folder")
+        if p:
+            self.set_value(p)
+
+    def _pick_file(self) -> None:
+        p, _ = _file_dialog().getOpenFileName(self, "Choose a model file", "", self.MODEL_FILES)
         if p:
             self.set_value(p)
 
@@ -398,13 +418,14 @@ class ModelEditor(ParamEditor):
 class ImageEditor(ParamEditor):
     """Image or mask input: from a session result (menu of recent results) or from a file.
 
-    The value is whatever ``ad.session_ref`` makes of a result id (e.g. ``"result:12"``) or a file
-    path string; ``None`` when nothing is chosen.
+    The value is a session result reference (``"result:12"``) or a file path string; ``None`` when
+    nothing is chosen.
     """
 
     THUMB = 56
 
-    def __init__(self, param: Any, parent: QWidget | None = None, session_images: Callable[[], list] | None = None):
+    def __init__(self, param: api.ImageParam, parent: QWidget | None = None,
+                 session_images: Callable[[], list] | None = None):
         super().__init__(param, parent)
         self._value: Any = None
         self._session_images = session_images
@@ -456,12 +477,12 @@ class ImageEditor(ParamEditor):
         if items:
             self.menu.addSection("From this session")
             for ref, label, thumb_path in items[:30]:
-                icon = QIcon(str(thumb_path)) if thumb_path else QIcon()
-                a = self.menu.addAction(icon, label)
+                thumb = QIcon(str(thumb_path)) if thumb_path else QIcon()
+                a = self.menu.addAction(thumb, label)
                 a.triggered.connect(lambda _=False, r=ref, l=label, t=thumb_path: self._choose(r, l, t))
 
     def _from_file(self) -> None:
-        p, _ = _file_dialog().getOpenFileName(self, f"Choose {ad.param_label(self.param)}", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
+        p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
         if p:
             self._choose(p, Path(p).name, p)
 
@@ -507,27 +528,23 @@ class ImageEditor(ParamEditor):
         return self.pick
 
 
-def make_editor(param: Any, session_images: Callable[[], list] | None = None) -> ParamEditor:
-    kind = ad.param_kind(param)
-    if kind == "int":
-        return IntEditor(param)
-    if kind == "float":
-        return FloatEditor(param)
-    if kind == "choice":
-        return ChoiceEditor(param)
-    if kind == "bool":
-        return BoolEditor(param)
-    if kind == "multiline":
-        return MultilineEditor(param)
-    if kind == "seed":
-        return SeedEditor(param)
-    if kind in ("image", "mask"):
+def make_editor(param: api.Param, session_images: Callable[[], list] | None = None) -> ParamEditor:
+    """The editor for one parameter declaration (a line edit for a type this form does not know)."""
+    if isinstance(param, api.ImageParam):  # masks too
         return ImageEditor(param, session_images=session_images)
-    if kind == "path":
-        return PathEditor(param, directory=ad.param_is_directory(param), save=ad.param_is_save(param))
-    if kind == "model":
-        return ModelEditor(param)
+    if isinstance(param, api.TextParam) and param.multiline:
+        return MultilineEditor(param)
+    for kind, editor in _EDITORS:
+        if isinstance(param, kind):
+            return editor(param)
     return TextEditor(param)
+
+
+_EDITORS: tuple[tuple[type[api.Param], type[ParamEditor]], ...] = (
+    (api.SeedParam, SeedEditor), (api.IntParam, IntEditor), (api.FloatParam, FloatEditor),
+    (api.ChoiceParam, ChoiceEditor), (api.BoolParam, BoolEditor), (api.PathParam, PathEditor),
+    (api.ModelParam, ModelEditor),
+)
 
 
 class _EditCommand(QUndoCommand):
@@ -560,12 +577,19 @@ class _EditCommand(QUndoCommand):
 
 
 class ParamForm(QWidget):
-    """The form of one tool. ``values()`` -> dict name -> value; ``set_values(d)`` restores."""
+    """The form of a tool (or of a settings page): one editor per declared parameter, the
+    ``advanced`` ones folded away. ``values()`` -> dict name -> value; ``set_values(d)`` restores.
+
+    ``exclude`` names parameters a custom panel edits with its own widgets (an image and the mask
+    painted on it): the panel embeds this form for all the others, so nothing declared is left
+    without an editor. ``undo_stack`` may be set after construction (the window gives its own).
+    """
 
     changed = Signal()
 
-    def __init__(self, tool: Any, parent: QWidget | None = None, undo_stack: QUndoStack | None = None,
-                 session_images: Callable[[], list] | None = None):
+    def __init__(self, tool: api.ToolSpec | api.SettingsSpec, parent: QWidget | None = None,
+                 undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
+                 exclude: Iterable[str] = ()):
         super().__init__(parent)
         self.tool = tool
         self.undo_stack = undo_stack
@@ -581,9 +605,12 @@ class ParamForm(QWidget):
         self.layout_ = form
         self.advanced_box: QWidget | None = None
         adv_form: QFormLayout | None = None
-        for p in ad.tool_params(tool):
+        skip = set(exclude)
+        for p in tool.params:
+            if p.name in skip:
+                continue
             target = form
-            if ad.param_advanced(p):
+            if p.advanced:
                 if adv_form is None:
                     self.advanced_toggle = QToolButton()
                     self.advanced_toggle.setText("Advanced")
@@ -618,17 +645,17 @@ class ParamForm(QWidget):
         if self.advanced_box is not None:
             self.advanced_box.setVisible(on)
 
-    def _add_param(self, form: QFormLayout, p: Any, session_images) -> None:
+    def _add_param(self, form: QFormLayout, p: api.Param, session_images: Callable[[], list] | None) -> None:
         ed = make_editor(p, session_images)
-        default = ad.param_default(p)
+        default = p.default
         if default is not None:
             try:
                 ed.set_value(default)
             except (ValueError, TypeError):
                 pass
         ed.setObjectName(f"param_{ed.name}")
-        tip = ad.param_help(p)
-        label = QLabel(ad.param_label(p))
+        tip = p.help
+        label = QLabel(p.label)
         if tip:
             label.setToolTip(tip)
             ed.setToolTip(tip)
@@ -643,7 +670,7 @@ class ParamForm(QWidget):
         v.setSpacing(2)
         v.addWidget(ed)
         v.addWidget(err)
-        if ad.param_kind(p) == "multiline":
+        if isinstance(ed, MultilineEditor):
             form.addRow(label)
             form.addRow(box)
         else:

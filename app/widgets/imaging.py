@@ -89,3 +89,34 @@ def qimage_png_bytes(img: QImage) -> bytes:
     img.save(buf, "PNG")
     buf.close()
     return bytes(ba)
+
+
+def as_rgb(value: Any, what: str = "image"):
+    """An HxWx3 uint8 array from an array (HxW, HxWx3/4; uint8, bool or float in [0, 1]) or a PIL
+    image, converted as :class:`app.api.ImageResult` converts its pixels; ``ValueError`` with a
+    sentence naming ``what`` otherwise."""
+    import numpy as np
+
+    from app.api import ImageResult
+
+    try:
+        arr = ImageResult(image=value).image
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"The {what} cannot be used: {exc}") from None
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def load_rgb(path: str | Path, what: str = "image"):
+    """Read an image file as HxWx3 uint8; ``ValueError`` with a sentence for a missing file or
+    one that is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return as_rgb(img.convert("RGB"), what)
+    except FileNotFoundError:
+        raise ValueError(f"The {what} file {str(path)!r} does not exist.") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"The {what} file {str(path)!r} is not an image Pillow can read "
+                         f"({type(exc).__name__}).") from None

@@ -1,7 +1,7 @@
-"""Qt widgets for inpainting: a mask canvas, its editor with tools, and a before/after split view.
+"""Painting a mask over an image: :class:`MaskCanvas` and :class:`MaskEditor` (part of the widget kit).
 
-View layer only: painting logic lives in ``maskops.MaskDocument`` (numpy), so it is tested without
-Qt and the operation history can be stored in a session.
+View layer only: the painting logic lives in :class:`app.widgets.maskops.MaskDocument` (numpy), so
+it is tested without Qt and the operation history can be stored with a run.
 
 - :class:`MaskCanvas`: shows the image with the mask as a coloured overlay (adjustable opacity);
   tools brush / eraser (size, hardness), rectangle, lasso; wheel zooms about the cursor, middle or
@@ -10,7 +10,6 @@ Qt and the operation history can be stored in a session.
 - :class:`MaskEditor`: the canvas plus a tool bar: tools, size, hardness, opacity, invert, grow,
   shrink, feather, undo, redo, load/save PNG (a mask of another size is offered a resize, never
   stretched silently), zoom to fit.
-- :class:`SplitView`: before/after with a draggable split line.
 """
 
 from __future__ import annotations
@@ -20,49 +19,13 @@ from typing import Callable, Optional
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPushButton, QSlider,
-                               QSpinBox, QTabWidget, QToolButton, QVBoxLayout, QWidget, QButtonGroup)
+from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
 
-from .maskops import MaskDocument, load_mask_file, resize_mask
+from app.widgets.imaging import to_qimage
+from app.widgets.maskops import MaskDocument, apply_stroke, load_mask_file, resize_mask
 
 TOOLS = ("brush", "eraser", "rect", "lasso")
-
-
-
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp)"
-
-
-def browse_image(parent: QWidget) -> str:
-    """Ask for an image file; '' when the user cancels."""
-    from PySide6.QtWidgets import QFileDialog
-
-    path, _ = QFileDialog.getOpenFileName(parent, "Open image", "", IMAGE_FILTER)
-    return path
-
-
-def read_image_source(source, path_edit=None) -> Optional[np.ndarray]:
-    """An HxWx3 uint8 image from a file path or an array (``None`` for an empty path); shows the
-    path in ``path_edit``. Raises ValueError with a readable message for a bad file or array."""
-    from plugins.diffusion_common.images import load_image_file, to_uint8_rgb
-
-    if isinstance(source, str):
-        if not source.strip():
-            return None
-        arr = load_image_file(source)
-        if path_edit is not None:
-            path_edit.setText(source)
-        return arr
-    return to_uint8_rgb(source)
-
-def to_qimage(arr: np.ndarray) -> QImage:
-    """HxWx3/4 uint8 (or HxW) -> a QImage that owns a copy of the pixels."""
-    a = np.ascontiguousarray(arr)
-    if a.ndim == 2:
-        h, w = a.shape
-        return QImage(a.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
-    h, w, c = a.shape
-    fmt = QImage.Format.Format_RGBA8888 if c == 4 else QImage.Format.Format_RGB888
-    return QImage(a.data, w, h, w * c, fmt).copy()
 
 
 class MaskCanvas(QWidget):
@@ -278,8 +241,6 @@ class MaskCanvas(QWidget):
 
     def _preview_stroke(self) -> None:
         """Show the stroke while it is drawn (applied to a copy; committed on release)."""
-        from .maskops import apply_stroke
-
         m = self.doc.mask.copy()
         apply_stroke(m, self._drag, self.brush_size, self.hardness, self.tool == "eraser")
         saved = self.doc.mask
@@ -318,9 +279,13 @@ class MaskEditor(QWidget):
         super().__init__(parent)
         self.canvas = MaskCanvas(image, self)
         self.canvas.maskChanged.connect(self._sync)
+        self.canvas.maskChanged.connect(self._forget_source)
         self.canvas.maskChanged.connect(self.maskChanged)
         self.ask_resize = ask_resize or self._ask_resize_dialog
         self.message = ""
+        # the file the mask was loaded from, as long as it is shown unchanged (a run can then name
+        # that file, or the session result it came from, instead of a copy of its pixels)
+        self.loaded_from: Optional[str] = None
 
         # The tool bar in four short rows (tools; brush; mask operations; history and files) rather
         # than two long ones: the panel sits in a dock about 400 px wide, where two rows of fourteen
@@ -419,8 +384,12 @@ class MaskEditor(QWidget):
             self.status.setText(f"{doc.width}x{doc.height} — mask covers {frac:.0%}" + (
                 f" — {self.message}" if self.message else ""))
 
+    def _forget_source(self) -> None:
+        self.loaded_from = None
+
     def set_image(self, image: np.ndarray) -> None:
         self.canvas.set_image(image)
+        self.loaded_from = None
         self._sync()
 
     def mask(self) -> np.ndarray:
@@ -457,6 +426,7 @@ class MaskEditor(QWidget):
             arr = resize_mask(arr, (doc.width, doc.height))
         self.message = ""
         self.canvas.set_mask(arr)
+        self.loaded_from = str(path) if same else None
         return True
 
     def save_mask(self, path: Optional[str] = None) -> bool:
@@ -468,108 +438,3 @@ class MaskEditor(QWidget):
                 return False
         self.canvas.doc.save_png(path)
         return True
-
-
-class SplitView(QWidget):
-    """Before/after comparison: the left of the split line shows ``before``, the right ``after``."""
-
-    splitChanged = Signal(float)
-
-    def __init__(self, before: Optional[np.ndarray] = None, after: Optional[np.ndarray] = None,
-                 parent: Optional[QWidget] = None):
-        super().__init__(parent)
-        self.setMinimumSize(120, 120)
-        self.split = 0.5
-        self._before: Optional[QImage] = None
-        self._after: Optional[QImage] = None
-        self._dragging = False
-        if before is not None:
-            self.set_images(before, after if after is not None else before)
-
-    def set_images(self, before: np.ndarray, after: np.ndarray) -> None:
-        self._before = to_qimage(np.asarray(before)[..., :3] if np.asarray(before).ndim == 3 else before)
-        self._after = to_qimage(np.asarray(after)[..., :3] if np.asarray(after).ndim == 3 else after)
-        self.update()
-
-    def set_split(self, value: float) -> None:
-        self.split = float(np.clip(value, 0.0, 1.0))
-        self.splitChanged.emit(self.split)
-        self.update()
-
-    def _target(self) -> QRectF:
-        img = self._before
-        w, h = img.width(), img.height()
-        z = min(self.width() / w, self.height() / h)
-        return QRectF((self.width() - w * z) / 2, (self.height() - h * z) / 2, w * z, h * z)
-
-    def paintEvent(self, event) -> None:  # noqa: N802
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(40, 40, 44))
-        if self._before is None:
-            return
-        t = self._target()
-        x = t.left() + t.width() * self.split
-        p.save()
-        p.setClipRect(QRectF(t.left(), t.top(), x - t.left(), t.height()))
-        p.drawImage(t, self._before)
-        p.restore()
-        p.save()
-        p.setClipRect(QRectF(x, t.top(), t.right() - x, t.height()))
-        p.drawImage(t, self._after)
-        p.restore()
-        p.setPen(QPen(QColor(255, 255, 255), 2))
-        p.drawLine(QPointF(x, t.top()), QPointF(x, t.bottom()))
-        p.setBrush(QColor(255, 255, 255))
-        p.drawEllipse(QPointF(x, t.center().y()), 6, 6)
-        p.setPen(QColor(255, 255, 255))
-        p.drawText(QPointF(t.left() + 6, t.top() + 16), "before")
-        p.drawText(QPointF(t.right() - 40, t.top() + 16), "after")
-
-    def _set_from(self, pos: QPointF) -> None:
-        if self._before is None:
-            return
-        t = self._target()
-        self.set_split((pos.x() - t.left()) / max(t.width(), 1.0))
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        self._dragging = True
-        self._set_from(event.position())
-
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self._dragging:
-            self._set_from(event.position())
-
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        self._dragging = False
-
-
-def image_source_row(owner: QWidget, placeholder: str, open_image: Callable[[str], object]):
-    """A path field and an "Open..." button that both hand a path to ``open_image``; returns
-    ``(field, row layout)``. Shared by the h-Edit and inpainting panels."""
-    edit = QLineEdit(owner)
-    edit.setPlaceholderText(placeholder)
-    edit.editingFinished.connect(lambda: open_image(edit.text()))
-    browse = QPushButton("Open\u2026", owner)
-
-    def on_browse() -> None:
-        path = browse_image(owner)
-        if path:
-            open_image(path)
-
-    browse.clicked.connect(on_browse)
-    row = QHBoxLayout()
-    row.addWidget(edit, 1)
-    row.addWidget(browse)
-    return edit, row
-
-
-def editor_tabs(owner: QWidget, editor_label: str):
-    """A mask editor tab and a before/after tab (enabled once there is a result); returns
-    ``(editor, split, tabs)``."""
-    editor = MaskEditor(parent=owner)
-    split = SplitView(parent=owner)
-    tabs = QTabWidget(owner)
-    tabs.addTab(editor, editor_label)
-    tabs.addTab(split, "Before / after")
-    tabs.setTabEnabled(1, False)
-    return editor, split, tabs

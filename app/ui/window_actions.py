@@ -1,0 +1,162 @@
+"""The window's tool bar and menus, and the dialogs they open (Plugins, Preferences, About)."""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMessageBox, QSizePolicy, QWidget
+
+from app.widgets.icons import std
+
+if TYPE_CHECKING:
+    from app.ui.main_window import MainWindow
+    from app.ui.plugins_dialog import PluginsDialog
+    from app.ui.preferences import PreferencesDialog
+
+
+def _action(win: MainWindow, icon: str | None, text: str, slot, *keys: str | QKeySequence.StandardKey | Qt.Key,
+            tip: str = "") -> QAction:
+    a = QAction(std(icon), text, win) if icon else QAction(text, win)
+    if keys:
+        a.setShortcuts([QKeySequence(k) for k in keys])
+    if tip:
+        a.setToolTip(tip)
+    a.triggered.connect(slot)
+    return a
+
+
+def build_actions(win: MainWindow) -> None:
+    """Make the window's actions (``win.act_run`` … ``win.act_prefs``), tool bar and menu bar."""
+    tb = win.addToolBar("Main")
+    tb.setObjectName("toolbar_main")
+    tb.setMovable(False)
+    tb.setIconSize(QSize(18, 18))
+    tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    undo = win.undo_stack
+    win.act_run = _action(win, "MediaPlay", "Generate", win.run_current, "Ctrl+Return", "Ctrl+Enter",
+                          tip="Run the selected tool (Ctrl+Enter)")
+    win.act_run.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    win.act_cancel = _action(win, "BrowserStop", "Cancel", win.cancel_running, Qt.Key.Key_Escape,
+                             tip="Cancel the running job (Esc)")
+    win.act_undo = _action(win, "ArrowBack", "Undo", undo.undo, "Ctrl+Z")
+    win.act_redo = _action(win, "ArrowForward", "Redo", undo.redo, "Ctrl+Shift+Z", "Ctrl+Y")
+    for act, can, text_changed, word, keys in (
+            (win.act_undo, undo.canUndoChanged, undo.undoTextChanged, "Undo", "Ctrl+Z"),
+            (win.act_redo, undo.canRedoChanged, undo.redoTextChanged, "Redo", "Ctrl+Shift+Z")):
+        act.setEnabled(False)
+        can.connect(act.setEnabled)
+        text_changed.connect(lambda t, a=act, w=word, k=keys: a.setToolTip(f"{w} {t} ({k})" if t else f"{w} ({k})"))
+    win.act_open = _action(win, "DialogOpenButton", "Open…", lambda: win.run_actions.open_dialog(), "Ctrl+O")
+    win.act_export = _action(win, "DialogSaveButton", "Export…", lambda: win.run_actions.export_result(None, None),
+                             "Ctrl+E")
+    win.act_plugins = _action(win, "FileDialogListView", "Plugins", win.show_plugins)
+    win.act_prefs = _action(win, None, "Preferences…", win.show_preferences, "Ctrl+,")
+    for group in ((win.act_run, win.act_cancel), (win.act_undo, win.act_redo), (win.act_open, win.act_export)):
+        if tb.actions():
+            tb.addSeparator()
+        for a in group:
+            tb.addAction(a)
+    spacer = QWidget()
+    spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    tb.addWidget(spacer)
+    tb.addAction(win.act_plugins)
+    win.addAction(win.act_run)
+    win.addAction(win.act_cancel)
+
+    mb = win.menuBar()
+    m_file = mb.addMenu("&File")
+    m_file.addActions([win.act_open, win.act_export])
+    m_file.addSeparator()
+    m_file.addAction(_action(win, None, "Quit", win.close, "Ctrl+Q"))
+    m_edit = mb.addMenu("&Edit")
+    m_edit.addActions([win.act_undo, win.act_redo])
+    m_edit.addSeparator()
+    m_edit.addAction(win.act_prefs)
+    mb.addMenu("&Run").addActions([win.act_run, win.act_cancel])
+    m_view = mb.addMenu("&View")
+    for d in (win.tools_dock, win.history_dock, win.queue_dock, win.log_dock):
+        m_view.addAction(d.toggleViewAction())
+    m_view.addSeparator()
+    m_view.addAction(_action(win, None, "Reset layout", win.reset_layout))
+    mb.addMenu("&Plugins").addAction(win.act_plugins)
+    mb.addMenu("&Help").addAction(_action(win, None, "About Implicit Studio", lambda: show_about(win)))
+
+
+def show_plugins(win: MainWindow) -> PluginsDialog:
+    from app.ui.plugins_dialog import PluginsDialog  # noqa: PLC0415
+
+    def set_enabled(name: str, enabled: bool) -> None:
+        try:
+            win.manager.set_enabled(name, enabled)
+        except Exception as exc:
+            win.show_error(f"Could not {'enable' if enabled else 'disable'} {name}", str(exc), traceback.format_exc())
+        win.refresh_tools()
+        dlg.note.setText(f"{name} {'enabled' if enabled else 'disabled'}; the choice is remembered.")
+
+    dlg = PluginsDialog(list(win.manager.records.values()), set_enabled, win)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    dlg.show()
+    return dlg
+
+
+def show_preferences(win: MainWindow) -> PreferencesDialog:
+    from app.ui.preferences import PreferencesDialog  # noqa: PLC0415
+
+    dlg = PreferencesDialog(win.settings, list(win.manager.settings_pages), win)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+    def saved() -> None:
+        try:
+            win.controller.set_device(win.settings.device)
+        except Exception as exc:
+            win.show_error("The device setting was not applied", str(exc))
+        win.update_status_right()
+        win.statusBar().showMessage("Preferences saved", 4000)
+
+    dlg.accepted.connect(saved)
+    dlg.show()
+    return dlg
+
+
+def show_about(win: MainWindow) -> None:
+    from app import __version__  # noqa: PLC0415
+    from app.api import API_VERSION  # noqa: PLC0415
+
+    QMessageBox.about(win, "About Implicit Studio",
+                      f"<b>Implicit Studio</b> {__version__}<br>Plugin API {API_VERSION}<br><br>"
+                      "Diffusion image generation and editing, implicit neural representations and distributional RL, "
+                      "in one plugin-based desktop studio.")
+
+
+def error_box(win: MainWindow, message: str, details: str) -> QMessageBox:
+    """A non-modal warning with the details folded away (deleted when closed)."""
+    box = QMessageBox(win)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Implicit Studio")
+    box.setText(message)
+    if details:
+        box.setDetailedText(details)
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.setWindowModality(Qt.WindowModality.NonModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    box.show()
+    return box
+
+
+def report_failed_plugins(win: MainWindow) -> None:
+    """Say in the Plugins button, the status bar and the log which plugins could not be loaded."""
+    bad = [r for r in win.manager.records.values() if r.status in ("failed", "incompatible")]
+    win.act_plugins.setText(f"Plugins ({len(bad)} failed)" if bad else "Plugins")
+    win.act_plugins.setIcon(std("MessageBoxWarning") if bad else std("FileDialogListView"))
+    if bad:
+        import logging  # noqa: PLC0415
+
+        names = ", ".join(r.name for r in bad)
+        win.act_plugins.setToolTip(f"Could not be loaded: {names}")
+        msg = f"{len(bad)} plugin{'s' if len(bad) > 1 else ''} could not be loaded: {names}. See Plugins for details."
+        win.statusBar().showMessage(msg, 20000)
+        for r in bad:
+            win.log_view.message(f"plugin {r.name} {r.status}: {r.error}", logging.ERROR)
