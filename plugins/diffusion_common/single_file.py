@@ -239,6 +239,7 @@ class _UNetLayout:
 
     def map(self, key: str) -> str:
         fixed = {"time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+                 "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2.",
                  "conv_in.": "input_blocks.0.0.", "conv_norm_out.": "out.0.", "conv_out.": "out.2."}
         for old, new in fixed.items():
             if key.startswith(old):

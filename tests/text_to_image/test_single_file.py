@@ -264,30 +264,44 @@ def test_truncated_and_corrupt_single_files_give_model_errors(exported, source_m
     assert "Traceback" not in str(err.value)
 
 
+def _without_metadata(exported, tmp_path) -> Path:
+    """The export as another tool would re-save it: the same tensors, none of the studio's metadata."""
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "model.safetensors"
+    save_file(load_file(str(exported.path)), str(bare))
+    return bare
+
+
 def test_custom_single_file_without_config_says_what_it_needs(exported, monkeypatch, tmp_path):
     if inspect_model(str(exported.path)).arch != "sd-custom":
         pytest.skip("the model has standard SD 1.x sizes")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    assert load_pipeline(str(exported.path)).info.format == "single-file"  # its metadata suffices
     with pytest.raises(ModelError, match="diffusers folder it was made from"):
-        load_pipeline(str(exported.path))
+        load_pipeline(str(_without_metadata(exported, tmp_path)))
 
 
-def test_cli_runs_a_single_file_with_its_config_and_says_when_one_is_missing(studio_cli, exported, source_model,
-                                                                            tmp_path, monkeypatch):
-    """A custom-sized single file needs a config folder: without --model-config the command line
-    says so plainly (no traceback); with it, the run makes and records an image."""
+def test_cli_runs_a_single_file_without_model_config_and_says_when_one_is_missing(studio_cli, exported, source_model,
+                                                                                 tmp_path, monkeypatch):
+    """The studio's own export runs with no --model-config and no Hugging Face cache; a custom-sized
+    file that lost its metadata says plainly that it needs one (no traceback), and runs with it."""
     if inspect_model(str(exported.path)).arch != "sd-custom":
         pytest.skip("the model has standard SD 1.x sizes")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    ok = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
+                    "--model", str(exported.path), "--out", str(tmp_path / "out0"), "--session", str(tmp_path / "S"))
+    assert ok.exit_code == 0, ok.stderr + ok.stdout
+    bare = _without_metadata(exported, tmp_path)
     res = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
-                     "--model", str(exported.path), "--out", str(tmp_path / "out"), "--session", str(tmp_path / "S"))
+                     "--model", str(bare), "--out", str(tmp_path / "out"), "--session", str(tmp_path / "S"))
     text = res.stderr + res.stdout
     assert res.exit_code != 0
     assert "could not load model.safetensors" in text and "as its config" in text and "--model-config" in text
     assert "Traceback" not in text
 
     ok = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
-                    "--model", str(exported.path), "--model-config", str(source_model),
+                    "--model", str(bare), "--model-config", str(source_model),
                     "--out", str(tmp_path / "out2"), "--session", str(tmp_path / "S"))
     assert ok.exit_code == 0, ok.stderr + ok.stdout
     assert list((tmp_path / "out2").glob("*.png"))
