@@ -117,41 +117,68 @@ CLASS_TO_STUDIO = {
 }
 
 
-def sampler_to_a1111(scheduler: str | None, schedule: str | None = None,
-                     scheduler_class: str | None = None) -> tuple[str | None, str | None]:
-    """(A1111 "Sampler", A1111 "Schedule type" or None) for a studio scheduler and schedule;
-    ``"default"`` is named after the model's own scheduler class when it is known."""
+def _studio_names(scheduler: str | None, schedule: str | None, scheduler_class: str | None) -> tuple[str, str]:
+    """The studio's (scheduler, schedule) with "default" named after the model's scheduler class
+    and the Karras pair spelt out."""
     name = (scheduler or "default").strip().lower()
     if name == "default":
         name = CLASS_TO_STUDIO.get(scheduler_class or "", "")
     sched = (schedule or "default").strip().lower()
     if name == "dpmpp-2m-karras" and sched == "default":
         sched = "karras"
+    return name, sched
+
+
+def sampler_to_a1111(scheduler: str | None, schedule: str | None = None,
+                     scheduler_class: str | None = None) -> tuple[str | None, str | None]:
+    """(A1111 "Sampler", A1111 "Schedule type" or None) for a studio scheduler and schedule;
+    ``"default"`` is named after the model's own scheduler class when it is known."""
+    name, sched = _studio_names(scheduler, schedule, scheduler_class)
     return A1111_SAMPLERS.get(name), A1111_SCHEDULES.get(sched)
 
 
 def sampler_to_comfyui(scheduler: str | None, schedule: str | None = None,
                        scheduler_class: str | None = None) -> tuple[str | None, str]:
     """(ComfyUI sampler_name, ComfyUI scheduler) for a studio scheduler and schedule."""
-    name = (scheduler or "default").strip().lower()
-    if name == "default":
-        name = CLASS_TO_STUDIO.get(scheduler_class or "", "")
-    sched = (schedule or "default").strip().lower()
-    if name == "dpmpp-2m-karras" and sched == "default":
-        sched = "karras"
+    name, sched = _studio_names(scheduler, schedule, scheduler_class)
     return COMFYUI_SAMPLERS.get(name), COMFYUI_SCHEDULES.get(sched, "normal")
 
 
-def _studio_pair(sampler: str, schedule: str) -> tuple[str, str]:
-    if sampler == "dpmpp-2m" and schedule == "karras":
-        return "dpmpp-2m-karras", "default"  # the studio's own name for the pair
-    return sampler, schedule
+def _to_studio(who: str, sampler_key: str, sampler_label: str, schedule_key: str, schedule_label: str,
+               samplers: dict[str, tuple[str, bool]], schedules: dict[str, tuple[str, bool]]):
+    """(studio scheduler or None, studio schedule, notes) from another tool's names (looked up by
+    their keys in that tool's tables)."""
+    notes: list[str] = []
+    name = None
+    found = samplers.get(sampler_key)
+    if found is None:
+        if sampler_label:
+            notes.append(f"{who}sampler {sampler_label!r} is not one the studio knows; the scheduler is left as it was")
+    else:
+        name = found[0]
+        if not found[1]:
+            notes.append(f"{who}sampler {sampler_label!r} has no diffusers solver: restored as the nearest, "
+                         f"{A1111_SAMPLERS.get(name, name)}")
+    schedule = "default"
+    if schedule_key:
+        sfound = schedules.get(schedule_key)
+        if sfound is None:
+            notes.append(f"{who}schedule {schedule_label!r} is not one the studio knows; the model's default is used")
+        else:
+            schedule = sfound[0]
+            if not sfound[1]:
+                notes.append(f"{who}schedule {schedule_label!r} has no diffusers equivalent: restored as "
+                             f"{A1111_SCHEDULES.get(schedule, 'the model default')}")
+    if name is None:
+        return None, schedule, notes
+    if name == "dpmpp-2m" and schedule == "karras":
+        name, schedule = "dpmpp-2m-karras", "default"  # the studio's own name for the pair
+    return name, schedule, notes
 
 
 def sampler_from_a1111(sampler: str | None, schedule_type: str | None = None) -> tuple[str | None, str, list[str]]:
     """(studio scheduler or None, studio schedule, notes) for an A1111 sampler label and schedule
     type, including old labels that carry the schedule ("DPM++ 2M Karras")."""
-    notes: list[str] = []
     label = (sampler or "").strip()
     key = label.lower()
     sched_key = (schedule_type or "").strip().lower()
@@ -160,57 +187,14 @@ def sampler_from_a1111(sampler: str | None, schedule_type: str | None = None) ->
             if key.endswith(suffix) and key[:-len(suffix)] in A1111_TO_STUDIO:
                 key, sched_key = key[:-len(suffix)], sched_key or suffix.strip()
                 break
-    found = A1111_TO_STUDIO.get(key)
-    if found is None:
-        if label:
-            notes.append(f"sampler {label!r} is not one the studio knows; the scheduler is left as it was")
-        name = None
-    else:
-        name = found[0]
-        if not found[1]:
-            notes.append(f"sampler {label!r} has no diffusers solver: restored as the nearest, "
-                         f"{A1111_SAMPLERS.get(name, name)}")
-    schedule = "default"
-    if sched_key:
-        sfound = A1111_SCHEDULE_TO_STUDIO.get(sched_key)
-        if sfound is None:
-            notes.append(f"schedule type {schedule_type!r} is not one the studio knows; the model's default is used")
-        else:
-            schedule = sfound[0]
-            if not sfound[1]:
-                notes.append(f"schedule type {schedule_type!r} has no diffusers equivalent: restored as "
-                             f"{A1111_SCHEDULES.get(schedule, 'the model default')}")
-    if name is None:
-        return None, schedule, notes
-    return (*_studio_pair(name, schedule), notes)
+    return _to_studio("", key, label, sched_key, schedule_type or sched_key, A1111_TO_STUDIO, A1111_SCHEDULE_TO_STUDIO)
 
 
 def sampler_from_comfyui(sampler_name: str | None, scheduler: str | None = None) -> tuple[str | None, str, list[str]]:
     """(studio scheduler or None, studio schedule, notes) for ComfyUI's KSampler sampler_name
     and scheduler."""
-    notes: list[str] = []
-    found = COMFYUI_TO_STUDIO.get((sampler_name or "").strip())
-    name = None
-    if found is None:
-        if sampler_name:
-            notes.append(f"ComfyUI sampler {sampler_name!r} is not one the studio knows; the scheduler is left as it was")
-    else:
-        name = found[0]
-        if not found[1]:
-            notes.append(f"ComfyUI sampler {sampler_name!r} has no diffusers solver: restored as the nearest, "
-                         f"{A1111_SAMPLERS.get(name, name)}")
-    schedule = "default"
-    if scheduler:
-        sfound = COMFYUI_SCHEDULE_TO_STUDIO.get(scheduler.strip())
-        if sfound is None:
-            notes.append(f"ComfyUI scheduler {scheduler!r} is not one the studio knows; the model's default is used")
-        else:
-            schedule = sfound[0]
-            if not sfound[1]:
-                notes.append(f"ComfyUI scheduler {scheduler!r} has no diffusers equivalent: restored as the model default")
-    if name is None:
-        return None, schedule, notes
-    return (*_studio_pair(name, schedule), notes)
+    name, sched = (sampler_name or "").strip(), (scheduler or "").strip()
+    return _to_studio("ComfyUI ", name, name, sched, sched, COMFYUI_TO_STUDIO, COMFYUI_SCHEDULE_TO_STUDIO)
 
 
 _PROMPT_KEYS = ("prompt",)

@@ -20,15 +20,6 @@ from plugins.diffusion_common.single_file import export_single_file  # noqa: E40
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory) -> Path:
-    from app.paths import default_model_dir
-
-    copy = tmp_path_factory.mktemp("bundled") / "default"
-    shutil.copytree(default_model_dir(), copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
 def exported(bundled, tmp_path_factory):
     return export_single_file(bundled, tmp_path_factory.mktemp("x") / "m.safetensors")
 

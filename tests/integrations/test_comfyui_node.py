@@ -44,15 +44,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory) -> Path:
-    from app.paths import default_model_dir
-
-    copy = tmp_path_factory.mktemp("bundled") / "default"
-    shutil.copytree(default_model_dir(), copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
 def export(bundled, tmp_path_factory) -> Path:
     from plugins.diffusion_common.single_file import export_single_file
 
