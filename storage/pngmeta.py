@@ -39,7 +39,7 @@ FORMAT = "implicit-studio/1"
 #: The studio's scheduler name -> A1111's sampler label (and the schedule type it implies).
 A1111_SAMPLERS: dict[str, str] = {
     "ddim": "DDIM", "ddpm": "DDPM", "euler": "Euler", "euler-a": "Euler a", "heun": "Heun", "lms": "LMS",
-    "dpm2": "DPM2", "dpm2-a": "DPM2 a", "dpmpp-2m": "DPM++ 2M", "dpmpp-2m-karras": "DPM++ 2M",
+    "dpm2": "DPM2", "dpmpp-2m": "DPM++ 2M", "dpmpp-2m-karras": "DPM++ 2M",
     "dpmpp-2m-sde": "DPM++ 2M SDE", "dpmpp-3m-sde": "DPM++ 3M SDE", "dpmpp-2s": "DPM++ 2S", "deis": "DEIS",
     "pndm": "PLMS", "lcm": "LCM", "unipc": "UniPC",
 }
@@ -50,7 +50,7 @@ A1111_SCHEDULES: dict[str, str] = {"karras": "Karras", "exponential": "Exponenti
 #: has no solver for map onto the nearest one the studio has, marked inexact.
 A1111_TO_STUDIO: dict[str, tuple[str, bool]] = {
     "ddim": ("ddim", True), "ddpm": ("ddpm", True), "euler": ("euler", True), "euler a": ("euler-a", True),
-    "heun": ("heun", True), "lms": ("lms", True), "dpm2": ("dpm2", True), "dpm2 a": ("dpm2-a", True),
+    "heun": ("heun", True), "lms": ("lms", True), "dpm2": ("dpm2", True), "dpm2 a": ("euler-a", False),
     "dpm++ 2m": ("dpmpp-2m", True), "dpm++ 2m sde": ("dpmpp-2m-sde", True), "dpm++ 3m sde": ("dpmpp-3m-sde", True),
     "dpm++ 2s": ("dpmpp-2s", True), "deis": ("deis", True), "plms": ("pndm", True), "lcm": ("lcm", True),
     "unipc": ("unipc", True),
@@ -73,7 +73,7 @@ A1111_SCHEDULE_TO_STUDIO: dict[str, tuple[str, bool]] = {
 #: The studio's scheduler -> ComfyUI's sampler_name.
 COMFYUI_SAMPLERS: dict[str, str] = {
     "ddim": "ddim", "ddpm": "ddpm", "euler": "euler", "euler-a": "euler_ancestral", "heun": "heun", "lms": "lms",
-    "dpm2": "dpm_2", "dpm2-a": "dpm_2_ancestral", "dpmpp-2m": "dpmpp_2m", "dpmpp-2m-karras": "dpmpp_2m",
+    "dpm2": "dpm_2", "dpmpp-2m": "dpmpp_2m", "dpmpp-2m-karras": "dpmpp_2m",
     "dpmpp-2m-sde": "dpmpp_2m_sde", "dpmpp-3m-sde": "dpmpp_3m_sde", "dpmpp-2s": "dpmpp_2s_ancestral",
     "deis": "deis", "pndm": "ipndm", "lcm": "lcm", "unipc": "uni_pc",
 }
@@ -83,7 +83,7 @@ COMFYUI_SCHEDULES: dict[str, str] = {"default": "normal", "karras": "karras", "e
 #: Every ComfyUI sampler_name -> (studio scheduler, exact?).
 COMFYUI_TO_STUDIO: dict[str, tuple[str, bool]] = {
     "ddim": ("ddim", True), "ddpm": ("ddpm", True), "euler": ("euler", True), "euler_ancestral": ("euler-a", True),
-    "heun": ("heun", True), "lms": ("lms", True), "dpm_2": ("dpm2", True), "dpm_2_ancestral": ("dpm2-a", True),
+    "heun": ("heun", True), "lms": ("lms", True), "dpm_2": ("dpm2", True), "dpm_2_ancestral": ("euler-a", False),
     "dpmpp_2m": ("dpmpp-2m", True), "dpmpp_2m_sde": ("dpmpp-2m-sde", True), "dpmpp_2m_sde_gpu": ("dpmpp-2m-sde", True),
     "dpmpp_3m_sde": ("dpmpp-3m-sde", True), "dpmpp_3m_sde_gpu": ("dpmpp-3m-sde", True), "deis": ("deis", True),
     "lcm": ("lcm", True), "uni_pc": ("unipc", True),
@@ -110,7 +110,7 @@ COMFYUI_SCHEDULE_TO_STUDIO: dict[str, tuple[str, bool]] = {
 CLASS_TO_STUDIO = {
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "EulerDiscreteScheduler": "euler",
     "EulerAncestralDiscreteScheduler": "euler-a", "HeunDiscreteScheduler": "heun", "LMSDiscreteScheduler": "lms",
-    "KDPM2DiscreteScheduler": "dpm2", "KDPM2AncestralDiscreteScheduler": "dpm2-a",
+    "KDPM2DiscreteScheduler": "dpm2",
     "DPMSolverMultistepScheduler": "dpmpp-2m", "DPMSolverSinglestepScheduler": "dpmpp-2s",
     "DEISMultistepScheduler": "deis", "PNDMScheduler": "pndm", "LCMScheduler": "lcm",
     "UniPCMultistepScheduler": "unipc",

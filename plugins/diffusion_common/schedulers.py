@@ -4,7 +4,8 @@ A run's sampling is a *scheduler* (the solver: DDIM, Euler, DPM++ 2M...) and a *
 its noise levels are spaced: the model's default, Karras, exponential, beta, or uniform
 timesteps counted from the end ("trailing", which A1111 calls SGM Uniform and ComfyUI simple) or
 from the start ("leading", ComfyUI's ddim_uniform)). How A1111's and ComfyUI's names map onto
-these is in ``storage.pngmeta`` (a test keeps the two tables in step).
+these is in ``storage.pngmeta`` (a test keeps the two tables in step). diffusers' DPM2 ancestral is
+left out: it gives NaN on schedules that end at pure noise, such as the bundled model's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ SCHEDULERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "heun": ("Heun", "HeunDiscreteScheduler", {}),
     "lms": ("LMS", "LMSDiscreteScheduler", {}),
     "dpm2": ("DPM2", "KDPM2DiscreteScheduler", {}),
-    "dpm2-a": ("DPM2 ancestral", "KDPM2AncestralDiscreteScheduler", {}),
     "dpmpp-2m": ("DPM++ 2M", "DPMSolverMultistepScheduler",
                  {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}),
     "dpmpp-2m-karras": ("DPM++ 2M Karras", "DPMSolverMultistepScheduler",

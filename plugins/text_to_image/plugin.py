@@ -8,11 +8,10 @@ from app.api import (BoolParam, ChoiceParam, CommandSpec, FloatParam, ImageParam
 REQUIRES_API = "1.0"
 
 # Kept equal to plugins.diffusion_common.schedulers.SCHEDULERS (a test checks it).
-SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "heun", "lms", "dpm2", "dpm2-a", "dpmpp-2m",
+SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "heun", "lms", "dpm2", "dpmpp-2m",
                      "dpmpp-2m-karras", "dpmpp-2m-sde", "dpmpp-3m-sde", "dpmpp-2s", "deis", "pndm", "lcm", "unipc")
-SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "Heun", "LMS", "DPM2", "DPM2 ancestral",
-                    "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 3M SDE", "DPM++ 2S", "DEIS", "PLMS", "LCM",
-                    "UniPC")
+SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "Heun", "LMS", "DPM2", "DPM++ 2M",
+                    "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 3M SDE", "DPM++ 2S", "DEIS", "PLMS", "LCM", "UniPC")
 # Kept equal to plugins.diffusion_common.schedulers.SCHEDULES (a test checks it).
 SCHEDULE_CHOICES = ("default", "karras", "exponential", "beta", "trailing", "leading")
 SCHEDULE_LABELS = ("Model default", "Karras", "Exponential", "Beta", "Uniform from the end (SGM uniform, simple)",
