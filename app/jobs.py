@@ -75,6 +75,8 @@ class Job:
     traceback: Optional[str] = None
     recorded_params: dict[str, Any] = field(default_factory=dict)
     parent_run_id: Optional[int] = None  # recorded lineage when given; else the run of the first input
+    #: what the run's PNG text chunks say about it (tool, plugin, params, seed, model, model hash...)
+    run_info: dict[str, Any] = field(default_factory=dict)
     _step_times: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -575,11 +577,12 @@ class JobRunner:
             if job.metrics:
                 results.append(_metrics_table(job.metrics))
             job.results = results
+            info = {"tool": tool.id, "plugin": tool.plugin, "plugin_version": plugin_version,
+                    "params": recorded, "seed": job.seed, "device": choice.device,
+                    "model": model_ref, "model_hash": model_hash_value, "backend": ",".join(tool.backends),
+                    "run_id": job.run_id}
+            job.run_info = info
             if self.store is not None:
-                info = {"tool": tool.id, "plugin": tool.plugin, "plugin_version": plugin_version,
-                        "params": recorded, "seed": job.seed, "device": choice.device,
-                        "model": model_ref, "model_hash": model_hash_value, "backend": ",".join(tool.backends),
-                        "run_id": job.run_id}
                 for res in results:
                     enc = results_io.encode(res, info)
                     rid = self.store.add_result(job.run_id, enc.kind, enc.data, enc.ext, width=enc.width,
