@@ -511,29 +511,32 @@ def dtype_kwargs(torch_dtype) -> dict:
     return {"torch_dtype": torch_dtype}
 
 
-def single_file_config(path: Path, info: ModelInfo) -> tuple[Path | None, str]:
+def single_file_config(path: Path, info: ModelInfo,
+                       cache_dir: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """A diffusers config folder for a single-file checkpoint, offline: its own metadata when the
     studio exported it, else the shipped SD 1.x/2.x/SDXL configs with the sizes its tensors show
     (``plugins.diffusion_common.standard``), else a model of its architecture in the Hugging Face
-    cache. Returns (folder or None, where its configs came from)."""
-    from .device import cache_dir
+    cache. Returns (folder or None, where its configs came from); configs built from the shipped
+    ones are kept in ``cache_dir`` (the run's ``ctx.cache_dir``; default: :func:`default_cache_dir`)."""
     from .standard import config_folder
 
     shapes = {k: v["shape"] for k, v in read_safetensors_header(path).items()}
-    found = config_folder(path, info.arch, shapes, read_safetensors_metadata(path), cache_dir() / "single-file-configs")
+    found = config_folder(path, info.arch, shapes, read_safetensors_metadata(path),
+                          Path(cache_dir or default_cache_dir()) / "single-file-configs")
     if found is not None:
         return found
     local = find_local_config(info.arch)
     return local, ("a model of the same architecture in the Hugging Face cache" if local else "")
 
 
-def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOptions):
+def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOptions,
+                      cache_dir: str | os.PathLike | None = None):
     import diffusers
 
     cls = getattr(diffusers, info.pipeline_class)
     config = options.config
     if config is None:
-        config, source = single_file_config(path, info)
+        config, source = single_file_config(path, info, cache_dir)
         if config is not None:
             info.notes.append(f"configs: {source}")
     kwargs: dict[str, Any] = {**dtype_kwargs(torch_dtype), "local_files_only": True}
@@ -561,7 +564,8 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
                   cache_dir: str | os.PathLike | None = None) -> LoadedModel:
     """Load (or take from the cache) the text-to-image pipeline of a local model, on ``device``
     in ``dtype``. Raises :class:`ModelError` with a sentence for every failure. ``cache_dir``
-    receives converted pickled checkpoints (see :func:`pickled_to_safetensors`)."""
+    receives converted pickled checkpoints (see :func:`pickled_to_safetensors`) and the configs of
+    single files built from the shipped standard ones."""
     options = options or LoadOptions()
     path = local_model_path(ref)
     info = inspect_model(path)
@@ -585,7 +589,7 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
         torch_dtype = getattr(torch, dtype)
         try:
             if info.format == "single-file":
-                pipe = _load_single_file(source, info, torch_dtype, options)
+                pipe = _load_single_file(source, info, torch_dtype, options, cache_dir)
             else:
                 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
