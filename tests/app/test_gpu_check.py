@@ -174,3 +174,27 @@ def test_trainer_is_found_where_it_lives():
     mod = gpu_check.default_model_trainer()
     assert mod.__name__ in ("lab.default_model.train", "plugins.default_model.train")
     assert hasattr(mod, "TrainConfig") and hasattr(mod, "run")
+
+
+def test_rehearsal_runs_the_cuda_checks_code_on_the_cpu(tmp_path):
+    """The CUDA checks' own code (not CUDA) runs in CI too: with the CPU as their device, the
+    comparisons agree, and ONNX Runtime asked for its CUDA provider without a GPU is caught falling
+    back to the CPU (or the check says the build has no such provider)."""
+    proc = _run(tmp_path, "--smoke", "--rehearse-on-cpu", "--budget", "0", "--check-budget", "0",
+                "--only", "t2i/build-tiny-sd", "--only", "t2i/tiny-sd/", "--only", "inr/")
+    data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert "REHEARSAL" in data["mode"] and "REHEARSAL" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    by_name = {c["name"]: c for c in data["checks"]}
+    ort = {"t2i/tiny-sd/cuda-onnx-cuda", "t2i/tiny-sd/cuda-onnx-tensorrt"}
+    for name in ort:
+        c = by_name[name]
+        assert (c["status"] == "skipped" and "has no" in c["reason"]) or \
+            (c["status"] == "failed" and "not " in c["error"] and "ExecutionProvider" in c["error"]), c
+    others = [c for c in data["checks"] if c["name"] not in ort]
+    assert [c["name"] for c in others if c["status"] != "passed"] == [], proc.stdout[-3000:]
+    cuda_run = [c["name"] for c in others if c["device"] == "cuda"]
+    assert {"t2i/tiny-sd/cuda-fp16", "t2i/tiny-sd/cuda-bf16", "t2i/tiny-sd/cuda-vae-tiling-128",
+            "inr/fit-image/cuda", "inr/fit-sdf/cuda", "inr/sdf-bake/cuda"} <= set(cuda_run)
+    assert by_name["inr/sdf-bake/cuda"]["detail"]["grid_max_abs"] == 0.0
+    failed = [n for n in ort if by_name[n]["status"] == "failed"]
+    assert proc.returncode == (1 if failed else 0)
