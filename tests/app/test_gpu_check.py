@@ -119,35 +119,45 @@ ONLY = ("--only", "t2i/build-tiny-sd", "--only", "t2i/tiny-sd/cpu-fp32", "--only
         "--only", "devices/cli", "--only", "inr/fit-image/cpu")
 
 
-def test_a_forced_mismatch_fails_the_run_and_names_the_check(tmp_path):
-    proc = _run(tmp_path, *ONLY, "--test-force-mismatch", "t2i/tiny-sd/cpu-bf16")
+@pytest.fixture(scope="module")
+def forced(tmp_path_factory):
+    """One small run with one comparison forced out of tolerance and another check forced to raise."""
+    out = tmp_path_factory.mktemp("gpu-check-forced")
+    proc = _run(out, *ONLY, "--test-force-mismatch", "t2i/tiny-sd/cpu-bf16", "--test-force-error", "devices/cli")
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return out, proc, {c["name"]: c for c in data["checks"]}, data
+
+
+def test_a_forced_mismatch_fails_the_run_and_names_the_check(forced):
+    out, proc, by_name, data = forced
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "t2i/tiny-sd/cpu-bf16" in proc.stderr
-    data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    by_name = {c["name"]: c for c in data["checks"]}
     bad = by_name["t2i/tiny-sd/cpu-bf16"]
     assert bad["status"] == "failed" and bad["reason"] == "mismatch"
     assert bad["detail"]["limits"] == {"mad": 0.0, "far": 0.0} and bad["detail"]["mad"] > 0
-    assert data["summary"]["failed_checks"] == ["t2i/tiny-sd/cpu-bf16"]
+    assert set(data["summary"]["failed_checks"]) == {"t2i/tiny-sd/cpu-bf16", "devices/cli"}
     assert by_name["t2i/tiny-sd/cpu-fp32"]["status"] == "passed"
-    assert by_name["inr/fit-image/cpu"]["status"] == "passed"
-    assert "`t2i/tiny-sd/cpu-bf16`" in (tmp_path / "report.md").read_text(encoding="utf-8").split("## Machine")[0]
+    assert "`t2i/tiny-sd/cpu-bf16`" in (out / "report.md").read_text(encoding="utf-8").split("## Machine")[0]
 
 
-def test_a_check_that_raises_is_reported_and_the_next_one_runs(tmp_path):
-    proc = _run(tmp_path, *ONLY, "--test-force-error", "t2i/tiny-sd/cpu-fp32")
-    assert proc.returncode == 1
-    assert "t2i/tiny-sd/cpu-fp32" in proc.stderr
-    data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
-    by_name = {c["name"]: c for c in data["checks"]}
-    bad = by_name["t2i/tiny-sd/cpu-fp32"]
+def test_a_check_that_raises_is_reported_and_the_next_one_runs(forced):
+    _out, proc, by_name, _data = forced
+    assert "devices/cli" in proc.stderr
+    bad = by_name["devices/cli"]
     assert bad["status"] == "failed" and bad["reason"] == "error"
     assert bad["error"].startswith("RuntimeError: forced error (test option)")
-    # the run went on: the check after it ran, and says why it could not compare
-    assert by_name["t2i/tiny-sd/cpu-bf16"]["status"] == "skipped"
-    assert "t2i/tiny-sd/cpu-fp32" in by_name["t2i/tiny-sd/cpu-bf16"]["reason"]
-    assert by_name["devices/cli"]["status"] == "passed"
+    # the run went on: every check after it ran
+    assert by_name["t2i/build-tiny-sd"]["status"] == "passed"
+    assert by_name["t2i/tiny-sd/cpu-fp32"]["status"] == "passed"
     assert by_name["inr/fit-image/cpu"]["status"] == "passed"
+
+
+def test_a_check_whose_reference_failed_is_skipped_with_the_reason(tmp_path):
+    proc = _run(tmp_path, "--only", "t2i/tiny-sd/cpu-bf16")  # its reference is not selected
+    assert proc.returncode == 0
+    data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    (c,) = data["checks"]
+    assert c["status"] == "skipped" and c["reason"] == "needs t2i/tiny-sd/cpu-fp32, which did not pass"
 
 
 def test_bad_arguments_exit_2(tmp_path):
