@@ -242,8 +242,9 @@ def render_markdown(data: dict) -> str:
         "",
         f"Started {data['started']}, {data['seconds']:.1f} s in all"
         + ("" if data["finished"] else " (NOT FINISHED: the run stopped before its last check)")
-        + f"; budget {data['budget_s'] or 'none'} s in all, {data['check_budget_s'] or 'none'} s per check. "
-        f"**{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped.**",
+        + "; " + (f"budget {data['budget_s']:.0f} s in all" if data["budget_s"] else "no global budget") + ", "
+        + (f"{data['check_budget_s']:.0f} s per check. " if data["check_budget_s"] else "no per-check budget. ")
+        + f"**{s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped.**",
         "",
     ]
     if s["failed_checks"]:
