@@ -329,15 +329,8 @@ class OverBudget(Exception):
 
 
 def default_model_trainer():
-    """The default model's training module: ``lab.default_model.train`` where training code has moved
-    to the top-level ``lab`` package, else ``plugins.default_model.train``."""
-    for name in ("lab.default_model.train", "plugins.default_model.train"):
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not name.startswith(exc.name):
-                raise  # the module exists but something it imports is missing
-    raise ModuleNotFoundError("no default-model trainer (lab.default_model.train or plugins.default_model.train)")
+    """The default model's training module (``lab.default_model.train``)."""
+    return importlib.import_module("lab.default_model.train")
 
 
 def _git_commit() -> str:
