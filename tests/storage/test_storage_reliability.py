@@ -248,7 +248,7 @@ def test_read_only_folder(tmp_path, record):
     db_sha = _sha(folder / "session.db")
     undo = _make_readonly(folder)
     try:
-        with pytest.raises(ReadOnlySessionError, match="read-only.*readonly=True"):
+        with pytest.raises(ReadOnlySessionError, match="read-only.*history and export"):
             SessionStore.open(folder)
         with SessionStore.open(folder, readonly=True) as s:
             assert [r.id for r in s.list_runs()] == ids[::-1]
