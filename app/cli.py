@@ -5,6 +5,7 @@ Without a command it opens the window on the default session (or ``--session PAT
 ``run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D]``
     run a tool headless, record the run in the session, and write its results to ``--out``;
 ``tools [TOOL]``, ``plugins [enable|disable NAME]``, ``history``, ``export RUN_ID``,
+``session check|repair|backup``,
 ``devices``, ``new-plugin NAME``, and any command a plugin adds through ``studio_commands``.
 
 Errors are one line on stderr: exit status 2 for bad input (unknown tool, invalid parameter,
@@ -108,6 +109,7 @@ register_subcommand("history", "list the runs of a session", "app.cli_commands:c
 register_subcommand("export", "export a run's results and parameters", "app.cli_commands:cmd_export")
 register_subcommand("devices", "show the compute devices and the one chosen", "app.cli_commands:cmd_devices")
 register_subcommand("new-plugin", "write a new plugin project from the template", "app.cli_commands:cmd_new_plugin")
+register_subcommand("session", "check, repair or back up a session", "app.cli_session:cmd_session")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 os.environ["IMPLICIT_STUDIO_DEVICE"] = opts.device
             return _launch_window(opts.session, opts.exit_after_paint)
         # global --session/--device apply to the command unless it gives its own
-        if opts.session and command in ("run", "history", "export") and "--session" not in rest:
+        if opts.session and command in ("run", "history", "export", "session") and "--session" not in rest:
             rest = rest + ["--session", opts.session]
         if opts.device and command == "run" and "--device" not in rest:
             rest = rest + ["--device", opts.device]
@@ -243,7 +245,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 known = ", ".join(sorted(set(SUBCOMMANDS) | set(manager.commands)))
                 raise UsageError(f"unknown command {command!r}; commands: {known}")
             fn = manager.resolve(spec.main, spec.plugin, f"command {spec.name!r}")
-            return int(manager.guarded(spec.plugin, f"command {spec.name!r}", fn, rest) or 0)
+
+            def command(argv: list[str]) -> Any:
+                try:
+                    return fn(argv)
+                except SystemExit as exc:  # a command's own exit status (argparse's --help...)
+                    if exc.code is None or isinstance(exc.code, int):
+                        return exc.code or EXIT_OK
+                    print(exc.code, file=sys.stderr)  # sys.exit("message")
+                    return EXIT_FAILED
+
+            return int(manager.guarded(spec.plugin, f"command {spec.name!r}", command, rest) or 0)
         return sub.handler(rest)
     except UsageError as exc:
         msg = str(exc)
