@@ -75,14 +75,21 @@ class RunLock:
         self._fd: int | None = fd
 
     def release(self) -> None:
+        """The run finished: remove its file and let go of the lock."""
         if self._fd is None:
             return
         try:
             self.path.unlink()
         except OSError:
             pass
-        os.close(self._fd)
-        self._fd = None
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of the lock but keep the file (the store closes while the run is still
+        running): the next recovery finds the run's owner gone and reads who it was."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class RunOwners:

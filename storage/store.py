@@ -494,7 +494,7 @@ class SessionStore:
         with self._lock:
             self._closed = True
             for lock in self._run_locks.values():  # runs left running: another start recovers them
-                lock.release()
+                lock.abandon()
             self._run_locks.clear()
             for eng in (self._writer, self._reader):
                 if eng is not None:

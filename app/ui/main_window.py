@@ -247,6 +247,7 @@ class MainWindow(QMainWindow):
         self.setDocumentMode(True)
         self.last_error: tuple[str, str] | None = None
         self.error_dialog: QMessageBox | None = None
+        self.crash_notice: QMessageBox | None = None  # "plugin X crashed the last session" offer
 
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
@@ -422,7 +423,41 @@ class MainWindow(QMainWindow):
         if self.session.error:
             self.statusBar().showMessage(f"The session could not be opened; runs will not be recorded ({self.session.error})", 20000)
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
+        self._offer_to_disable_crashed_plugin()
         self.sessionReady.emit()
+
+    def _offer_to_disable_crashed_plugin(self) -> None:
+        """When the last session ended in a native crash during a run, name the tool's plugin and
+        offer to disable it (non-blocking)."""
+        from app import crashguard  # noqa: PLC0415
+        from app.jobs import interrupted_runs  # noqa: PLC0415
+
+        crashed = crashguard.crashed(interrupted_runs(self.session.store)) if self.session.store else []
+        if not crashed:
+            return
+        run = crashed[-1]
+        text = (f"Implicit Studio crashed ({run.fatal_error}) the last time while tool "
+                f"{run.tool_id!r} of plugin {run.plugin!r} was running (run {run.run_id}, now marked "
+                f"failed).\n\nDisable the plugin {run.plugin!r}? It can be enabled again in Plugins.")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Implicit Studio", text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.button(QMessageBox.StandardButton.Yes).setText(f"Disable {run.plugin}")
+        box.button(QMessageBox.StandardButton.No).setText("Keep it")
+        box.setWindowModality(Qt.WindowModality.NonModal)
+
+        def answered(button) -> None:
+            if box.standardButton(button) == QMessageBox.StandardButton.Yes:
+                try:
+                    self.manager.set_enabled(run.plugin, False)
+                except KeyError:  # not installed any more
+                    pass
+                self.refresh_tools()
+                self.statusBar().showMessage(f"Plugin {run.plugin} disabled; enable it again in Plugins.", 15000)
+
+        box.buttonClicked.connect(answered)
+        self.log_view.message(text.replace("\n\n", " "), logging.WARNING)
+        self.crash_notice = box
+        box.show()
 
     def is_ready(self) -> bool:
         """True once the session is open (or failed to open) and runs can be submitted."""
