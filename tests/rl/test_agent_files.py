@@ -46,7 +46,8 @@ def test_a_config_asking_for_a_huge_network_is_refused_before_allocating(saved):
     """hidden [200000, 200000] would be 160 GB of weights: refused from the file's tensor shapes,
     in a process capped at 3 GB so that an attempt to build it could not pass unnoticed."""
     _rewrite(saved, hidden=[200000, 200000])
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, resource.RLIM_INFINITY));"
+    code = ("import resource, sys; hard = resource.getrlimit(resource.RLIMIT_AS)[1];"
+            "resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, hard));"
             "from plugins.rl.agents import load_agent\n"
             "try:\n    load_agent(sys.argv[1])\nexcept ValueError as e:\n    print('refused:', e)")
     p = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=120,

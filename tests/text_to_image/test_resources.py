@@ -49,7 +49,8 @@ def test_the_estimate_refuses_with_the_limit_and_the_way_around():
 
 def test_the_address_space_limit_is_seen(tmp_path):
     """``ulimit -v`` (the field test's 8 GB cap) lowers what is available."""
-    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (6 * 1024**3, resource.RLIM_INFINITY));"
+    code = ("import resource; hard = resource.getrlimit(resource.RLIMIT_AS)[1];"
+            "resource.setrlimit(resource.RLIMIT_AS, (6 * 1024**3, hard));"
             "from plugins.diffusion_common import memory; a = memory.available('cpu');"
             "print(a.bytes, a.limit)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -63,7 +64,7 @@ def test_8192_square_under_an_8_gb_cap_is_refused_at_once(tmp_path):
     into it. Now it is refused before any step, exit 2, with the way around."""
 
     def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (8 * GiB, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_AS, (8 * GiB, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
                IMPLICIT_STUDIO_NO_PLUGINS="1", IMPLICIT_STUDIO_CONFIG_DIR=str(tmp_path / "cfg"),
