@@ -153,16 +153,68 @@ def repair_session(source: str | Path, target: str | Path | None = None) -> Repa
         for name in DB_FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, work / name)
+        fixed = _repair_schema(work / "session.db")
         conn = sqlite3.connect(str(work / "session.db"))
         try:
             conn.text_factory = rows.tolerant_text
-            return _Repair(conn, source, target).run()
+            return _Repair(conn, source, target, fixed).run()
         finally:
             conn.close()
     except OSError as exc:
         raise os_error_to_storage(exc, f"The repaired session in {target}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_REFERENCE: dict[str, tuple] = {}
+
+
+def _reference_schema() -> dict[str, tuple]:
+    """``{name: (type, tbl_name, sql)}`` of every schema object of a new session (this version)."""
+    if not _REFERENCE:
+        from .store import SessionStore
+
+        with tempfile.TemporaryDirectory(prefix="implicit-studio-schema-") as td:
+            SessionStore.open(Path(td) / "s", durable=False).close()
+            conn = sqlite3.connect(str(Path(td) / "s" / "session.db"))
+            try:
+                _REFERENCE.update({r[0]: tuple(r[1:]) for r in conn.execute(
+                    "SELECT name, type, tbl_name, sql FROM sqlite_master")})
+            finally:
+                conn.close()
+    return _REFERENCE
+
+
+def _repair_schema(db: Path) -> list[str]:
+    """In the working copy: put back the text of schema entries a damaged byte made unreadable
+    ("malformed database schema", which hides every table), from a new session's schema."""
+    conn = sqlite3.connect(str(db))
+    try:
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            return []
+        except sqlite3.DatabaseError as exc:
+            if "malformed database schema" not in str(exc):
+                return []
+        conn.close()
+        conn = sqlite3.connect(str(db))
+        conn.execute("PRAGMA writable_schema = ON")  # read the schema without parsing it
+        reference = _reference_schema()
+        fixed = []
+        for rowid, kind, name, tbl, sql in conn.execute(
+                "SELECT rowid, type, name, tbl_name, sql FROM sqlite_master").fetchall():
+            want = reference.get(name)
+            if want is not None and (kind, tbl, sql) != want:
+                conn.execute("UPDATE sqlite_master SET type = ?, tbl_name = ?, sql = ? WHERE rowid = ?",
+                             (*want, rowid))
+                fixed.append(name)
+        conn.commit()
+        return [f"the schema entry of {', '.join(fixed)} was damaged and was rewritten in the copy read"
+                ] if fixed else []
+    except sqlite3.DatabaseError:
+        return []
+    finally:
+        conn.close()
 
 
 def _salvage(conn: sqlite3.Connection, table: str, cols: str, key: str | None = "id",
@@ -199,12 +251,9 @@ def _salvage(conn: sqlite3.Connection, table: str, cols: str, key: str | None = 
 class _Repair:
     """One repair: reads the damaged copy, writes the new session."""
 
-    def __init__(self, conn: sqlite3.Connection, source: Path, target: Path):
-        from .store import SessionStore
-
+    def __init__(self, conn: sqlite3.Connection, source: Path, target: Path, notes: list[str]):
         self.conn, self.source, self.target = conn, source, target
-        self.store_cls = SessionStore
-        self.notes: list[str] = []
+        self.notes: list[str] = list(notes)
 
     def _read(self, table: str, cols: str, key: str | None = "id", hint_ids=frozenset()):
         found, partial = _salvage(self.conn, table, cols, key, set(hint_ids))
