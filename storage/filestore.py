@@ -75,39 +75,35 @@ def _touch(path: Path) -> None:
         pass
 
 
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def os_error_to_storage(exc: OSError, what: str):
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return DiskFullError(
-            f"The disk is full: {what} could not be written ({exc.strerror or exc}). Nothing "
-            "already saved in the session was lost; free some space and try again."
-        )
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return ReadOnlySessionError(
-            f"{what} could not be written because the session folder is read-only "
-            f"({exc.strerror or exc}). Open the session read-only or copy it somewhere writable."
-        )
+    """The error for a file of the session that could not be written."""
+    reason = exc.strerror or exc
+    if exc.errno in _FULL:
+        return DiskFullError(f"The disk is full: {what} could not be written ({reason}). Nothing "
+                             "already saved in the session was lost; free some space and try again.")
+    if exc.errno in _DENIED:
+        return ReadOnlySessionError(f"{what} could not be written because the session folder is read-only "
+                                    f"({reason}). Open the session read-only or copy it somewhere writable.")
     return StorageWriteError(f"{what} could not be written: {exc}. Nothing already saved was lost.")
 
 
 def destination_error(exc: OSError, path: Path):
     """The error for a file written *outside* the session at the user's request (an export, an
     archive, ``run --out``): it names that file and its folder, never the session."""
-    path = Path(path)
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return DiskFullError(
-            f"The disk is full: {path} could not be written ({reason}). Free some space or choose "
-            "a folder on another disk."
-        )
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return StorageWriteError(
-            f"{path} could not be written: the folder {path.parent} is read-only or not yours to "
-            f"write to ({reason}). Choose another folder."
-        )
+    path, reason = Path(path), exc.strerror or str(exc)
+    if exc.errno in _FULL:
+        return DiskFullError(f"The disk is full: {path} could not be written ({reason}). Free some space "
+                             "or choose a folder on another disk.")
+    if exc.errno in _DENIED:
+        return StorageWriteError(f"{path} could not be written: the folder {path.parent} is read-only or "
+                                 f"not yours to write to ({reason}). Choose another folder.")
     if exc.errno == errno.ENOTDIR or isinstance(exc, (FileExistsError, NotADirectoryError)):
-        return StorageWriteError(
-            f"{path} could not be written: {exc.filename or path.parent} is a file, not a folder."
-        )
+        return StorageWriteError(f"{path} could not be written: {exc.filename or path.parent} is a file, "
+                                 "not a folder.")
     return StorageWriteError(f"{path} could not be written: {reason}.")
 
 

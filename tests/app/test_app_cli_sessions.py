@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import sqlite3
 import subprocess
 import sys
@@ -38,28 +37,10 @@ def _session(folder: Path) -> list[int]:
                 for i, p in enumerate(["fine", "bell \x07 esc \x1b[2J nul \x00 \ud800", "other"])]
 
 
-def _read_only(folder: Path):
-    """Make ``folder`` really read-only (root ignores permission bits: use chattr). Returns an undo."""
-    paths = [folder, *sorted(folder.rglob("*"))]
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in paths}
-        for p in reversed(paths):
-            p.chmod(p.stat().st_mode & ~0o222)
-        return lambda: [p.chmod(m) for p, m in modes.items()]
-    done = []
-    for p in paths:
-        if subprocess.run(["chattr", "+i", str(p)], capture_output=True).returncode != 0:
-            for q in done:
-                subprocess.run(["chattr", "-i", str(q)])
-            pytest.skip("cannot make a read-only folder as root here")
-        done.append(p)
-    return lambda: [subprocess.run(["chattr", "-i", str(q)]) for q in done]
-
-
-def test_history_and_export_of_a_read_only_session(env_plain, tmp_path):
+def test_history_and_export_of_a_read_only_session(env_plain, tmp_path, make_read_only):
     folder = tmp_path / "s"
     ids = _session(folder)
-    undo = _read_only(folder)
+    undo = make_read_only(folder)
     try:
         h = cli(["history", "--session", folder], env_plain)
         assert h.returncode == 0, h.stderr
