@@ -408,8 +408,8 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         width, height = params.width or native, params.height or native
     check_size(width, be.size_multiple, "width")
     check_size(height, be.size_multiple, "height")
-    _check_memory(loaded, be.name, str(be.device), str(getattr(be, "dtype", "float32")), width, height, params,
-                  warnings)
+    need = _check_memory(loaded, be.name, str(be.device), str(getattr(be, "dtype", "float32")), width, height,
+                         params, warnings)
     scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides)
     seed = resolve_seed(params.seed)
     n_total = params.batch_size * params.batch_count
@@ -430,7 +430,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     stack = contextlib.ExitStack()
     try:
         if be.name == "torch":
-            stack.enter_context(_responsive(loaded.pipe, reporter, width, height))
+            stack.enter_context(_responsive(loaded.pipe, reporter, width, height, need))
         need_matrix = record_trajectory or on_preview is not None
         matrix = fit_latent_rgb(be, key=f"{loaded.hash}:{be.name}") if need_matrix else None
         t0 = time.perf_counter()
@@ -512,26 +512,37 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
 
 
 def _check_memory(loaded, backend: str, device: str, dtype: str, width: int, height: int,
-                  params: GenerationParams, warnings: list[str]) -> None:
-    """Refuse (``ParamError``) a size whose estimated memory does not fit on the device."""
+                  params: GenerationParams, warnings: list[str]):
+    """Refuse (``ParamError``) a size whose estimated memory does not fit on the device; returns
+    the estimate."""
     from plugins.diffusion_common import memory
 
     pipe = getattr(loaded, "pipe", None)
     config = memory.model_memory_config(pipe) if pipe is not None else memory.folder_memory_config(loaded.info.path)
-    memory.check(config, width, height, int(params.batch_size), float(params.guidance) > 1.0, backend,
-                 device.split(" ")[0], dtype.replace("torch.", ""))
+    need = memory.check(config, width, height, int(params.batch_size), float(params.guidance) > 1.0, backend,
+                        device.split(" ")[0], dtype.replace("torch.", ""))
     if backend == "torch" and memory.tiled_decode(width, height):
         warnings.append(f"the image was decoded by the VAE in {memory.TILE}-pixel tiles (it is large): bounded "
                         "memory, and a cancel takes effect between tiles")
+    return need
+
+
+#: Above this estimated peak a step is long enough to check for a cancel between layers (the
+#: checks cost about 10 % of a step of a tiny model at its native size, nothing measurable at
+#: large sizes).
+RESPONSIVE_ABOVE = 256 * 1024**2
 
 
 @contextlib.contextmanager
-def _responsive(pipe, reporter: _Reporter, width: int, height: int):
-    """Cancel within a second inside a step: checks between layers, sliced CPU attention, and
-    large images decoded in tiles (see plugins.diffusion_common.responsive)."""
+def _responsive(pipe, reporter: _Reporter, width: int, height: int, need):
+    """At large sizes, cancel within a second inside a step: checks between layers, sliced CPU
+    attention, and images decoded in tiles (see plugins.diffusion_common.responsive)."""
     from plugins.diffusion_common.memory import tiled_decode
     from plugins.diffusion_common.responsive import responsive, tiled_vae
 
+    if need.total <= RESPONSIVE_ABOVE and not tiled_decode(width, height):
+        yield  # steps are short: the check between steps is enough
+        return
     models = [getattr(pipe, name, None) for name in ("unet", "transformer", "vae")]
     with responsive(models, reporter.check, reporter.alive), \
             tiled_vae(getattr(pipe, "vae", None), tiled_decode(width, height)):
@@ -593,7 +604,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     height = params.height or (init.shape[0] // multiple * multiple if init is not None else native)
     check_size(width, multiple, "width")
     check_size(height, multiple, "height")
-    _check_memory(loaded, "torch", str(loaded.device), str(loaded.dtype), width, height, params, warnings)
+    need = _check_memory(loaded, "torch", str(loaded.device), str(loaded.dtype), width, height, params, warnings)
     original_scheduler = pipe.scheduler
     scheduler = make_scheduler(params.scheduler, loaded.scheduler_config or original_scheduler.config,
                                flow_matching=flow, overrides=overrides)
@@ -662,7 +673,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
 
                 kwargs.update(image=Image.fromarray(init).resize((width, height)), strength=strength)
             t0 = time.perf_counter()
-            with _responsive(pipe, reporter, width, height):
+            with _responsive(pipe, reporter, width, height, need):
                 out = runner(**kwargs)
             timings["denoise"] += time.perf_counter() - t0
             arr = np.asarray(out.images)
