@@ -705,6 +705,9 @@ def open_session(folder: str | os.PathLike, *, recover: bool = True) -> Any:
     from storage import SessionStore, StorageError
 
     store = SessionStore.open(folder)
+    if store.damage:
+        _log.warning("the session %s is damaged (%s): runs cannot be recorded in it; 'implicit-studio session "
+                     "repair' copies what it holds into a new session", folder, "; ".join(store.damage[:2]))
     crashguard.prepare(store)
     if recover:
         try:
