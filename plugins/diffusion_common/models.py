@@ -587,6 +587,8 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
         import torch
 
         torch_dtype = getattr(torch, dtype)
+        if info.format == "diffusers":
+            refuse_pickled_components(path, allow_pickle)
         try:
             if info.format == "single-file":
                 pipe = _load_single_file(source, info, torch_dtype, options, cache_dir)
@@ -625,6 +627,7 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
             if is_oom(exc):
                 raise oom_error(exc, device, "model loading") from exc
             raise
+        check_finite_weights(pipe, path if info.format == "diffusers" else None, path)
         sched = getattr(pipe, "scheduler", None)
         loaded = LoadedModel(pipe=pipe, info=info, hash=digest, device=device, dtype=dtype,
                              scheduler_config=dict(sched.config) if sched is not None else {})
@@ -652,6 +655,59 @@ def default_cache_dir() -> Path:
     """The cache folder of this shared library for callers outside a run (scripts, tests) that
     give none; a run passes its own ``ctx.cache_dir``."""
     return RunContext(plugin="diffusion_common").cache_dir
+
+
+def refuse_pickled_components(folder: Path, allow_pickle: bool = False) -> None:
+    """Refuse a diffusers folder whose component holds its weights only in a pickle file
+    (``diffusion_pytorch_model.bin``...), before anything is loaded: pickle files can run code
+    when opened. With ``allow_pickle`` they are read by diffusers with ``torch.load``."""
+    if allow_pickle:
+        return
+    for part in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = [f for f in part.iterdir() if f.is_file()]
+        if any(f.suffix == ".safetensors" for f in files):
+            continue
+        pickled = sorted(f for f in files if f.suffix.lower() in PICKLE_SUFFIXES)
+        if pickled:
+            raise ModelError(f"{part.name}/{pickled[0].name} in {folder} is a pickled weights file and there is no "
+                             ".safetensors beside it; pickle files can run code when opened, so it was refused "
+                             "before loading. Convert it to .safetensors, or allow pickled checkpoints explicitly "
+                             "(they are then read with torch.load(weights_only=True))")
+
+
+COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def check_finite_weights(pipe, folder: Path | None, source: Path) -> None:
+    """Refuse weights holding NaN or infinity (a damaged or badly converted model draws black
+    pictures). One pass over the weights when the model is loaded; names the file."""
+    import torch
+
+    for name in COMPONENTS:
+        module = getattr(pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for pname, param in module.named_parameters():
+            if torch.isfinite(param).all():
+                continue
+            where = source
+            if folder is not None:
+                files = sorted((folder / name).glob("*.safetensors")) or sorted((folder / name).glob("*"))
+                where = Path(name) / files[0].name if files else Path(name)
+                where = f"{where} in {folder}"
+            raise ModelError(f"the weights of the {name} ({where}) hold NaN or infinite values (tensor {pname}); "
+                             "the model cannot make pictures. Download or export it again")
+
+
+def check_finite_output(values, path: Path, what: str) -> None:
+    """Refuse a NaN/inf output (it would be saved as a black picture recorded as a success)."""
+    import torch
+
+    finite = torch.isfinite(values).all() if isinstance(values, torch.Tensor) else bool(
+        __import__("numpy").isfinite(values).all())
+    if not finite:
+        raise ModelError(f"the model at {path} produced NaN or infinite values in {what}, so its picture would "
+                         "be black; its weights may be damaged or overflow in this precision (try float32)")
 
 
 # ------------------------------------------------------------------------------------------------
