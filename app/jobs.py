@@ -170,6 +170,10 @@ def resolve_model_path(value: str) -> Optional[Path]:
         from app import paths
 
         return paths.default_model_onnx_dir()
+    if value == "default-1step":
+        from app import paths
+
+        return paths.default_student_dir()
     p = Path(value)
     return p if p.exists() else None
 

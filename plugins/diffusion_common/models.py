@@ -91,9 +91,13 @@ class ModelInfo:
 # Resolving a model reference
 # ------------------------------------------------------------------------------------------------
 
+#: The name of the bundled model's one-step student (``resources/models/default-1step``).
+STUDENT_ALIAS = "default-1step"
+
+
 def resolve_model_path(ref: str | os.PathLike | None) -> Path:
-    """``"default"`` (or empty) -> the bundled model folder; otherwise the path itself. Raises
-    :class:`ModelError` when it does not exist."""
+    """``"default"`` (or empty) -> the bundled model folder, ``"default-1step"`` -> its one-step
+    student; otherwise the path itself. Raises :class:`ModelError` when it does not exist."""
     text = "default" if ref is None else os.fspath(ref).strip()
     if text in ("", "default"):
         from app.paths import default_model_dir
@@ -102,6 +106,14 @@ def resolve_model_path(ref: str | os.PathLike | None) -> Path:
         if not path.exists():
             raise ModelError(f"the bundled default model is missing: {path} does not exist "
                              "(reinstall Implicit Studio or choose another model)")
+        return path
+    if text == STUDENT_ALIAS:
+        from app.paths import default_student_dir
+
+        path = default_student_dir()
+        if not (path / "model_index.json").is_file():
+            raise ModelError(f"the bundled model's one-step student is missing: {path} has no model_index.json "
+                             "(reinstall Implicit Studio, or make one with: implicit-studio run distill)")
         return path
     path = Path(text).expanduser()
     if not path.exists():

@@ -282,6 +282,32 @@ class _ExportOnly:
     device: str = "cpu"
 
 
+#: At most this many steps with the bundled model are drawn by its one-step student instead.
+STUDENT_STEPS = 4
+
+
+def pick_student(model, params: GenerationParams) -> tuple[Any, GenerationParams, str]:
+    """The bundled model's one-step student (``default-1step``) where the default model is asked for
+    1-4 steps of text-to-image: it draws in one step, without guidance (distilled into it), what the
+    teacher draws worse in so few steps. Image-to-image and LoRAs keep the teacher, as does the
+    default model named by its folder. Returns (model, parameters, a sentence saying so or "")."""
+    from plugins.diffusion_common.models import STUDENT_ALIAS
+
+    if str(model or "default").strip() != "default" or int(params.steps) > STUDENT_STEPS or \
+            params.init_image is not None or params.loras:
+        return model, params, ""
+    from app.paths import default_student_dir
+
+    if not (default_student_dir() / "model_index.json").is_file():
+        return model, params, ""
+    note = (f"{params.steps} step{'s' if params.steps != 1 else ''} of the default model: drawn by its one-step "
+            f"student ({STUDENT_ALIAS}) in 1 step without guidance; give the default model's folder to draw the "
+            "teacher itself")
+    if params.negative_prompt.strip():
+        note += " (the negative prompt is not used: the student draws without guidance)"
+    return STUDENT_ALIAS, dataclasses.replace(params, steps=1, guidance=1.0, scheduler="default"), note
+
+
 def _onnx_without_torch_model(model, onnx_dir) -> Optional[_ExportOnly]:
     """When an ONNX export of ``model`` already exists (or ``onnx_dir`` is given), run it without
     loading the torch weights at all."""
@@ -345,6 +371,7 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
         raise ParamError(f"Backend: unknown backend {backend!r}; use torch or onnx", "backend")
     t_start = time.perf_counter()
     params, overrides = apply_preset(params)
+    model, params, student_note = pick_student(model, params)
     if backend == "onnx":
         device, dtype = "cpu", "float32"  # the torch side only exports (float32) and does scheduler maths
     loaded = None
@@ -370,6 +397,8 @@ def generate(params: GenerationParams, model: str | os.PathLike = "default", *, 
         if is_oom(exc):
             raise oom_error(exc, device) from exc
         raise
+    if student_note:
+        result.warnings.insert(0, student_note)
     result.timings["load"] = t_loaded - t_start
     result.timings["total"] = time.perf_counter() - t_start
     return result
