@@ -1,7 +1,7 @@
 """The bundled model's own evaluation (held-out prompts, the non-learned detector) for one-step students.
 
-    python -m lab.distill.evaluate --student DIR [--teacher DIR] [--prompts 200] [--seeds 2]
-                                   [--teacher-steps 1,2,4,25] [--student-steps 1] [--json OUT]
+    python -m lab.distill.evaluate [--student DIR] [--teacher DIR] [--prompts 200] [--seeds 2]
+                                   [--teacher-steps 1,2,4,25] [--student-steps 1] [--reuse-teacher JSON] [--json OUT]
 
 The student is drawn as the studio draws it: its own scheduler (one DDIM step from pure noise that
 returns the clean prediction), no guidance. The teacher is drawn with DDIM at guidance 5, as its
@@ -54,7 +54,7 @@ def generator_scores(distiller, n_prompts: int = 48, seeds=(0,), batch: int = 48
             x0 = distiller.generate(z, distiller.teacher.encode([s.caption for s in sc]), unet=distiller.student_unet())
             images.extend(to_uint8_images(vae.decode(x0 / sf, return_dict=False)[0]))
     row = score_images(asked, images, _reference_sharpness(scenes))
-    row["seconds"] = time.perf_counter() - t0
+    row["eval_seconds"] = time.perf_counter() - t0
     return row
 
 
@@ -77,13 +77,17 @@ def main(argv=None) -> int:
     from plugins.default_model.evaluate import evaluate
 
     p = argparse.ArgumentParser(prog="python -m lab.distill.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--student", type=Path, required=True, help="the student's diffusers folder")
+    p.add_argument("--student", type=Path, default=None, help="the student's diffusers folder")
     p.add_argument("--teacher", type=Path, default=None, help="the teacher's folder (default: the bundled model)")
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--student-steps", default="1")
-    p.add_argument("--teacher-steps", default="1,2,4,25", help="'' for none")
+    p.add_argument("--teacher-steps", default="1,2,4,25", help="DDIM steps of the teacher at --guidance ('' for none)")
+    p.add_argument("--teacher-unguided-steps", default="1",
+                   help="DDIM steps of the teacher without guidance (where the student starts; '' for none)")
     p.add_argument("--guidance", type=float, default=5.0, help="the teacher's guidance")
+    p.add_argument("--reuse-teacher", type=Path, default=None,
+                   help="take the teacher's rows from this earlier --json output instead of drawing them again")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
@@ -92,14 +96,26 @@ def main(argv=None) -> int:
             p.error(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     seeds = tuple(range(a.seeds))
     steps = lambda text: tuple(int(s) for s in text.split(",") if s.strip())  # noqa: E731
-    res = {"student": evaluate(a.student, a.prompts, seeds, steps(a.student_steps), 1.0, a.threads)}
-    if steps(a.teacher_steps):
-        res["teacher"] = evaluate(a.teacher or default_model_dir(), a.prompts, seeds, steps(a.teacher_steps),
-                                  a.guidance, a.threads)
-    rows = [(f"student ({a.student.name})", r) for r in res["student"]["by_steps"].values()]
-    rows = [(f"{label} | {s}", r) for (label, r), s in zip(rows, res["student"]["by_steps"])]
-    for s, r in res.get("teacher", {}).get("by_steps", {}).items():
-        rows.append((f"teacher, DDIM, guidance {a.guidance:g} | {s}", r))
+    teacher = a.teacher or default_model_dir()
+    res: dict = {}
+    if a.reuse_teacher:
+        old = json.loads(a.reuse_teacher.read_text())
+        res.update({k: old[k] for k in ("teacher", "teacher_unguided") if k in old})
+        if any(res[k]["prompts"] != a.prompts or len(res[k]["seeds"]) != a.seeds for k in res):
+            p.error(f"{a.reuse_teacher} was made with other prompts or seeds")
+    else:
+        if steps(a.teacher_steps):
+            res["teacher"] = evaluate(teacher, a.prompts, seeds, steps(a.teacher_steps), a.guidance, a.threads)
+        if steps(a.teacher_unguided_steps):
+            res["teacher_unguided"] = evaluate(teacher, a.prompts, seeds, steps(a.teacher_unguided_steps), 1.0,
+                                               a.threads)
+    if a.student is not None:
+        res["student"] = evaluate(a.student, a.prompts, seeds, steps(a.student_steps), 1.0, a.threads)
+    rows = [(f"student ({a.student.name}) | {s}", r) for s, r in res.get("student", {}).get("by_steps", {}).items()]
+    rows += [(f"teacher, DDIM, guidance {a.guidance:g} | {s}", r)
+             for s, r in res.get("teacher", {}).get("by_steps", {}).items()]
+    rows += [(f"teacher, DDIM, no guidance | {s}", r)
+             for s, r in res.get("teacher_unguided", {}).get("by_steps", {}).items()]
     print(table(rows))
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))

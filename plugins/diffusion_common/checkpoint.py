@@ -15,6 +15,7 @@ Also here: the compute-time account of a run that several processes continue one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -117,6 +118,16 @@ class ComputeClock:
         self.wall_before = float(meta.get("seconds", 0.0))
         self.cpu_before = float(meta.get("cpu_seconds", 0.0))
         self.t0, self.c0 = time.time(), time.process_time()
+
+    @contextlib.contextmanager
+    def excluded(self):
+        """Time spent inside (an evaluation between iterations, say) is not the run's."""
+        t, c = time.time(), time.process_time()
+        try:
+            yield
+        finally:
+            self.t0 += time.time() - t
+            self.c0 += time.process_time() - c
 
     def totals(self) -> dict:
         return {"seconds": self.wall_before + time.time() - self.t0,

@@ -563,7 +563,7 @@ def export_student(distiller: Distiller, dest: Path, record: dict) -> Path:
 # A run
 # ------------------------------------------------------------------------------------------------
 
-def _mean_tail(values: Sequence[float], n: int = 20) -> float:
+def tail_mean(values: Sequence[float], n: int = 20) -> float:
     tail = list(values[-n:])
     return sum(tail) / len(tail) if tail else float("nan")
 
@@ -573,7 +573,8 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
         on_preview: Callable[[Any], None] | None = None, on_metric: Callable[[str, float, float], None] | None = None,
         is_cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
         export: bool = True, allow_pickle: bool = False, load_options=None,
-        stop_after: Optional[int] = None) -> DistillReport:
+        stop_after: Optional[int] = None,
+        on_checkpoint: Callable[[Distiller, dict], None] | None = None) -> DistillReport:
     """Distil ``teacher_ref`` into a one-step student in folder ``out`` (resuming its checkpoint).
 
     Calls ``on_progress(step, total, message)`` after every iteration (the message carries the losses
@@ -582,7 +583,8 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     iterations. ``is_cancelled()`` (or ``on_progress`` raising) stops the run after writing a
     checkpoint of the last finished iteration. ``stop_after`` ends this process's share of the run after
     that many iterations (checkpointed; the run resumes later). The student folder is written at the
-    end (``out/student``).
+    end (``out/student``). ``on_checkpoint(distiller, meta)`` is called after every checkpoint written
+    between iterations (to evaluate the generator as the run goes); its time is not counted as the run's.
     """
     import torch
 
@@ -617,7 +619,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     preview_prompts = list(preview_prompts or prompts[:8])
     report = DistillReport(out=out, step=distiller.step, total=cfg.iterations, resumed_from=resumed_from)
 
-    def checkpoint() -> None:
+    def checkpoint() -> dict:
         totals = clock.totals()
         save_state(ck, distiller.state(), {
             "format": FORMAT, "step": distiller.step, "losses": distiller.losses, "config": cfg.record(),
@@ -625,6 +627,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
             "precisions": precisions, "device": device, **totals,
             "seconds_per_iteration": report.seconds_per_iteration})
         report.seconds, report.cpu_seconds = totals["seconds"], totals["cpu_seconds"]
+        return totals
 
     def cancelled() -> bool:
         return bool(is_cancelled and is_cancelled())
@@ -673,12 +676,15 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
                     checkpoint()  # a cancel raised from the progress callback keeps this iteration
                     raise
             if step % 25 == 0 or step == resumed_from + 1:
-                log(msg + f" (mean of 20: generator {_mean_tail(distiller.losses['generator']):.4f}, "
-                          f"fake {_mean_tail(distiller.losses['fake']):.4f})")
+                log(msg + f" (mean of 20: generator {tail_mean(distiller.losses['generator']):.4f}, "
+                          f"fake {tail_mean(distiller.losses['fake']):.4f})")
             if device == "cpu" and not cfg.threads and step % 10 == 0:
                 adapt_threads(max_threads)
             if step % cfg.checkpoint_every == 0 or step == end:
-                checkpoint()
+                totals = checkpoint()
+                if on_checkpoint is not None:
+                    with clock.excluded():
+                        on_checkpoint(distiller, {"step": step, **totals})
             if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.iterations):
                 show_preview()
     except _Stop:

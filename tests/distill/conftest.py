@@ -1,4 +1,7 @@
-"""Fixtures of the distillation tests: a tiny random SD-structured teacher and a prompts file."""
+"""Fixtures of the distillation tests: a tiny random SD-structured teacher, a prompts file and a student.
+
+Hashes and ONNX exports go to the studio's cache folder, which the suite's root conftest puts in a
+temporary data folder; the runs fix their thread count (one), so that they repeat bit for bit."""
 
 import os
 from pathlib import Path
@@ -9,21 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPTS = ["a red circle in the center on a white background", "a small blue square at the top left",
            "a green star at the bottom on a black background", "a big yellow ring on blue"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Hashes (and any ONNX export) go to a temporary folder; one thread, so runs repeat bit for bit."""
-    import torch
-
-    torch.set_num_threads(1)
-    old = os.environ.get("IMPLICIT_STUDIO_CACHE_DIR")
-    os.environ["IMPLICIT_STUDIO_CACHE_DIR"] = str(tmp_path_factory.mktemp("distill_cache"))
-    yield
-    if old is None:
-        os.environ.pop("IMPLICIT_STUDIO_CACHE_DIR", None)
-    else:
-        os.environ["IMPLICIT_STUDIO_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="session")
