@@ -101,7 +101,7 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         "`train_student` writes the bundled model's training captions to `DIR/prompts.txt` (`lab/distill/prompts.py`: "
         "scenes and wordings of its training set, never the evaluation's) and runs the same distillation as "
         f"`implicit-studio run distill --teacher default --method {cfg['method']} --prompts DIR/prompts.txt "
-        f"--out DIR --iterations {cfg['iterations']} {flags}`, scoring the generator on held-out prompts as it goes. "
+        f"--run-dir DIR --iterations {cfg['iterations']} {flags}`, scoring the generator on held-out prompts as it goes. "
         "It checkpoints (safetensors, atomic) and resumes when run again on the same folder.",
         "",
         f"- Settings: {cfg['iterations']} generator updates, batch {cfg['batch']}, "

@@ -3,7 +3,7 @@
     python -m lab.distill.train_student --out DIR [--method sid|dmd] [--iterations N] [--eval-every 100]
                                         [distill settings: --batch --lr --fake-lr --guidance ...]
 
-The same distillation as ``implicit-studio run distill --teacher default --prompts PROMPTS --out DIR``
+The same distillation as ``implicit-studio run distill --teacher default --prompts PROMPTS --run-dir DIR``
 (``plugins.distill.compute.run``, the same defaults) with the bundled model's training captions as its
 prompts (``lab.distill.prompts``, written to ``DIR/prompts.txt`` once) and, after every ``--eval-every``
 iterations, the generator scored on held-out prompts by the bundled model's detector
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-prompts", type=int, default=48)
     p.add_argument("--prompt-count", type=int, default=20000)
+    p.add_argument("--export-now", action="store_true",
+                   help="only write the student of the last checkpoint to DIR/student (the run can go on after)")
     for name, kind in (("batch", int), ("lr", float), ("fake_lr", float), ("guidance", float),
                        ("fake_guidance", float), ("alpha", float), ("fake_updates", int), ("ema_halflife", float),
                        ("checkpoint_every", int), ("preview_every", int), ("threads", int), ("precision", str),
@@ -55,6 +57,10 @@ def main(argv=None) -> int:
 
     from .evaluate import generator_scores
     from .prompts import training_prompts
+
+    if a.export_now:
+        print(f"student written to {compute.export_run('default', a.out)}")
+        return 0
 
     settings = dict(RECIPE[a.method])
     for key in ("batch", "lr", "fake_lr", "guidance", "fake_guidance", "alpha", "fake_updates", "ema_halflife",

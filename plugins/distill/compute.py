@@ -594,7 +594,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     cfg = cfg.resolved()
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ParamError(f"Out: {out} is a file; give a folder for the run", "out")
+        raise ParamError(f"Run dir: {out} is a file; give a folder for the run", "run_dir")
     ck = out / CHECKPOINT
     tensors, meta = load_state(ck)
     if meta is not None:
@@ -606,8 +606,8 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     torch.set_flush_denormal(True)  # tiny activations otherwise slow CPU arithmetic many times over
     teacher = load_teacher(teacher_ref, device=device, allow_pickle=allow_pickle, load_options=load_options)
     if meta is not None and meta.get("teacher_hash") not in (None, teacher.hash):
-        raise ParamError(f"Out: {out} holds a run distilling another model (hash {meta['teacher_hash'][:12]}, "
-                         f"not {teacher.hash[:12]}); use a new folder", "out")
+        raise ParamError(f"Run dir: {out} holds a run distilling another model (hash {meta['teacher_hash'][:12]}, "
+                         f"not {teacher.hash[:12]}); use a new folder", "run_dir")
     distiller = Distiller(teacher, cfg, device)
     if tensors is not None:
         distiller.load(tensors, meta)
@@ -664,11 +664,17 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
                 on_metric("fake-score loss", step, f_loss)
             msg = f"{cfg.method} iteration {step}/{cfg.iterations}: generator {g_loss:.4f}, fake {f_loss:.4f}"
             spi = report.seconds_per_iteration
+            left = ""
             if math.isfinite(spi):
-                msg += f"; {spi:.2f} s/iteration, ETA {_duration(spi * (cfg.iterations - step))}"
+                left = f", ETA {_duration(spi * (cfg.iterations - step))}"
+                msg += f"; {spi:.2f} s/iteration"
                 if step - timed_from == 2:  # the cost, measured, before the run goes on
-                    log(f"cost: {spi:.2f} s per iteration on {device} -> {cfg.iterations} iterations take about "
-                        f"{_duration(spi * cfg.iterations)} ({_duration(spi * (cfg.iterations - step))} left)")
+                    cost = (f"{spi:.2f} s per iteration on {device}: {cfg.iterations} iterations take about "
+                            f"{_duration(spi * cfg.iterations)} ({_duration(spi * (cfg.iterations - step))} left)")
+                    msg += f" (cost measured: {cost})"
+                    log("cost: " + cost)
+            if step == resumed_from + 1 and resumed_from:
+                msg += f" (resumed from the checkpoint of iteration {resumed_from})"
             if on_progress is not None:
                 try:
                     on_progress(step, cfg.iterations, msg)
@@ -676,7 +682,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
                     checkpoint()  # a cancel raised from the progress callback keeps this iteration
                     raise
             if step % 25 == 0 or step == resumed_from + 1:
-                log(msg + f" (mean of 20: generator {tail_mean(distiller.losses['generator']):.4f}, "
+                log(msg + left + f" (mean of 20: generator {tail_mean(distiller.losses['generator']):.4f}, "
                           f"fake {tail_mean(distiller.losses['fake']):.4f})")
             if device == "cpu" and not cfg.threads and step % 10 == 0:
                 adapt_threads(max_threads)
@@ -703,6 +709,29 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     return report
 
 
+def export_run(teacher_ref: str, run_dir: str | Path, dest: str | Path | None = None, device: str = "cpu") -> Path:
+    """Write the student of a run's checkpoint, finished or not, to ``dest`` (default ``run_dir/student``)."""
+    from plugins.diffusion_common.checkpoint import load_state
+
+    run_dir = Path(run_dir)
+    tensors, meta = load_state(run_dir / CHECKPOINT)
+    if tensors is None:
+        raise ParamError(f"Run dir: {run_dir} holds no distillation checkpoint", "run_dir")
+    if meta.get("format") != FORMAT:
+        raise ParamError(f"Run dir: {run_dir} holds no distillation checkpoint of this version", "run_dir")
+    teacher = load_teacher(teacher_ref, device=device)
+    if meta.get("teacher_hash") not in (None, teacher.hash):
+        raise ParamError(f"Run dir: {run_dir} distils another model than {teacher_ref}", "run_dir")
+    cfg = config_from({**meta["config"], "betas": tuple(meta["config"]["betas"])})
+    distiller = Distiller(teacher, cfg, device)
+    distiller.load(tensors, meta)
+    record = {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": cfg.method,
+              "iterations": distiller.step, "config": cfg.record(), "seconds": round(float(meta.get("seconds", 0)), 1),
+              "cpu_seconds": round(float(meta.get("cpu_seconds", 0)), 1), "device": meta.get("device", device),
+              "precisions": meta.get("precisions")}
+    return export_student(distiller, Path(dest) if dest else run_dir / STUDENT, record)
+
+
 class _Stop(Exception):
     pass
 
@@ -719,14 +748,14 @@ def _duration(seconds: float) -> str:
 
 def _check_resume(meta: dict, cfg: DistillConfig, ck: Path) -> None:
     if meta.get("format") != FORMAT:
-        raise ParamError(f"Out: {ck}.safetensors is not a distillation checkpoint of this version; use a new folder",
-                         "out")
+        raise ParamError(f"Run dir: {ck}.safetensors is not a distillation checkpoint of this version; use a new "
+                         "folder", "run_dir")
     had = meta.get("config") or {}
     now = cfg.record()
     changed = [k for k in _FIXED if k in had and had[k] != now[k]]
     if changed:
         what = ", ".join(f"{k} {had[k]!r} (asked {now[k]!r})" for k in changed)
-        raise ParamError(f"Out: the run in {ck.parent} was started with {what}; resume it with the same settings "
+        raise ParamError(f"Run dir: the run in {ck.parent} was started with {what}; resume it with the same settings "
                          "or use a new folder", changed[0])
 
 

@@ -20,8 +20,8 @@ def tool_params():
         ChoiceParam(name="method", choices=METHOD_CHOICES, labels=METHOD_LABELS, default="sid",
                     help="sid: Score identity Distillation (gradients through the teacher and the fake-score "
                          "network); dmd: DMD2 distribution matching with several fake-score updates per step"),
-        PathParam(name="out", mode="dir", must_exist=False,
-                  help="the run's folder: checkpoints, preview.png and, at the end, the student (out/student); "
+        PathParam(name="run_dir", mode="dir", must_exist=False,
+                  help="the run's folder: checkpoints, preview.png and, at the end, the student (RUN_DIR/student); "
                        "running again on the same folder resumes"),
         PathParam(name="prompts", mode="open", filters=("Text files (*.txt)",),
                   help="training prompts, one a line (no images are needed)"),

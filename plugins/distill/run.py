@@ -19,15 +19,15 @@ def _defaults() -> dict:
     return {p.name: p.default for p in tool_params()}
 
 
-def run_distill(ctx, *, teacher: str = "default", method: str = "sid", out: str | None = None,
+def run_distill(ctx, *, teacher: str = "default", method: str = "sid", run_dir: str | None = None,
                 prompts: str | None = None, preview_prompts: str = "", export: bool = True, **settings):
-    """Distil ``teacher`` into a one-step student in ``out`` (resuming what is there)."""
+    """Distil ``teacher`` into a one-step student in ``run_dir`` (resuming what is there)."""
     from plugins.diffusion_common.errors import ParamError
 
     from . import compute
 
-    if not out:
-        raise ParamError("Out: a folder for the run is needed (checkpoints and the student go there)", "out")
+    if not run_dir:
+        raise ParamError("Run dir: a folder for the run is needed (checkpoints and the student go there)", "run_dir")
     values = {k: settings.get(k, v) for k, v in _defaults().items()
               if k in {f for f in compute.DistillConfig.__dataclass_fields__}}
     values["fake_updates"] = int(values.get("fake_updates") or 0) or None  # 0: the method's own
@@ -35,13 +35,13 @@ def run_distill(ctx, *, teacher: str = "default", method: str = "sid", out: str 
     train_prompts = compute.read_prompts(prompts)
     grid_prompts = [ln.strip() for ln in (preview_prompts or "").splitlines() if ln.strip()] or None
     report = compute.run(
-        teacher, out, cfg, train_prompts, device=ctx.device, preview_prompts=grid_prompts,
+        teacher, run_dir, cfg, train_prompts, device=ctx.device, preview_prompts=grid_prompts,
         on_progress=ctx.progress, on_preview=ctx.preview, on_metric=ctx.log_metric,
         is_cancelled=lambda: ctx.cancelled, log=ctx.logger.info, export=export)
     if report.cancelled:
         raise Cancelled(f"distillation cancelled at iteration {report.step}; the checkpoint in {report.out} "
                         "keeps it: run again on the same folder to resume")
-    meta = {"role": "student-preview", "out": str(report.out), "student": str(report.student or ""),
+    meta = {"role": "student-preview", "run_dir": str(report.out), "student": str(report.student or ""),
             "iteration": report.step, "iterations": report.total, "method": cfg.method,
             "seconds": round(report.seconds, 1), "cpu_seconds": round(report.cpu_seconds, 1),
             "seconds_per_iteration": report.seconds_per_iteration if math.isfinite(report.seconds_per_iteration)

@@ -453,7 +453,9 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         matrix = fit_latent_rgb(be, key=f"{loaded.hash}:{be.name}") if need_matrix else None
         t0 = time.perf_counter()
         cond, truncated = be.encode_prompt([params.prompt], params.clip_skip)
-        uncond, _ = be.encode_prompt([params.negative_prompt], params.clip_skip)
+        # without guidance (one-step students draw at guidance 1) the negative prompt is never read
+        uncond = be.encode_prompt([params.negative_prompt], params.clip_skip)[0] if float(params.guidance) > 1.0 \
+            else None
         if truncated:
             warnings.append(f"the prompt is longer than the model's {be.tokenizer.model_max_length} tokens; "
                             "the end was cut off")
@@ -476,7 +478,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
             else:
                 latents = scheduler.add_noise(init_latents.repeat(bsz, 1, 1, 1), noise, timesteps[:1].repeat(bsz))
             emb_c = cond.repeat(bsz, 1, 1)
-            emb_u = uncond.repeat(bsz, 1, 1)
+            emb_u = uncond.repeat(bsz, 1, 1) if uncond is not None else None
             rec = {"t": [], "sigma": [], "norm": [], "x0norm": [], "thumbs": []}
 
             def on_step(info):

@@ -43,7 +43,9 @@ def test_each_method_distils_a_tiny_teacher_into_a_one_step_student(teacher, pro
                          log=lambda msg: None)
     assert report.step == 4 and not report.cancelled
     assert [p[0] for p in progress] == [1, 2, 3, 4] and all(p[1] == 4 for p in progress)
-    assert "s/iteration, ETA" in progress[-1][2]  # the measured cost, from the third iteration on
+    # the cost, measured in the first iterations: said at the third, then seconds per iteration throughout
+    assert "cost measured: " in progress[2][2] and "4 iterations take about" in progress[2][2]
+    assert "s/iteration" in progress[-1][2]
     assert {n for n, _, _ in metrics} == {"generator loss", "fake-score loss"}
     assert all(np.isfinite(v) for _, _, v in metrics)
     assert len(report.losses["generator"]) == len(report.losses["fake"]) == 4
@@ -160,7 +162,7 @@ def test_plugin_conforms_and_declares_the_compute_tables():
     tool = plugin.studio_tools()[0]
     config_fields = set(compute.DistillConfig.__dataclass_fields__)
     # every setting of the tool is a field of the run's config (or the tool's own: where and what)
-    assert {p.name for p in tool.params} - config_fields == {"teacher", "out", "prompts", "preview_prompts", "export"}
+    assert {p.name for p in tool.params} - config_fields == {"teacher", "run_dir", "prompts", "preview_prompts", "export"}
 
 
 @pytest.fixture
@@ -175,7 +177,7 @@ def test_the_tool_runs_through_the_job_runner(runner, teacher, prompts_file, tmp
 
     events = []
     runner.add_listener(lambda ev: events.append(ev.kind))
-    params = {"teacher": str(teacher), "out": str(tmp_path / "run"), "prompts": str(prompts_file), "iterations": 3,
+    params = {"teacher": str(teacher), "run_dir": str(tmp_path / "run"), "prompts": str(prompts_file), "iterations": 3,
               "batch": 2, "preview_every": 3, "checkpoint_every": 3, "threads": 1}
     job = runner.run_sync("distill", params, device="cpu")
     assert job.state is JobState.FINISHED, job.error
@@ -187,6 +189,46 @@ def test_the_tool_runs_through_the_job_runner(runner, teacher, prompts_file, tmp
     assert [row[0] for row in table.rows] == [1, 2, 3]
     assert set(job.metrics) == {"generator loss", "fake-score loss"}
 
-    bad = runner.run_sync("distill", {**params, "out": str(tmp_path / "other"), "method": "dmd",
+    bad = runner.run_sync("distill", {**params, "run_dir": str(tmp_path / "other"), "method": "dmd",
                                       "fake_guidance": 2.0}, device="cpu")
     assert bad.state is JobState.FAILED and "without guidance" in bad.error
+
+
+def test_the_command_resumes_after_a_kill(teacher, prompts_file, tmp_path):
+    """`implicit-studio run distill` killed (SIGKILL) mid-run leaves a readable checkpoint, and the same
+    command on the same folder resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "app", "run", "distill", "--teacher", str(teacher), "--prompts", str(prompts_file),
+            "--run-dir", str(out), "--batch", "2", "--checkpoint-every", "1", "--preview-every", "0", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args + ["--iterations", "100000"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            _, meta = _checkpoint(out) if (out / "distill_ckpt.safetensors").exists() else (None, None)
+            if meta and meta["step"] >= 3:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it was killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, meta = _checkpoint(out)  # whatever moment the kill hit, the checkpoint reads whole
+    killed_at, kept = meta["step"], meta["losses"]["generator"]
+    assert killed_at >= 3 and len(kept) == killed_at
+    done = subprocess.run(args + ["--iterations", str(killed_at + 2)], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, meta = _checkpoint(out)
+    assert meta["step"] == killed_at + 2 and meta["losses"]["generator"][:killed_at] == kept  # resumed, not restarted
+    assert f"resumed from the checkpoint of iteration {killed_at}" in done.stdout + done.stderr
+    assert (out / "student" / "model_index.json").is_file()
