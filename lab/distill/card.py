@@ -82,7 +82,7 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         "",
         "```",
         "implicit-studio run text-to-image --model default-1step --steps 1 --guidance 1 --prompt \"a red circle in the center on a white background\"",
-        "implicit-studio run text-to-image --model default --steps 1 --prompt ...   # 1-4 steps of the default model: drawn by this student",
+        "implicit-studio run text-to-image --model default --steps 1 --prompt ...   # 1-4 steps of the default model: drawn by this student, no guidance",
         "```",
         "",
         "or with plain diffusers: `StableDiffusionPipeline.from_pretrained(DIR)(prompt, num_inference_steps=1, "
@@ -154,8 +154,9 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
     out += [
         "## Limits",
         "",
-        "It knows what its teacher knows (flat shapes, 64x64) and nothing else. Drawn with more than one step "
-        "(DDIM re-noising its own prediction) it is not what it was trained for; the studio draws it in one.",
+        "It knows what its teacher knows (flat shapes, 64x64) and nothing else. It was trained to draw in one "
+        "step; with 2-4 DDIM steps (each re-noising its own prediction, as the studio draws it when asked for "
+        "them) it draws as the table above says.",
     ]
     return "\n".join(out) + "\n"
 

@@ -288,9 +288,10 @@ STUDENT_STEPS = 4
 
 def pick_student(model, params: GenerationParams) -> tuple[Any, GenerationParams, str]:
     """The bundled model's one-step student (``default-1step``) where the default model is asked for
-    1-4 steps of text-to-image: it draws in one step, without guidance (distilled into it), what the
-    teacher draws worse in so few steps. Image-to-image and LoRAs keep the teacher, as does the
-    default model named by its folder. Returns (model, parameters, a sentence saying so or "")."""
+    1-4 steps of text-to-image: it draws them without guidance (distilled into it) with its own DDIM
+    scheduler, far better than the teacher draws in so few steps (its model card). Image-to-image and
+    LoRAs keep the teacher, as does the default model named by its folder. Returns (model, parameters,
+    a sentence saying so or "")."""
     from plugins.diffusion_common.models import STUDENT_ALIAS
 
     if str(model or "default").strip() != "default" or int(params.steps) > STUDENT_STEPS or \
@@ -301,11 +302,10 @@ def pick_student(model, params: GenerationParams) -> tuple[Any, GenerationParams
     if not (default_student_dir() / "model_index.json").is_file():
         return model, params, ""
     note = (f"{params.steps} step{'s' if params.steps != 1 else ''} of the default model: drawn by its one-step "
-            f"student ({STUDENT_ALIAS}) in 1 step without guidance; give the default model's folder to draw the "
-            "teacher itself")
+            f"student ({STUDENT_ALIAS}) without guidance; give the default model's folder to draw the teacher itself")
     if params.negative_prompt.strip():
         note += " (the negative prompt is not used: the student draws without guidance)"
-    return STUDENT_ALIAS, dataclasses.replace(params, steps=1, guidance=1.0, scheduler="default"), note
+    return STUDENT_ALIAS, dataclasses.replace(params, guidance=1.0, scheduler="default"), note
 
 
 def _onnx_without_torch_model(model, onnx_dir) -> Optional[_ExportOnly]:

@@ -53,11 +53,13 @@ def test_few_steps_of_the_default_model_are_drawn_by_its_student(bundled, teache
     few = generate(GenerationParams(prompt="a red circle", seed=1, steps=4, guidance=5.0), model="default",
                    record_trajectory=False)
     assert few.model["path"] == str(student)
-    assert few.params["steps"] == 1 and few.params["guidance"] == 1.0
+    assert few.params["steps"] == 4 and few.params["guidance"] == 1.0 and few.params["scheduler"] == "default"
     assert "drawn by its one-step student (default-1step)" in few.warnings[0]
-    by_name = generate(GenerationParams(prompt="a red circle", seed=1, steps=1, guidance=1.0), model="default-1step",
+    by_name = generate(GenerationParams(prompt="a red circle", seed=1, steps=4, guidance=1.0), model="default-1step",
                        record_trajectory=False)
     assert by_name.model["path"] == str(student) and np.array_equal(by_name.images[0], few.images[0])
+    one = generate(GenerationParams(prompt="a red circle", seed=1, steps=1), model="default", record_trajectory=False)
+    assert one.model["path"] == str(student) and one.params["steps"] == 1
 
     many = generate(GenerationParams(prompt="a red circle", seed=1, steps=5), model="default", record_trajectory=False)
     assert many.model["path"] == str(teacher) and not many.warnings
