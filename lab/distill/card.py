@@ -52,11 +52,19 @@ def floors_text(row: dict) -> str:
     return "; ".join(parts)
 
 
-def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = None, compare: dict | None = None) -> str:
-    meta = json.loads((run / "distill_ckpt.json").read_text())
-    cfg = meta["config"]
+def render_card(run: Path, student: Path, eval_json: dict, speed: dict | None = None,
+                compare: dict | None = None) -> str:
+    """The card of ``student`` (a folder the run wrote, at its last iteration or before it)."""
+    record = json.loads((student / "implicit_studio.json").read_text())["distilled"]
+    ckpt = json.loads((run / "distill_ckpt.json").read_text())
+    cfg, done = record["config"], int(record["iterations"])
+    meta = {"step": done, "seconds": record["seconds"], "cpu_seconds": record["cpu_seconds"],
+            "device": record.get("device"), "precisions": record.get("precisions"),
+            "seconds_per_iteration": ckpt.get("seconds_per_iteration"),
+            "losses": {k: v[:done] for k, v in ckpt["losses"].items()}}
     evals = [json.loads(ln) for ln in (run / "evals.jsonl").read_text().splitlines() if ln.strip()] \
         if (run / "evals.jsonl").exists() else []
+    evals = [e for e in evals if e["step"] <= done]
     student_rows = eval_json["student"]["by_steps"]
     teacher = eval_json.get("teacher", {})
     rows = [(f"student | {s}", r) for s, r in student_rows.items()]
@@ -88,12 +96,14 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         "or with plain diffusers: `StableDiffusionPipeline.from_pretrained(DIR)(prompt, num_inference_steps=1, "
         "guidance_scale=1)`. Live drawing uses `plugins.diffusion_common.onestep.OneStepGenerator`.",
         "",
-        f"- Size on disk: {_mb(dest) if dest.exists() else _mb(run / 'student'):.1f} MB (float32).",
+        f"- Size on disk: {_mb(student):.1f} MB (float32).",
         "",
         "## Training (reproducible)",
         "",
         "```",
         f"python -m lab.distill.train_student --out DIR --method {cfg['method']} --iterations {cfg['iterations']}",
+        *([f"python -m lab.distill.train_student --out DIR --export-now DIR/student   # at iteration {done}, "
+           "the run going on"] if done < cfg["iterations"] else []),
         f"python -m lab.distill.evaluate --student DIR/student --json eval.json",
         f"python -m lab.distill.card --run DIR --eval eval.json --speed speed.json --compare compare.json",
         "```",
@@ -113,7 +123,8 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         + f", timesteps {cfg['tmin']}-{cfg['tmax']}"
         + (f", EMA half-life {cfg['ema_halflife']:g} iterations (the shipped weights)" if cfg.get("ema_halflife") else
            ", no EMA (the shipped weights are the generator's)") + ".",
-        f"- Time: {meta['step']} iterations in **{_minutes(meta['seconds'])} of wall time** "
+        f"- Time: {meta['step']} of the run's {cfg['iterations']} planned iterations in **{_minutes(meta['seconds'])} "
+        "of wall time** "
         f"({_minutes(meta['cpu_seconds'])} of this process's CPU time), summed over the processes that ran them "
         f"(evaluations excluded), on {meta.get('device', 'cpu')} in "
         f"{'bfloat16 autocast' if meta.get('precisions') == ['bf16'] else 'float32'}"
@@ -122,8 +133,10 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         "",
     ]
     if evals:
-        out += ["Evaluated as it trained (48 held-out prompts, seed 0, one step; iteration 0 is the teacher's "
-                "own one-step picture without guidance, where the generator starts):", "", evals_table(evals), ""]
+        n_eval = evals[-1].get("prompts")
+        out += [f"Evaluated as it trained ({f'the first {n_eval} ' if n_eval else ''}held-out prompts, seed 0, one "
+                "step; iteration 0 is the teacher's own one-step picture without guidance, where the generator "
+                "starts):", "", evals_table(evals), ""]
     out += [
         "## Evaluation",
         "",
@@ -137,20 +150,41 @@ def render_card(run: Path, eval_json: dict, dest: Path, speed: dict | None = Non
         f"Floors asked of the student at one step: {floors_text(one)}.",
         "",
     ]
+    start = eval_json.get("teacher_unguided", {}).get("by_steps", {}).get("1")
+    if start:
+        moved = ", ".join(f"{k} {100 * start[k]:.1f} -> {100 * one[k]:.1f}%" for k in ("colour", "shape", "position",
+                                                                                      "count"))
+        out += [f"What the distillation changed: the generator starts as the teacher's UNet, whose one-step "
+                f"prediction without guidance is already a clean picture on this model (its scenes are nearly "
+                f"determined by their captions), so the starting point meets the floors. From there to the "
+                f"student: {moved}; sharpness ratio {start['sharpness_ratio']:.2f} -> {one['sharpness_ratio']:.2f} "
+                "(the teacher at 25 steps: see the table). Distillation moves the generator towards the teacher's "
+                "guided pictures, which this detector scores no higher than the teacher's own one-step mean.", ""]
     if speed:
         out += ["## Speed", "",
                 f"One 64x64 picture, median of {speed['rounds']} interleaved rounds in one process, "
-                f"{speed['threads']} threads ({speed['cpu']}; `benchmarks/bench_onestep.py`):", "",
+                f"{speed['threads']} thread{'s' if speed['threads'] != 1 else ''} ({speed['cpu']}; "
+                "`benchmarks/bench_onestep.py`):", "",
                 f"| backend | teacher, {speed['steps']} DDIM steps, guidance {speed['guidance']:g} | student, 1 step | "
                 "live one-step call | teacher / student |", "|---|---:|---:|---:|---:|"]
+        m, c = speed["median_s"], speed.get("median_cpu_s", {})
+        cell = lambda k: f"{m[k]:.4f} s" + (f" ({c[k]:.4f} s)" if k in c else "")  # noqa: E731
         for be in ("torch", "onnx"):
             if f"ratio_{be}" in speed:
-                m = speed["median_s"]
-                out.append(f"| {be} | {m[f'teacher-{be}']:.4f} s | {m[f'student-{be}']:.4f} s | "
-                           f"{m[f'live-{be}']:.4f} s | {speed[f'ratio_{be}']:.1f}x |")
+                ratio = f"{speed[f'ratio_{be}']:.1f}x" + (f" ({speed[f'ratio_cpu_{be}']:.1f}x)"
+                                                          if f"ratio_cpu_{be}" in speed else "")
+                out.append(f"| {be} | {cell(f'teacher-{be}')} | {cell(f'student-{be}')} | {cell(f'live-{be}')} | "
+                           f"{ratio} |")
+        if c:
+            out += ["", f"Wall seconds, and in brackets the process's CPU seconds (the machine's load average was "
+                    f"{speed.get('load_average', float('nan')):.1f} on its cores: where other work shares them, the "
+                    "CPU seconds are the steadier measure)."]
         out.append("")
     if compare:
-        out += ["## SiD against DMD2 after equal time", "", compare["text"], ""]
+        out += ["## SiD against DMD2 after equal time", "",
+                "Both runs on this teacher with the same batch, learning rates and guidance, started together on "
+                "the same machine (`python -m lab.distill.compare`; the evaluations each run made as it went, "
+                "each run read at its last evaluation before the time):", "", compare["text"], ""]
     out += [
         "## Limits",
         "",
@@ -166,24 +200,29 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m lab.distill.card", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--student", type=Path, default=None,
+                   help="the student to ship (default: RUN/student; or one python -m lab.distill.train_student "
+                        "--export-now wrote from an earlier checkpoint)")
     p.add_argument("--eval", type=Path, required=True)
     p.add_argument("--speed", type=Path, default=None)
     p.add_argument("--compare", type=Path, default=None)
     p.add_argument("--dest", type=Path, default=None, help="where the student goes (default: the bundled student's folder)")
     a = p.parse_args(argv)
     dest = a.dest or default_student_dir()
-    if not (a.run / "student" / "model_index.json").is_file():
-        p.error(f"{a.run} has no finished student (run lab.distill.train_student to its last iteration)")
+    student = a.student or a.run / "student"
+    if not (student / "model_index.json").is_file():
+        p.error(f"{student} is not a student folder (run lab.distill.train_student to its last iteration, "
+                "or --export-now)")
     tmp = dest.with_name(dest.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(a.run / "student", tmp)
+    shutil.copytree(student, tmp)
     shutil.copy2(a.eval, tmp / "evaluation.json")
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
     load = lambda path: json.loads(path.read_text()) if path else None  # noqa: E731
-    (dest / "README.md").write_text(render_card(a.run, load(a.eval), dest, load(a.speed), load(a.compare)))
+    (dest / "README.md").write_text(render_card(a.run, dest, load(a.eval), load(a.speed), load(a.compare)))
     print(f"student shipped to {dest} ({_mb(dest):.1f} MB)")
     return 0
 

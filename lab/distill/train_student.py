@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-prompts", type=int, default=48)
     p.add_argument("--prompt-count", type=int, default=20000)
-    p.add_argument("--export-now", action="store_true",
-                   help="only write the student of the last checkpoint to DIR/student (the run can go on after)")
+    p.add_argument("--export-now", type=Path, default=None, metavar="DEST",
+                   help="only write the student of the last checkpoint to DEST (the run can go on meanwhile)")
     for name, kind in (("batch", int), ("lr", float), ("fake_lr", float), ("guidance", float),
                        ("fake_guidance", float), ("alpha", float), ("fake_updates", int), ("ema_halflife", float),
                        ("checkpoint_every", int), ("preview_every", int), ("threads", int), ("precision", str),
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from .prompts import training_prompts
 
     if a.export_now:
-        print(f"student written to {compute.export_run('default', a.out)}")
+        print(f"student written to {compute.export_run('default', a.out, a.export_now)}")
         return 0
 
     settings = dict(RECIPE[a.method])
@@ -87,6 +87,7 @@ def main(argv=None) -> int:
         row = generator_scores(distiller, a.eval_prompts, (0,))
         rec = {**{k: round(v, 4) for k, v in row.items() if isinstance(v, float)},
                "step": meta["step"], "seconds": round(meta["seconds"], 1), "cpu_seconds": round(meta["cpu_seconds"], 1),
+               "prompts": a.eval_prompts,
                "generator_loss": _finite(compute.tail_mean(distiller.losses["generator"], a.eval_every)),
                "fake_loss": _finite(compute.tail_mean(distiller.losses["fake"], a.eval_every))}
         with evals.open("a") as f:
