@@ -144,6 +144,10 @@ def test_bad_input_gets_a_sentence(teacher, prompts_file, tmp_path):
         compute.read_prompts(empty)
     with pytest.raises(ParamError, match="unknown method"):
         compute.DistillConfig(method="gan").resolved()
+    # the fake network's guidance follows the method: SiD-LSG's equal guidance, DMD2's none
+    assert compute.DistillConfig(method="sid", guidance=3.0).resolved().fake_guidance == 3.0
+    assert compute.DistillConfig(method="dmd", guidance=3.0).resolved().fake_guidance == 1.0
+    assert compute.DistillConfig(method="dmd").resolved().fake_updates == 5
     with pytest.raises(ParamError, match="DMD2 trains and reads its fake-score network without guidance"):
         compute.DistillConfig(method="dmd", fake_guidance=2.0).resolved()
     with pytest.raises(ModelError, match="Stable Diffusion XL"):
