@@ -76,3 +76,25 @@ def mixed_precision(precision: str, device: str = "cpu"):
             yield
     finally:
         F.scaled_dot_product_attention = sdpa
+
+
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (torch offers no getter)."""
+    import torch
+
+    return float(torch.tensor([1e-40], dtype=torch.float32).mul(1.0).item()) == 0.0
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Flush denormal floats to zero inside (tiny activations on flat images otherwise slow CPU arithmetic
+    many times over), and leave the thread's setting as it was found: it is process state that other
+    code (a property-based test drawing subnormal floats, say) relies on."""
+    import torch
+
+    was = _flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was)

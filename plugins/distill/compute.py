@@ -34,6 +34,7 @@ import copy
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -318,6 +319,10 @@ class Distiller:
             out = unet(z, t, encoder_hidden_states=emb, return_dict=False)[0].float()
         return self.schedule.x0(out, z, t)
 
+    def _clean(self, unet, x_t, t, emb, uncond, scale: float):
+        """A score network's clean-latent prediction at (x_t, t), with guidance ``scale``."""
+        return self.schedule.x0(guided(unet, x_t, t, emb, uncond, scale, self.context), x_t, t)
+
     def _uncond(self, n: int):
         return self.uncond.expand(n, -1, -1)
 
@@ -358,8 +363,8 @@ class Distiller:
         try:
             if cfg.method == "sid":
                 x_t = self.schedule.add_noise(x_g, n, t)
-                y_fake = self.schedule.x0(guided(self.fake, x_t, t, emb, uncond, cfg.fake_guidance, self.context), x_t, t)
-                y_real = self.schedule.x0(guided(self.real, x_t, t, emb, uncond, cfg.guidance, self.context), x_t, t)
+                y_fake = self._clean(self.fake, x_t, t, emb, uncond, cfg.fake_guidance)
+                y_real = self._clean(self.real, x_t, t, emb, uncond, cfg.guidance)
                 with torch.no_grad():
                     w = (x_g - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-5)
                 diff = y_real - y_fake
@@ -368,8 +373,8 @@ class Distiller:
             else:
                 with torch.no_grad():
                     x_t = self.schedule.add_noise(x_g.detach(), n, t)
-                    y_fake = self.schedule.x0(guided(self.fake, x_t, t, emb, uncond, 1.0, self.context), x_t, t)
-                    y_real = self.schedule.x0(guided(self.real, x_t, t, emb, uncond, cfg.guidance, self.context), x_t, t)
+                    y_fake = self._clean(self.fake, x_t, t, emb, uncond, 1.0)
+                    y_real = self._clean(self.real, x_t, t, emb, uncond, cfg.guidance)
                     w = (x_g - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-5)
                     grad = torch.nan_to_num((y_fake - y_real) / w)
                 loss = 0.5 * (x_g - (x_g - grad).detach()).pow(2).mean()
@@ -595,6 +600,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     import torch
 
     from plugins.diffusion_common.checkpoint import ComputeClock, adapt_threads, load_state, save_state
+    from plugins.diffusion_common.precision import flush_denormals
 
     log = log or _log.info
     cfg = cfg.resolved()
@@ -605,114 +611,114 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
     tensors, meta = load_state(ck)
     if meta is not None:
         _check_resume(meta, cfg, ck)
-    cores = torch.get_num_threads() if device != "cpu" else (__import__("os").cpu_count() or 1)
+    cores = torch.get_num_threads() if device != "cpu" else (os.cpu_count() or 1)
     max_threads = cfg.threads or cores
     if device == "cpu":
         torch.set_num_threads(max_threads)
-    torch.set_flush_denormal(True)  # tiny activations otherwise slow CPU arithmetic many times over
-    teacher = load_teacher(teacher_ref, device=device, allow_pickle=allow_pickle, load_options=load_options)
-    if meta is not None and meta.get("teacher_hash") not in (None, teacher.hash):
-        raise ParamError(f"Run dir: {out} holds a run distilling another model (hash {meta['teacher_hash'][:12]}, "
-                         f"not {teacher.hash[:12]}); use a new folder", "run_dir")
-    distiller = Distiller(teacher, cfg, device)
-    if tensors is not None:
-        distiller.load(tensors, meta)
-        log(f"resuming at iteration {distiller.step} of {cfg.iterations} from {ck}.safetensors")
-    resumed_from = distiller.step
-    clock = ComputeClock(meta)
-    precisions = sorted(set((meta or {}).get("precisions") or ()) | {distiller.precision})
-    out.mkdir(parents=True, exist_ok=True)
-    preview_prompts = list(preview_prompts or prompts[:8])
-    report = DistillReport(out=out, step=distiller.step, total=cfg.iterations, resumed_from=resumed_from)
+    with flush_denormals():  # tiny activations otherwise slow CPU arithmetic many times over
+        teacher = load_teacher(teacher_ref, device=device, allow_pickle=allow_pickle, load_options=load_options)
+        if meta is not None and meta.get("teacher_hash") not in (None, teacher.hash):
+            raise ParamError(f"Run dir: {out} holds a run distilling another model (hash "
+                             f"{meta['teacher_hash'][:12]}, not {teacher.hash[:12]}); use a new folder", "run_dir")
+        distiller = Distiller(teacher, cfg, device)
+        if tensors is not None:
+            distiller.load(tensors, meta)
+            log(f"resuming at iteration {distiller.step} of {cfg.iterations} from {ck}.safetensors")
+        resumed_from = distiller.step
+        clock = ComputeClock(meta)
+        precisions = sorted(set((meta or {}).get("precisions") or ()) | {distiller.precision})
+        out.mkdir(parents=True, exist_ok=True)
+        preview_prompts = list(preview_prompts or prompts[:8])
+        report = DistillReport(out=out, step=distiller.step, total=cfg.iterations, resumed_from=resumed_from)
 
-    def checkpoint() -> dict:
-        totals = clock.totals()
-        save_state(ck, distiller.state(), {
-            "format": FORMAT, "step": distiller.step, "losses": distiller.losses, "config": cfg.record(),
-            "teacher": str(teacher.path), "teacher_hash": teacher.hash, "teacher_arch": teacher.arch,
-            "precisions": precisions, "device": device, **totals,
-            "seconds_per_iteration": report.seconds_per_iteration})
-        report.seconds, report.cpu_seconds = totals["seconds"], totals["cpu_seconds"]
-        return totals
+        def checkpoint() -> dict:
+            totals = clock.totals()
+            save_state(ck, distiller.state(), {
+                "format": FORMAT, "step": distiller.step, "losses": distiller.losses, "config": cfg.record(),
+                "teacher": str(teacher.path), "teacher_hash": teacher.hash, "teacher_arch": teacher.arch,
+                "precisions": precisions, "device": device, **totals,
+                "seconds_per_iteration": report.seconds_per_iteration})
+            report.seconds, report.cpu_seconds = totals["seconds"], totals["cpu_seconds"]
+            return totals
 
-    def cancelled() -> bool:
-        return bool(is_cancelled and is_cancelled())
+        def cancelled() -> bool:
+            return bool(is_cancelled and is_cancelled())
 
-    def show_preview() -> None:
-        grid = preview_grid(distiller, preview_prompts)
-        report.preview = grid
-        if on_preview is not None:
-            on_preview(grid)
-        from PIL import Image
+        def show_preview() -> None:
+            grid = preview_grid(distiller, preview_prompts)
+            report.preview = grid
+            if on_preview is not None:
+                on_preview(grid)
+            from PIL import Image
 
-        Image.fromarray(grid).save(out / "preview.png")
+            Image.fromarray(grid).save(out / "preview.png")
 
-    log(f"distilling {teacher.path} ({teacher.arch}) with {cfg.method} on {device} "
-        f"({'bfloat16 autocast' if distiller.precision == 'bf16' else 'float32'}), batch {cfg.batch}, "
-        f"{cfg.fake_updates} fake update(s) per generator update, {len(prompts)} prompts")
-    if cfg.preview_every and distiller.step == 0:
-        show_preview()
-    timed_from, t_timed = None, 0.0
-    end = cfg.iterations if stop_after is None else min(cfg.iterations, distiller.step + int(stop_after))
-    try:
-        while distiller.step < end:
-            if cancelled():
-                raise _Stop()
-            g_loss, f_loss = distiller.iteration(prompts)
-            step = distiller.step
-            now = time.perf_counter()
-            if timed_from is None:  # the first iteration warms up; time the ones after it
-                timed_from, t_timed = step, now
-            elif step - timed_from >= 2:
-                report.seconds_per_iteration = (now - t_timed) / (step - timed_from)
-            if on_metric is not None:
-                on_metric("generator loss", step, g_loss)
-                on_metric("fake-score loss", step, f_loss)
-            msg = f"{cfg.method} iteration {step}/{cfg.iterations}: generator {g_loss:.4f}, fake {f_loss:.4f}"
-            spi = report.seconds_per_iteration
-            left = ""
-            if math.isfinite(spi):
-                left = f", ETA {_duration(spi * (cfg.iterations - step))}"
-                msg += f"; {spi:.2f} s/iteration"
-                if step - timed_from == 2:  # the cost, measured, before the run goes on
-                    cost = (f"{spi:.2f} s per iteration on {device}: {cfg.iterations} iterations take about "
-                            f"{_duration(spi * cfg.iterations)} ({_duration(spi * (cfg.iterations - step))} left)")
-                    msg += f" (cost measured: {cost})"
-                    log("cost: " + cost)
-            if step == resumed_from + 1 and resumed_from:
-                msg += f" (resumed from the checkpoint of iteration {resumed_from})"
-            if on_progress is not None:
-                try:
-                    on_progress(step, cfg.iterations, msg)
-                except BaseException:
-                    checkpoint()  # a cancel raised from the progress callback keeps this iteration
-                    raise
-            if step % 25 == 0 or step == resumed_from + 1:
-                log(msg + left + f" (mean of 20: generator {tail_mean(distiller.losses['generator']):.4f}, "
-                          f"fake {tail_mean(distiller.losses['fake']):.4f})")
-            if device == "cpu" and not cfg.threads and step % 10 == 0:
-                adapt_threads(max_threads)
-            if step % cfg.checkpoint_every == 0 or step == end:
-                totals = checkpoint()
-                if on_checkpoint is not None:
-                    with clock.excluded():
-                        on_checkpoint(distiller, {"step": step, **totals})
-            if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.iterations):
-                show_preview()
-    except _Stop:
-        checkpoint()
-        report.cancelled = True
-        log(f"cancelled at iteration {distiller.step}; the checkpoint keeps it (run again on {out} to resume)")
-    report.step = distiller.step
-    report.losses = distiller.losses
-    if not report.cancelled:
-        if export and distiller.step >= cfg.iterations:
-            record = {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": cfg.method,
-                      "iterations": distiller.step, "config": cfg.record(), "seconds": round(report.seconds, 1),
-                      "cpu_seconds": round(report.cpu_seconds, 1), "device": device, "precisions": precisions}
-            report.student = export_student(distiller, out / STUDENT, record)
-            log(f"student written to {report.student}")
-    return report
+        log(f"distilling {teacher.path} ({teacher.arch}) with {cfg.method} on {device} "
+            f"({'bfloat16 autocast' if distiller.precision == 'bf16' else 'float32'}), batch {cfg.batch}, "
+            f"{cfg.fake_updates} fake update(s) per generator update, {len(prompts)} prompts")
+        if cfg.preview_every and distiller.step == 0:
+            show_preview()
+        timed_from, t_timed = None, 0.0
+        end = cfg.iterations if stop_after is None else min(cfg.iterations, distiller.step + int(stop_after))
+        try:
+            while distiller.step < end:
+                if cancelled():
+                    raise _Stop()
+                g_loss, f_loss = distiller.iteration(prompts)
+                step = distiller.step
+                now = time.perf_counter()
+                if timed_from is None:  # the first iteration warms up; time the ones after it
+                    timed_from, t_timed = step, now
+                elif step - timed_from >= 2:
+                    report.seconds_per_iteration = (now - t_timed) / (step - timed_from)
+                if on_metric is not None:
+                    on_metric("generator loss", step, g_loss)
+                    on_metric("fake-score loss", step, f_loss)
+                msg = f"{cfg.method} iteration {step}/{cfg.iterations}: generator {g_loss:.4f}, fake {f_loss:.4f}"
+                spi = report.seconds_per_iteration
+                left = ""
+                if math.isfinite(spi):
+                    left = f", ETA {_duration(spi * (cfg.iterations - step))}"
+                    msg += f"; {spi:.2f} s/iteration"
+                    if step - timed_from == 2:  # the cost, measured, before the run goes on
+                        cost = (f"{spi:.2f} s per iteration on {device}: {cfg.iterations} iterations take about "
+                                f"{_duration(spi * cfg.iterations)} ({_duration(spi * (cfg.iterations - step))} left)")
+                        msg += f" (cost measured: {cost})"
+                        log("cost: " + cost)
+                if step == resumed_from + 1 and resumed_from:
+                    msg += f" (resumed from the checkpoint of iteration {resumed_from})"
+                if on_progress is not None:
+                    try:
+                        on_progress(step, cfg.iterations, msg)
+                    except BaseException:
+                        checkpoint()  # a cancel raised from the progress callback keeps this iteration
+                        raise
+                if step % 25 == 0 or step == resumed_from + 1:
+                    log(msg + left + f" (mean of 20: generator {tail_mean(distiller.losses['generator']):.4f}, "
+                              f"fake {tail_mean(distiller.losses['fake']):.4f})")
+                if device == "cpu" and not cfg.threads and step % 10 == 0:
+                    adapt_threads(max_threads)
+                if step % cfg.checkpoint_every == 0 or step == end:
+                    totals = checkpoint()
+                    if on_checkpoint is not None:
+                        with clock.excluded():
+                            on_checkpoint(distiller, {"step": step, **totals})
+                if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.iterations):
+                    show_preview()
+        except _Stop:
+            checkpoint()
+            report.cancelled = True
+            log(f"cancelled at iteration {distiller.step}; the checkpoint keeps it (run again on {out} to resume)")
+        report.step = distiller.step
+        report.losses = distiller.losses
+        if not report.cancelled:
+            if export and distiller.step >= cfg.iterations:
+                record = {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": cfg.method,
+                          "iterations": distiller.step, "config": cfg.record(), "seconds": round(report.seconds, 1),
+                          "cpu_seconds": round(report.cpu_seconds, 1), "device": device, "precisions": precisions}
+                report.student = export_student(distiller, out / STUDENT, record)
+                log(f"student written to {report.student}")
+        return report
 
 
 def export_run(teacher_ref: str, run_dir: str | Path, dest: str | Path | None = None, device: str = "cpu") -> Path:

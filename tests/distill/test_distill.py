@@ -42,6 +42,9 @@ def test_each_method_distils_a_tiny_teacher_into_a_one_step_student(teacher, pro
                          on_metric=lambda n, s, v: metrics.append((n, s, v)), on_preview=previews.append,
                          log=lambda msg: None)
     assert report.step == 4 and not report.cancelled
+    from plugins.diffusion_common.precision import _flushing_denormals
+
+    assert not _flushing_denormals()  # the run flushed denormals to zero and put the setting back
     assert [p[0] for p in progress] == [1, 2, 3, 4] and all(p[1] == 4 for p in progress)
     # the cost, measured in the first iterations: said at the third, then seconds per iteration throughout
     assert "cost measured: " in progress[2][2] and "4 iterations take about" in progress[2][2]
