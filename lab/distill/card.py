@@ -1,7 +1,7 @@
 """Ship the bundled model's one-step student: copy it from its training run and write its model card.
 
-    python -m lab.distill.card --run DIR --eval eval.json [--speed speed.json] [--compare compare.json]
-                               [--dest resources/models/default-1step]
+    python -m lab.distill.card --run DIR --eval eval.json [--speed speed.json ...] [--compare compare.json]
+                               [--student DIR] [--note TEXT] [--dest resources/models/default-1step]
 
 ``--run`` is the folder of ``python -m lab.distill.train_student`` (its checkpoint meta, ``evals.jsonl``
 and ``student/``); ``--eval`` the JSON of ``python -m lab.distill.evaluate --json``; ``--speed`` the
@@ -52,8 +52,8 @@ def floors_text(row: dict) -> str:
     return "; ".join(parts)
 
 
-def render_card(run: Path, student: Path, eval_json: dict, speed: dict | None = None,
-                compare: dict | None = None) -> str:
+def render_card(run: Path, student: Path, eval_json: dict, speeds: list | None = None,
+                compare: dict | None = None, note: str = "") -> str:
     """The card of ``student`` (a folder the run wrote, at its last iteration or before it)."""
     record = json.loads((student / "implicit_studio.json").read_text())["distilled"]
     ckpt = json.loads((run / "distill_ckpt.json").read_text())
@@ -128,7 +128,7 @@ def render_card(run: Path, student: Path, eval_json: dict, speed: dict | None = 
         f"({_minutes(meta['cpu_seconds'])} of this process's CPU time), summed over the processes that ran them "
         f"(evaluations excluded), on {meta.get('device', 'cpu')} in "
         f"{'bfloat16 autocast' if meta.get('precisions') == ['bf16'] else 'float32'}"
-        + (f"; the last process measured {spi:.2f} s per iteration" if spi else "") + ".",
+        + (f"; the last process measured {spi:.2f} s per iteration" if spi else "") + "." + (f" {note}" if note else ""),
         f"- Losses (mean of 100 iterations: generator / fake-score, at iteration): {loss_text(meta['losses'])}.",
         "",
     ]
@@ -152,33 +152,35 @@ def render_card(run: Path, student: Path, eval_json: dict, speed: dict | None = 
     ]
     start = eval_json.get("teacher_unguided", {}).get("by_steps", {}).get("1")
     if start:
-        moved = ", ".join(f"{k} {100 * start[k]:.1f} -> {100 * one[k]:.1f}%" for k in ("colour", "shape", "position",
-                                                                                      "count"))
+        keys = ("colour", "shape", "position", "count")
+        moved = ", ".join(f"{k} {100 * start[k]:.1f} -> {100 * one[k]:.1f}%" for k in keys)
+        full = teacher.get("by_steps", {}).get(max(teacher.get("by_steps", {"0": 0}), key=int))
+        target = "" if not full else (
+            f" The teacher at {max(teacher['by_steps'], key=int)} steps, guidance {teacher['guidance']:g}: "
+            + ", ".join(f"{k} {100 * full[k]:.1f}%" for k in keys) + f", sharpness ratio {full['sharpness_ratio']:.2f}.")
         out += [f"What the distillation changed: the generator starts as the teacher's UNet, whose one-step "
                 f"prediction without guidance is already a clean picture on this model (its scenes are nearly "
                 f"determined by their captions), so the starting point meets the floors. From there to the "
-                f"student: {moved}; sharpness ratio {start['sharpness_ratio']:.2f} -> {one['sharpness_ratio']:.2f} "
-                "(the teacher at 25 steps: see the table). Distillation moves the generator towards the teacher's "
-                "guided pictures, which this detector scores no higher than the teacher's own one-step mean.", ""]
-    if speed:
+                f"student: {moved}; sharpness ratio {start['sharpness_ratio']:.2f} -> {one['sharpness_ratio']:.2f}."
+                + target + " Distillation moves the generator towards the teacher's guided pictures, which this "
+                "detector scores no higher than the teacher's own one-step mean.", ""]
+    if speeds:
+        first = speeds[0]
         out += ["## Speed", "",
-                f"One 64x64 picture, median of {speed['rounds']} interleaved rounds in one process, "
-                f"{speed['threads']} thread{'s' if speed['threads'] != 1 else ''} ({speed['cpu']}; "
-                "`benchmarks/bench_onestep.py`):", "",
-                f"| backend | teacher, {speed['steps']} DDIM steps, guidance {speed['guidance']:g} | student, 1 step | "
-                "live one-step call | teacher / student |", "|---|---:|---:|---:|---:|"]
-        m, c = speed["median_s"], speed.get("median_cpu_s", {})
-        cell = lambda k: f"{m[k]:.4f} s" + (f" ({c[k]:.4f} s)" if k in c else "")  # noqa: E731
-        for be in ("torch", "onnx"):
-            if f"ratio_{be}" in speed:
-                ratio = f"{speed[f'ratio_{be}']:.1f}x" + (f" ({speed[f'ratio_cpu_{be}']:.1f}x)"
-                                                          if f"ratio_cpu_{be}" in speed else "")
-                out.append(f"| {be} | {cell(f'teacher-{be}')} | {cell(f'student-{be}')} | {cell(f'live-{be}')} | "
-                           f"{ratio} |")
-        if c:
-            out += ["", f"Wall seconds, and in brackets the process's CPU seconds (the machine's load average was "
-                    f"{speed.get('load_average', float('nan')):.1f} on its cores: where other work shares them, the "
-                    "CPU seconds are the steadier measure)."]
+                f"One 64x64 picture, median of {first['rounds']} interleaved rounds in one process ({first['cpu']}; "
+                "`benchmarks/bench_onestep.py`); wall seconds, and in brackets the process's CPU seconds, the steadier "
+                "measure where other work shares the cores (the load average of each run is given):", "",
+                f"| backend | threads (load) | teacher, {first['steps']} DDIM steps, guidance {first['guidance']:g} | "
+                "student, 1 step | live one-step call | teacher / student |", "|---|---|---:|---:|---:|---:|"]
+        for speed in speeds:
+            m, c = speed["median_s"], speed.get("median_cpu_s", {})
+            cell = lambda k: f"{m[k]:.4f} s" + (f" ({c[k]:.4f} s)" if k in c else "")  # noqa: E731
+            for be in ("torch", "onnx"):
+                if f"ratio_{be}" in speed:
+                    ratio = f"{speed[f'ratio_{be}']:.1f}x" + (f" ({speed[f'ratio_cpu_{be}']:.1f}x)"
+                                                              if f"ratio_cpu_{be}" in speed else "")
+                    out.append(f"| {be} | {speed['threads']} ({speed.get('load_average', float('nan')):.1f}) | "
+                               f"{cell(f'teacher-{be}')} | {cell(f'student-{be}')} | {cell(f'live-{be}')} | {ratio} |")
         out.append("")
     if compare:
         out += ["## SiD against DMD2 after equal time", "",
@@ -204,7 +206,8 @@ def main(argv=None) -> int:
                    help="the student to ship (default: RUN/student; or one python -m lab.distill.train_student "
                         "--export-now wrote from an earlier checkpoint)")
     p.add_argument("--eval", type=Path, required=True)
-    p.add_argument("--speed", type=Path, default=None)
+    p.add_argument("--speed", type=Path, action="append", default=[], help="bench_onestep.py --json output (repeatable)")
+    p.add_argument("--note", default="", help="a sentence on the run's circumstances (a shared machine, say)")
     p.add_argument("--compare", type=Path, default=None)
     p.add_argument("--dest", type=Path, default=None, help="where the student goes (default: the bundled student's folder)")
     a = p.parse_args(argv)
@@ -222,7 +225,8 @@ def main(argv=None) -> int:
         shutil.rmtree(dest)
     tmp.rename(dest)
     load = lambda path: json.loads(path.read_text()) if path else None  # noqa: E731
-    (dest / "README.md").write_text(render_card(a.run, dest, load(a.eval), load(a.speed), load(a.compare)))
+    (dest / "README.md").write_text(render_card(a.run, dest, load(a.eval), [load(s) for s in a.speed], load(a.compare),
+                                                a.note))
     print(f"student shipped to {dest} ({_mb(dest):.1f} MB)")
     return 0
 
