@@ -588,8 +588,8 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
         on_checkpoint: Callable[[Distiller, dict], None] | None = None) -> DistillReport:
     """Distil ``teacher_ref`` into a one-step student in folder ``out`` (resuming its checkpoint).
 
-    Calls ``on_progress(step, total, message)`` after every iteration (the message carries the losses
-    and, from the third iteration on, the measured seconds per iteration and the ETA),
+    Calls ``on_progress(step, total, message)`` after every iteration (the message carries the losses,
+    from the third iteration on the measured seconds per iteration, and at the third the run's cost),
     ``on_metric(name, step, value)`` with the losses, ``on_preview(grid)`` every ``preview_every``
     iterations. ``is_cancelled()`` (or ``on_progress`` raising) stops the run after writing a
     checkpoint of the last finished iteration. ``stop_after`` ends this process's share of the run after
@@ -713,9 +713,7 @@ def run(teacher_ref: str, out: str | Path, cfg: DistillConfig, prompts: Sequence
         report.losses = distiller.losses
         if not report.cancelled:
             if export and distiller.step >= cfg.iterations:
-                record = {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": cfg.method,
-                          "iterations": distiller.step, "config": cfg.record(), "seconds": round(report.seconds, 1),
-                          "cpu_seconds": round(report.cpu_seconds, 1), "device": device, "precisions": precisions}
+                record = _student_record(distiller, report.seconds, report.cpu_seconds, device, precisions)
                 report.student = export_student(distiller, out / STUDENT, record)
                 log(f"student written to {report.student}")
         return report
@@ -737,11 +735,17 @@ def export_run(teacher_ref: str, run_dir: str | Path, dest: str | Path | None = 
     cfg = config_from({**meta["config"], "betas": tuple(meta["config"]["betas"])})
     distiller = Distiller(teacher, cfg, device)
     distiller.load(tensors, meta)
-    record = {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": cfg.method,
-              "iterations": distiller.step, "config": cfg.record(), "seconds": round(float(meta.get("seconds", 0)), 1),
-              "cpu_seconds": round(float(meta.get("cpu_seconds", 0)), 1), "device": meta.get("device", device),
-              "precisions": meta.get("precisions")}
+    record = _student_record(distiller, float(meta.get("seconds", 0)), float(meta.get("cpu_seconds", 0)),
+                             meta.get("device", device), meta.get("precisions"))
     return export_student(distiller, Path(dest) if dest else run_dir / STUDENT, record)
+
+
+def _student_record(distiller: Distiller, seconds: float, cpu_seconds: float, device: str, precisions) -> dict:
+    """How a student was made, as its folder's implicit_studio.json records it."""
+    teacher = distiller.teacher
+    return {"teacher": str(teacher.path), "teacher_hash": teacher.hash, "method": distiller.cfg.method,
+            "iterations": distiller.step, "config": distiller.cfg.record(), "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1), "device": device, "precisions": precisions}
 
 
 class _Stop(Exception):
