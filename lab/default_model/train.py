@@ -24,13 +24,24 @@ Checkpoints are safetensors files plus a JSON state file: nothing is ever unpick
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+# The checkpoint helpers are shared with the distillation tool (plugins/diffusion_common/checkpoint.py:
+# safetensors + JSON meta, atomic writes, the meta also in the tensor file's header; threads on a shared CPU).
+from plugins.diffusion_common.checkpoint import adapt_threads  # noqa: F401
+from plugins.diffusion_common.checkpoint import load_state as _load_state
+from plugins.diffusion_common.checkpoint import pack as _pack
+from plugins.diffusion_common.checkpoint import pack_optimizer as _pack_optimizer
+from plugins.diffusion_common.checkpoint import restore_optimizer as _restore_optimizer
+from plugins.diffusion_common.checkpoint import save_state as _save_state
+from plugins.diffusion_common.checkpoint import unpack as _unpack
+# The arithmetic of the training passes (bfloat16 autocast with float32 attention, or float32), also shared.
+from plugins.diffusion_common.precision import PRECISIONS, mixed_precision, resolve_precision  # noqa: F401
 
 
 # What the studio's tools use with this model where a setting is left at its default
@@ -144,64 +155,6 @@ def lr_length(cfg: TrainConfig, step: int) -> int:
     return next((int(n) for n in sorted(cfg.unet_lr_lengths) if step < n), cfg.unet_steps)
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def resolve_precision(precision: str) -> str:
-    """The arithmetic a run uses: "bf16" or "fp32" ("auto": bf16 where the CPU has AMX tiles)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    import torch
-
-    try:  # AMX multiplies bfloat16 tiles in hardware; AVX-512's bf16 dot products alone were not faster
-        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
-    except AttributeError:  # a torch without the probe
-        return "fp32"
-
-
-def _attention_in_float32(sdpa):
-    """``sdpa`` (scaled dot-product attention) computed in float32 whatever autocast says."""
-    import functools
-
-    import torch
-
-    @functools.wraps(sdpa)
-    def attention(query, key, value, attn_mask=None, *args, **kwargs):
-        if attn_mask is not None and attn_mask.is_floating_point():
-            attn_mask = attn_mask.float()
-        with torch.autocast("cpu", enabled=False):
-            out = sdpa(query.float(), key.float(), value.float(), attn_mask, *args, **kwargs)
-        return out.to(query.dtype)
-
-    return attention
-
-
-@contextlib.contextmanager
-def mixed_precision(precision: str):
-    """The context a training forward pass runs in: bfloat16 autocast for "bf16", nothing for "fp32".
-
-    Under bf16, attention (diffusers' and transformers' calls of torch's scaled_dot_product_attention)
-    runs in float32: on the CPU the flash-attention kernel's bfloat16 backward pass took 10x its float32
-    time and cost more than autocast saved everywhere else, and the math kernel in bfloat16 made a UNet
-    step still 6-13% slower than float32 flash attention (benchmarks/bench_train_precision.py).
-    """
-    if precision != "bf16":
-        yield
-        return
-    import torch
-    import torch.nn.functional as F
-
-    sdpa = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = _attention_in_float32(sdpa)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            yield
-    finally:
-        F.scaled_dot_product_attention = sdpa
-
-
 def _precisions(meta, now: str) -> list:
     """The arithmetic a checkpoint's steps were computed in, over every process that ran them."""
     return sorted(set((meta or {}).get("precisions") or ()) | {now})
@@ -213,106 +166,7 @@ def _kl(mean, logvar):
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3))
 
 
-# ----------------------------------------------------------------------------- checkpoint helpers
-def _save_state(path: Path, tensors: dict, meta: dict) -> None:
-    """Write tensors (safetensors) and meta (JSON) atomically.
-
-    The meta travels inside the safetensors header too, so tensors and meta always belong to the same
-    step: a process ended between the two writes leaves a new tensor file beside an older JSON, and
-    _load_state then takes the header's copy. The JSON beside it is for people and older readers.
-    """
-    from safetensors.torch import save_file
-
-    text = json.dumps(meta)
-    tmp = path.with_suffix(".tmp.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"meta": text})
-    tmp.replace(path.with_suffix(".safetensors"))
-    mtmp = path.with_suffix(".tmp.json")
-    mtmp.write_text(text)
-    mtmp.replace(path.with_suffix(".json"))
-
-
-def _load_state(path: Path):
-    """(tensors, meta) of a checkpoint, or (None, None) where there is none.
-
-    The meta is the one written with the tensors (their header's); a checkpoint from before the header
-    held it falls back to the JSON beside it.
-    """
-    from safetensors import safe_open
-
-    st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    if not st.exists():
-        return None, None
-    with safe_open(str(st), framework="pt") as f:  # one read: the header and the tensors
-        header = (f.metadata() or {}).get("meta")
-        if header is None and not js.exists():
-            return None, None
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, json.loads(header if header is not None else js.read_text())
-
-
-def _pack(prefix: str, module) -> dict:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
-
-
-def _pack_optimizer(prefix: str, opt) -> dict:
-    out = {}
-    for pid, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            import torch
-
-            out[f"{prefix}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def _unpack(tensors: dict, prefix: str) -> dict:
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def _restore_optimizer(opt, tensors: dict, prefix: str) -> None:
-    sd = opt.state_dict()
-    state: dict = {}
-    for k, v in _unpack(tensors, prefix).items():
-        pid, name = k.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-_OWN_CPU: dict = {}  # adapt_threads' last reading of this process's CPU time
-
-
-def adapt_threads(max_threads: int) -> None:
-    """Use fewer intra-op threads while other processes load the machine.
-
-    OpenMP threads that wait for a busy core at every barrier make a step many times slower than
-    one thread that has a core to itself, so the thread count follows the load average less this
-    process's own share of it. That share is measured (CPU seconds over wall seconds since the last
-    call), not taken as the thread count: a process set to one thread keeps about 1.3 cores busy
-    here, and counting the extra 0.3 as somebody else's load held training at one thread for good.
-    """
-    import os
-
-    import torch
-
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    cores = os.cpu_count() or 1
-    current = torch.get_num_threads()
-    cpu, wall = time.process_time(), time.monotonic()
-    own = float(current)
-    if _OWN_CPU and wall - _OWN_CPU["wall"] >= 1.0:
-        own = max(own, (cpu - _OWN_CPU["cpu"]) / (wall - _OWN_CPU["wall"]))
-    _OWN_CPU.update(cpu=cpu, wall=wall)
-    others = max(0.0, load - own)
-    want = max(1, min(max_threads, int(cores - others + 0.3)))
-    if want != current:
-        torch.set_num_threads(want)
-
-
+# ----------------------------------------------------------------------------- progress
 class Progress:
     """A plain progress line with ETA (works in logs and terminals alike)."""
 

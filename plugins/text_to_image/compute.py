@@ -286,6 +286,32 @@ class _ExportOnly:
     device: str = "cpu"
 
 
+#: At most this many steps with the bundled model are drawn by its one-step student instead.
+STUDENT_STEPS = 4
+
+#: The name of the bundled model's one-step student (``resources/models/default-1step``).
+STUDENT_NAME = "default-1step"
+
+
+def pick_student(model_ref: str, params: GenerationParams, student: Optional[Path]) -> tuple[bool, GenerationParams, str]:
+    """Whether the bundled model's one-step student (the folder ``student``, when it is there) draws
+    this request instead of the default model: text-to-image of 1-4 steps with the default model by
+    its name. It draws them without guidance (distilled into it) with its own DDIM scheduler, far
+    better than the teacher draws in so few steps (its model card). Image-to-image and LoRAs keep the
+    teacher, as does the default model named by its folder. Returns (use the student, parameters, a
+    sentence saying so or "")."""
+    if str(model_ref or "default").strip() != "default" or int(params.steps) > STUDENT_STEPS or \
+            params.init_image is not None or params.loras:
+        return False, params, ""
+    if student is None or not (Path(student) / "model_index.json").is_file():
+        return False, params, ""
+    note = (f"{params.steps} step{'s' if params.steps != 1 else ''} of the default model: drawn by its one-step "
+            f"student ({STUDENT_NAME}) without guidance; give the default model's folder to draw the teacher itself")
+    if params.negative_prompt.strip():
+        note += " (the negative prompt is not used: the student draws without guidance)"
+    return True, dataclasses.replace(params, guidance=1.0, scheduler="default", schedule="default"), note
+
+
 @dataclass(frozen=True)
 class OnnxPlaces:
     """Where the ONNX backend finds and writes exports: an explicit ``folder``, exports shipped
@@ -455,7 +481,9 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         matrix = fit_latent_rgb(be, key=f"{loaded.hash}:{be.name}") if need_matrix else None
         t0 = time.perf_counter()
         cond, truncated = be.encode_prompt([params.prompt], params.clip_skip)
-        uncond, _ = be.encode_prompt([params.negative_prompt], params.clip_skip)
+        # without guidance (one-step students draw at guidance 1) the negative prompt is never read
+        uncond = be.encode_prompt([params.negative_prompt], params.clip_skip)[0] if float(params.guidance) > 1.0 \
+            else None
         if truncated:
             warnings.append(f"the prompt is longer than the model's {be.tokenizer.model_max_length} tokens; "
                             "the end was cut off")
@@ -478,7 +506,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
             else:
                 latents = scheduler.add_noise(init_latents.repeat(bsz, 1, 1, 1), noise, timesteps[:1].repeat(bsz))
             emb_c = cond.repeat(bsz, 1, 1)
-            emb_u = uncond.repeat(bsz, 1, 1)
+            emb_u = uncond.repeat(bsz, 1, 1) if uncond is not None else None
             rec = {"t": [], "sigma": [], "norm": [], "x0norm": [], "thumbs": []}
 
             def on_step(info):

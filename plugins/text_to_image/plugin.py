@@ -50,8 +50,9 @@ def tool_params():
         ImageParam(name="init_image", optional=True, help="image-to-image: start from this image (a file or result)"),
         FloatParam(name="strength", default=0.75, min=0.01, max=1.0, step=0.05,
                    help="image-to-image: how much of the image is redrawn (1 = all)"),
-        ModelParam(name="model", default="default",
-                   help="'default' (the bundled model), a diffusers folder or a .safetensors checkpoint"),
+        ModelParam(name="model", default="default", aliases=("default", "default-1step"),
+                   help="'default' (the bundled model; 1-4 steps are drawn by its one-step student), "
+                        "'default-1step' (that student), a diffusers folder or a .safetensors checkpoint"),
         PathParam(name="model_config", mode="dir", optional=True, advanced=True,
                   help="single-file checkpoints: a diffusers folder of the same architecture to take the "
                        "configuration and tokenizer from (found in the Hugging Face cache when empty)"),

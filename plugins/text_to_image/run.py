@@ -78,7 +78,9 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         loras=parse_loras(loras))
     options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
                           config=model_config or None)
-    model_path = ctx.resolve_model(model)
+    use_student, params, student_note = compute.pick_student(
+        model, params, bundled_model(compute.STUDENT_NAME, ctx.resources_dir))
+    model_path = ctx.resolve_model(compute.STUDENT_NAME if use_student else model)
     kwargs = dict(
         cache_dir=ctx.cache_dir, shipped_exports=[bundled_model("default-onnx", ctx.resources_dir)],
         backend=backend, device=ctx.device, dtype=ctx.dtype, providers=tuple(ctx.ort_providers),
@@ -100,6 +102,8 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         traj_runs = runs
     else:
         run = compute.generate(params, model_path, on_progress=ctx.progress, **kwargs)
+        if student_note:
+            run.warnings.insert(0, student_note)
         for w in run.warnings:
             ctx.logger.warning("%s", w)
         for i, img in enumerate(run.images):
