@@ -165,3 +165,55 @@ def include_name(name, type_, parent_names) -> bool:
     if type_ == "table":
         return not (name == FTS_TABLE or name.startswith(FTS_TABLE + "_"))
     return True
+
+
+BATCH_STATUSES = ("running", "cancelling", "cancelled", "done", "stopped")
+
+
+class Batch(Base):
+    """A batch run: one tool over the items of a plan (see ``app.batch``); its runs are linked
+    through :class:`BatchItem` rows."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'cancelling', 'cancelled', 'done', 'stopped')",
+                        name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    tool_id: Mapped[str] = mapped_column(Text, nullable=False)
+    plan_json: Mapped[str] = mapped_column(Text, nullable=False)
+    total: Mapped[int] = mapped_column(Integer, nullable=False)
+    engine: Mapped[str] = mapped_column(Text, nullable=False)
+    workers: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    driver_pid: Mapped[int | None] = mapped_column(Integer)
+    driver_host: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BatchItem(Base):
+    """One finished item of a batch (``ok`` or ``failed``), at most one row per item key."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'failed')", name="status_known"),
+        Index("ix_batch_items_run_id", "run_id"),
+    )
+
+    batch_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -7,7 +7,7 @@ migrated) or newer (refused).  A test checks it against Alembic's own view of ``
 
 from pathlib import Path
 
-KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 

@@ -56,21 +56,25 @@ def test_newer_schema_is_refused_and_left_unchanged(tmp_path, record):
     assert _sha(folder / "session.db") == before
 
 
+HEAD = migrations.HEAD_REVISION
+NEXT = f"{int(HEAD) + 1:04d}"  # a revision after the shipped ones
+
+
 def _extra_revision(tmp_path, monkeypatch, body):
     scripts = tmp_path / "migs"
     shutil.copytree(migrations.SCRIPT_LOCATION, scripts,
                     ignore=shutil.ignore_patterns("__pycache__"))
     header = (
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        "revision = '0002'\ndown_revision = '0001'\nbranch_labels = None\ndepends_on = None\n"
+        f"revision = '{NEXT}'\ndown_revision = '{HEAD}'\nbranch_labels = None\ndepends_on = None\n"
         "def downgrade():\n    pass\n"
         "def upgrade():\n"
     )
     upgrade = textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
-    (scripts / "versions" / "0002_test.py").write_text(header + upgrade)
+    (scripts / "versions" / f"{NEXT}_test.py").write_text(header + upgrade)
     monkeypatch.setattr(migrations, "SCRIPT_LOCATION", scripts)
-    monkeypatch.setattr(store_mod, "KNOWN_REVISIONS", ("0001", "0002"))
-    monkeypatch.setattr(store_mod, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(store_mod, "KNOWN_REVISIONS", (*migrations.KNOWN_REVISIONS, NEXT))
+    monkeypatch.setattr(store_mod, "HEAD_REVISION", NEXT)
 
 
 def test_older_session_is_backed_up_then_migrated(tmp_path, monkeypatch, record):
@@ -82,14 +86,14 @@ def test_older_session_is_backed_up_then_migrated(tmp_path, monkeypatch, record)
             b.add_column(sa.Column("favourite", sa.Integer(), nullable=True))
     ''')
     with SessionStore.open(folder) as s:
-        assert s.info().schema_revision == "0002"
+        assert s.info().schema_revision == NEXT
         assert s.get_run(rid).params["prompt"] == "a red circle"
         with s._writer.connect() as c:
             cols = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(runs)")]
         assert "favourite" in cols
     (backup,) = (folder / "backups").iterdir()
     old = sqlite3.connect(backup)
-    assert old.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    assert old.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
     assert old.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     old.close()
 
@@ -106,6 +110,6 @@ def test_failed_migration_keeps_data_and_backup(tmp_path, monkeypatch, record):
         SessionStore.open(folder)
     assert len(list((folder / "backups").iterdir())) == 1
     monkeypatch.undo()
-    with SessionStore.open(folder) as s:  # transactional DDL: still a valid 0001 session
-        assert s.info().schema_revision == "0001"
+    with SessionStore.open(folder) as s:  # transactional DDL: still a valid session of the head revision
+        assert s.info().schema_revision == HEAD
         assert s.get_run(rid).status == "ok"
