@@ -36,9 +36,12 @@ class EngineUnavailable(RuntimeError):
 
 
 def ray_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ray") is not None
+    """Whether Ray can be imported here (imported only when the ray engine is asked for)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def make_engine(name: str, tool_id: str, workers: int, *, device: Optional[str] = None,
