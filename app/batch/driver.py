@@ -32,7 +32,7 @@ CANCEL_POLL_S = 1.0
 
 @dataclass(frozen=True)
 class BatchEvent:
-    """``kind``: started (data: total, todo, skipped), item (data: key, status, run_id, error,
+    """``kind``: started (data: total, todo, skipped), sent (slot, key, attempt), item (data: key, status, run_id, error,
     ok, failed, left, items_per_s, seconds), retry (key, attempt, reason), worker (slot, state,
     reason), finished (the :class:`BatchSummary`)."""
 
@@ -178,6 +178,7 @@ class BatchDriver:
                             pending.appendleft((item, attempts))
                             continue
                         inflight[slot] = (item, attempts + 1)
+                        self._emit("sent", batch_id, slot=slot, key=item.key, attempt=attempts + 1)
                 for ev in engine.poll(0.25):
                     if ev.kind == "ready":
                         self._emit("worker", batch_id, slot=ev.slot, state="ready", info=ev.data)

@@ -39,7 +39,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 #: Plan keys at the top level.
 TOP_KEYS = ("tool", "name", "device", "params", "sweep", "rows", "model", "seed")
@@ -464,9 +464,71 @@ def grid_axes(plan: BatchPlan) -> tuple[Optional[Axis], Optional[Axis]]:
     return down, across
 
 
-def iter_labels(items: Iterable[BatchItem], axis: str) -> list[str]:
-    seen: dict[str, None] = {}
-    for it in items:
-        if axis in it.coords:
-            seen.setdefault(it.coords[axis])
-    return list(seen)
+def sweep_spec_from_text(text: str) -> Any:
+    """The sweep spec of one axis as the Batch dock's rows write it (``PlanError`` when empty):
+
+    - ``1, 2, 3`` or ``red, "a, b"``: a list of values (numbers and true/false read as such);
+    - ``0.2:0.8:0.2``: a range start:stop:step (stop included);
+    - ``seeds 8`` or ``seeds 8 from 100``: a seed list;
+    - ``files inputs/*.png`` / ``folder inputs``: input files.
+    """
+    t = (text or "").strip()
+    if not t:
+        raise PlanError("an axis needs values, e.g. 1, 2, 3 or 0.5:2:0.5 or seeds 8")
+    low = t.lower()
+    if low.startswith("files "):
+        return {"files": t[6:].strip()}
+    if low.startswith("folder "):
+        return {"folder": t[7:].strip()}
+    if low.startswith("seeds "):
+        parts = low.split()
+        try:
+            n = int(parts[1])
+            start = int(parts[3]) if len(parts) == 4 and parts[2] == "from" else 0
+            if len(parts) not in (2, 4):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise PlanError(f"write a seed list as 'seeds 8' or 'seeds 8 from 100', not {t!r}") from None
+        return {"seeds": n, "start": start}
+    if t.count(":") == 2 and "," not in t:
+        try:
+            start, stop, step = (_number(x) for x in t.split(":"))
+        except ValueError:
+            raise PlanError(f"write a range as start:stop:step with numbers, not {t!r}") from None
+        return {"start": start, "stop": stop, "step": step}
+    return [_scalar(x) for x in next(csv.reader([t], skipinitialspace=True))]
+
+
+def sweep_spec_to_text(spec: Any) -> str:
+    """The inverse of :func:`sweep_spec_from_text` (for a plan loaded into the dock)."""
+    if isinstance(spec, Mapping):
+        if "files" in spec:
+            return f"files {spec['files']}"
+        if "folder" in spec:
+            return f"folder {spec['folder']}"
+        if "seeds" in spec:
+            return f"seeds {spec['seeds']}" + (f" from {spec['start']}" if spec.get("start") else "")
+        if "step" in spec:
+            return f"{spec['start']}:{spec['stop']}:{spec['step']}"
+    if isinstance(spec, (list, tuple)):
+        return ", ".join(json.dumps(v) if isinstance(v, str) and ("," in v or v != v.strip()) else
+                         ("true" if v is True else "false" if v is False else str(v)) for v in spec)
+    return str(spec)
+
+
+def _number(text: str) -> int | float:
+    t = text.strip()
+    try:
+        return int(t)
+    except ValueError:
+        return float(t)
+
+
+def _scalar(text: str) -> Any:
+    t = text.strip()
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    try:
+        return _number(t)
+    except ValueError:
+        return t

@@ -181,6 +181,9 @@ class MainWindow(QMainWindow):
         h.exportRequested.connect(acts.export_result)
         h.set_known_tools(list(self.manager.tools))
         window_actions.report_failed_plugins(self)
+        from app.ui import batch_dock  # noqa: PLC0415
+
+        batch_dock.install(self)  # self.batch, self.batch_dock
 
     def _after_first_paint(self) -> None:
         """Work kept off the path to the first paint: the History, Queue and Log docks' contents,
@@ -372,6 +375,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         window_state.save_state(self)
+        if getattr(self, "batch", None) is not None:
+            self.batch.shutdown()  # batches driven here stop sending items; they can be resumed
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()

@@ -61,6 +61,16 @@ def manager(toy_env: dict, settings):
 
 
 @pytest.fixture
+def toy_process_env(toy_site: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """This process's environment as processes it spawns (batch workers) need it to load the toy
+    plugins: the toy plugins chosen, their folders on PYTHONPATH, settings in this test's folder."""
+    monkeypatch.setenv("IMPLICIT_STUDIO_LOAD_PLUGINS", ",".join(TOY_NAMES))
+    monkeypatch.setenv("IMPLICIT_STUDIO_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(toy_site), str(FIXTURE_DIR), os.environ.get("PYTHONPATH", "")]))
+    return toy_site
+
+
+@pytest.fixture
 def cli_env(toy_site: Path, tmp_path: Path) -> dict:
     """Environment for a child ``implicit-studio`` that sees only the toy plugins and keeps its
     settings, data and log in this test's folder."""
