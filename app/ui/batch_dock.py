@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -608,7 +610,12 @@ def install(win: QMainWindow) -> QDockWidget:
     dock_widget = BatchDock(win.manager, lambda: win.session.store, values_for)
     dock = QDockWidget("Batch", win)
     dock.setObjectName("batch_dock")
-    dock.setWidget(dock_widget)
+    scroll = QScrollArea()  # the dock never forces the window larger than its saved size
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(dock_widget)
+    dock_widget.setMinimumSize(360, 520)
+    dock.setWidget(scroll)
     win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     queue = getattr(win, "queue_dock", None)
     if queue is not None:
