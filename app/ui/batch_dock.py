@@ -62,14 +62,19 @@ class BatchDock(QWidget):
 
     openRunRequested = Signal(object, object)  # run id, result id (or None)
     batchFinished = Signal(int, str)  # batch id, status
+    itemRecorded = Signal(int, object)  # batch id, run id: a run was added to the session
     _driverEvent = Signal(object)
 
     def __init__(self, manager: Any, store: Callable[[], Any], values_for: Optional[Callable[[str], dict]] = None,
-                 parent: Optional[QWidget] = None):
+                 parent: Optional[QWidget] = None, apply_values: Optional[Callable[[str, dict], None]] = None):
         super().__init__(parent)
         self.manager = manager
         self._store = store
         self._values_for = values_for or (lambda _tool_id: {})
+        #: puts a loaded plan's fixed parameters into the Tools dock's form (the window's); without
+        #: it they are kept here, over ``values_for``'s, until another tool is chosen
+        self._apply_values = apply_values
+        self._loaded: dict[str, Any] = {}
         self._drivers: dict[int, Any] = {}  # batch id -> driver running in this window
         self._threads: dict[int, threading.Thread] = {}
         self._rows: dict[int, tuple[QTreeWidgetItem, QProgressBar]] = {}
@@ -186,7 +191,11 @@ class BatchDock(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         for w in (plan_box, list_box, grid_box):
             split.addWidget(w)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 0)
         split.setStretchFactor(2, 1)
+        split.setSizes([290, 110, 520])  # the grid gets what is left
+        self.batches.setMinimumHeight(60)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -213,6 +222,7 @@ class BatchDock(QWidget):
         self.tool_combo.setCurrentIndex(idx)
 
     def _on_tool_changed(self) -> None:
+        self._loaded = {}
         self.axes.setRowCount(0)
         self._plan_changed()
 
@@ -254,7 +264,7 @@ class BatchDock(QWidget):
             item = self.axes.item(row, 1)
             sweep[name] = sweep_spec_from_text(item.text() if item is not None else "")
         fixed = {}
-        for k, v in (self._values_for(tool_id) or {}).items():
+        for k, v in {**(self._values_for(tool_id) or {}), **self._loaded}.items():
             if k in sweep or v is None:
                 continue
             try:
@@ -322,6 +332,10 @@ class BatchDock(QWidget):
 
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         self.set_tool(plan.tool)
+        if self._apply_values is not None:
+            self._apply_values(plan.tool, dict(plan.params))
+        else:
+            self._loaded = dict(plan.params)
         self.axes.setRowCount(0)
         for name, spec in (raw.get("sweep") or {}).items():
             if isinstance(spec, dict) and ("files" in spec or "folder" in spec):  # relative to the plan file
@@ -433,6 +447,7 @@ class BatchDock(QWidget):
         if ev.kind == "item":
             d = ev.data
             self._update_row(ev.batch_id, d["ok"], d["failed"], d["left"], d.get("items_per_s"))
+            self.itemRecorded.emit(ev.batch_id, d.get("run_id"))
             if ev.batch_id == self.selected_batch():
                 self._grid_timer.start()
         elif ev.kind in ("finished", "error"):
@@ -549,6 +564,25 @@ class BatchDock(QWidget):
                 if cell["status"] == "failed":
                     item.setBackground(QBrush(QColor(230, 120, 120)))
             self.grid.setItem(r, c, item)
+        self._fit_grid()
+
+    def _fit_grid(self) -> None:
+        """Cells as large as the view allows (at most CELL_PX, at least 40 px) for the whole grid."""
+        rows, cols = self.grid.rowCount(), self.grid.columnCount()
+        if not rows or not cols:
+            return
+        vw = self.grid.viewport().width() or self.grid.width()
+        vh = self.grid.viewport().height() or self.grid.height()
+        px = max(40, min(CELL_PX, vw // cols - 6, vh // rows - 6))
+        self.grid.setIconSize(QSize(px, px))
+        for c in range(cols):
+            self.grid.setColumnWidth(c, px + 6)
+        for r in range(rows):
+            self.grid.setRowHeight(r, px + 6)
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        QTimer.singleShot(0, self._fit_grid)
 
     def _pixmap(self, store: Any, result_id: int) -> Optional[QPixmap]:
         pix = self._pixmaps.get(result_id)
@@ -607,7 +641,11 @@ def install(win: QMainWindow) -> QDockWidget:
                 pass
         return dict(win.settings.last_params(tool_id) or {})
 
-    dock_widget = BatchDock(win.manager, lambda: win.session.store, values_for)
+    def apply_values(tool_id: str, values: dict) -> None:
+        win.select_tool(tool_id)
+        win.tool_panel.set_values(values)
+
+    dock_widget = BatchDock(win.manager, lambda: win.session.store, values_for, apply_values=apply_values)
     dock = QDockWidget("Batch", win)
     dock.setObjectName("batch_dock")
     scroll = QScrollArea()  # the dock never forces the window larger than its saved size
@@ -622,6 +660,9 @@ def install(win: QMainWindow) -> QDockWidget:
         win.tabifyDockWidget(queue, dock)
         queue.raise_()
     dock_widget.openRunRequested.connect(win.feedback.open_result)
+    history_timer = QTimer(dock_widget, singleShot=True, interval=1000)  # the History shows batch runs too
+    history_timer.timeout.connect(lambda: win.history.refresh(keep_limit=True) if win.history is not None else None)
+    dock_widget.itemRecorded.connect(lambda *_: history_timer.start())
     win.batch = dock_widget
     win.batch_dock = dock
     return dock
