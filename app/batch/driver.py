@@ -296,3 +296,27 @@ def estimate_seconds(store: Any, tool_id: str, n_items: int, workers: int, sampl
         return None
     per_item = sum(durations) / len(durations)
     return per_item * n_items / max(1, workers)
+
+
+# -- the session's batch records, for views (which do not import storage) -----------------------
+
+
+def list_batches(store: Any, limit: int = 50) -> list[Any]:
+    """The session's batches, newest first (``storage.batches.BatchInfo``)."""
+    from storage import batches
+
+    return batches.list_batches(store, limit)
+
+
+def get_batch(store: Any, batch_id: int) -> Any:
+    from storage import batches
+
+    return batches.get_batch(store, batch_id)
+
+
+def request_cancel(store: Any, batch_id: int) -> str:
+    """Ask the process driving a batch to stop (through the session); see
+    :func:`storage.batches.request_cancel`."""
+    from storage import batches
+
+    return batches.request_cancel(store, batch_id)

@@ -419,9 +419,9 @@ class BatchDock(QWidget):
         if driver is not None:
             driver.cancel()
         else:  # driven by another process (the command line): ask it through the session
-            from storage import batches
+            from app.batch.driver import request_cancel
 
-            batches.request_cancel(self._store(), batch_id)
+            request_cancel(self._store(), batch_id)
         self.refresh_batches()
 
     def resume(self, batch_id: Optional[int], retry_failed: bool = False) -> None:
@@ -467,10 +467,10 @@ class BatchDock(QWidget):
         store = self._store()
         if store is None:
             return
-        from storage import batches
+        from app.batch.driver import list_batches
 
         try:
-            infos = batches.list_batches(store)
+            infos = list_batches(store)
         except Exception as exc:  # noqa: BLE001 - a session of an older schema, a busy database
             log.info("cannot list batches: %s", exc)
             return
@@ -538,10 +538,10 @@ class BatchDock(QWidget):
             self.grid.setColumnCount(0)
             return
         from app.batch.export import grid_cells
+        from app.batch.driver import get_batch
         from app.batch.plan import BatchPlan, grid_axes
-        from storage import batches
 
-        info = batches.get_batch(store, bid)
+        info = get_batch(store, bid)
         down, across = grid_axes(BatchPlan.from_dict(info.plan))
         rows, cols, cells = grid_cells(store, bid)
         self.grid_title.setText(f"#{bid}: {down.name if down else ''}{' down, ' if down else ''}"
