@@ -110,6 +110,9 @@ def test_the_run_computes_in_the_precision_asked_for_and_the_session_records_it(
     assert job.run_info["dtype"] == "bfloat16"
     run = store.get_run(job.run_id)
     assert (run.device, run.dtype) == ("cpu", "bfloat16")
+    from app.session_view import run_tooltip  # what the window's history shows of a run
+
+    assert "cpu bfloat16" in run_tooltip(run)
     # one job may name its own precision
     job = runner.run_sync(PROBE, {}, precision="fp32")
     assert probe_row(job)["dtype"] == "torch.float32" and store.get_run(job.run_id).dtype == "float32"
