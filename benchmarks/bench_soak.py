@@ -355,7 +355,7 @@ def _tiny_model(work: Path) -> Path:
 
 
 def probe_hangs(rounds: int, work: Path) -> Probe:
-    from plugins.diffusion_common.errors import Cancelled
+    from app.api import Cancelled
     from plugins.text_to_image import compute
 
     p = Probe("cancel and Ctrl-C inside one long step; memory bombs")

@@ -77,6 +77,7 @@ def set_timesteps(scheduler, steps: int, device, strength: float = 1.0):
     """Set the scheduler's timesteps for ``steps`` steps and return those to run for
     image-to-image ``strength`` (1.0 = all of them), as diffusers' img2img pipeline does."""
     scheduler.set_timesteps(steps, device=device)
+    _sigmas_in_float64(scheduler, device)
     timesteps = scheduler.timesteps
     start = 0
     if strength < 1.0:
@@ -89,6 +90,20 @@ def set_timesteps(scheduler, steps: int, device, strength: float = 1.0):
         # would then run past the end of the schedule.
         scheduler.set_begin_index(start)
     return timesteps
+
+
+def _sigmas_in_float64(scheduler, device) -> None:
+    """Ancestral samplers split each step's noise as ``sigma_down = sqrt(sigma_to**2 - sigma_up**2)``;
+    on a schedule that ends at (almost) pure noise the first sigma is about 2e4, and in float32 that
+    difference rounds below zero (NaN: a black picture at 3 Euler-a steps of the bundled model).
+    Their sigmas are kept in float64 (0-dim values in the step's arithmetic, so the latents stay in
+    their own dtype); MPS has no float64."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if ("Ancestral" not in type(scheduler).__name__ or sigmas is None or not hasattr(sigmas, "double")
+            or str(device).startswith("mps") or getattr(sigmas, "device", None) is None
+            or sigmas.device.type == "mps"):
+        return
+    scheduler.sigmas = sigmas.double()
 
 
 def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timesteps,

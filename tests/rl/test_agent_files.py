@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from plugins.rl.agents import Agent, AgentConfig, load_agent
+from plugins.rl.agents import Agent, AgentConfig
+from plugins.rl.loaders import load_agent
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def test_a_config_asking_for_a_huge_network_is_refused_before_allocating(saved):
     _rewrite(saved, hidden=[200000, 200000])
     code = ("import resource, sys; hard = resource.getrlimit(resource.RLIMIT_AS)[1];"
             "resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, hard));"
-            "from plugins.rl.agents import load_agent\n"
+            "from plugins.rl.loaders import load_agent\n"
             "try:\n    load_agent(sys.argv[1])\nexcept ValueError as e:\n    print('refused:', e)")
     p = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))

@@ -63,7 +63,7 @@ def cosine_model(tiny_model, tmp_path_factory):
 def test_every_scheduler_runs_on_a_schedule_that_ends_at_pure_noise(cosine_model, scheduler):
     # DPM++ Karras sigmas on such a schedule repeat timesteps; stepping by position must still
     # take exactly the asked number of steps (it used to run past the end: IndexError).
-    for steps in (4, 10):
+    for steps in (3, 4, 10):  # 3 Euler-a steps gave NaN (float32 sigmas)
         r = generate(gp(steps=steps, scheduler=scheduler), str(cosine_model))
         assert r.trajectory.steps == steps
         assert np.isfinite(r.trajectory.latent_norm).all() and r.images[0].std() > 0

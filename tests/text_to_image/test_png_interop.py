@@ -171,10 +171,12 @@ def test_our_parameters_are_a1111s_and_sd_parsers_reads_them(studio_cli, tmp_pat
     assert [p.value for p in sampler.prompts] == ["a small red circle"]
     assert [p.value for p in sampler.negative_prompts] == ["blurry"]
     assert sampler.model is not None and len(sampler.model.hash) == 10 and sampler.model.name == "default"
-    from app.jobs import model_hash, resolve_model_path
+    from app.api import model_fingerprint
+    from app.paths import resources_dir
+    from plugins.diffusion_common.bundled import bundled_model
 
-    # the bundled model's own hash, shortened as A1111 does (the first 10 hex digits)
-    assert model_hash(resolve_model_path("default")).startswith("sha256:" + sampler.model.hash)
+    # the bundled model's own fingerprint, shortened as A1111 does (the first 10 hex digits)
+    assert model_fingerprint(bundled_model("default", resources_dir())).startswith(sampler.model.hash)
     assert info.metadata["Size"] == "64x64"
     # the trajectory strip describes the picture, not itself
     strip_text = read_png_metadata(strip).parameters_text

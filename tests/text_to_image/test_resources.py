@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from plugins.diffusion_common import memory
-from plugins.diffusion_common.errors import Cancelled, ModelError, ParamError
+from app.api import Cancelled, ParamError
+from plugins.diffusion_common.errors import ModelError
 from plugins.text_to_image import compute
 
 REPO = Path(__file__).resolve().parents[2]
