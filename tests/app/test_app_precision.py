@@ -90,15 +90,6 @@ def test_devices_summary_shows_the_chosen_precision_and_its_note():
 
 
 # --------------------------------------------------------------------------------- the runner
-@pytest.fixture
-def store(tmp_path):
-    from storage import SessionStore
-
-    s = SessionStore.open(tmp_path / "session")
-    yield s
-    s.close()
-
-
 def test_the_run_computes_in_the_precision_asked_for_and_the_session_records_it(store, monkeypatch):
     monkeypatch.delenv("IMPLICIT_STUDIO_PRECISION", raising=False)
     runner = JobRunner(None, store, device="cpu", precision="bf16")
