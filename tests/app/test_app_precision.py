@@ -166,8 +166,11 @@ def test_cli_run_takes_precision_records_it_and_says_what_fp16_on_the_cpu_does(c
     assert json.loads(p.stdout)["dtype"] == "bfloat16"
     p = cli(base + ["--precision", "fp64"], cli_env)
     assert p.returncode == 2 and "unknown precision 'fp64'; use auto, fp32, fp16 or bf16" in p.stderr
+    first = json.loads(cli(base + ["--json"], cli_env).stdout)["run_id"]
+    r = cli(["--precision", "bf16", "reproduce", first, "--session", session, "--json"], cli_env)
+    assert r.returncode == 0, r.stderr  # a numpy tool: the same pixels in any precision
     h = cli(["history", "--session", session], cli_env)
     assert h.returncode == 0, h.stderr
-    assert "Device" in h.stdout and h.stdout.count("cpu bfloat16") == 3 and "cpu float32" in h.stdout
+    assert "Device" in h.stdout and h.stdout.count("cpu bfloat16") == 4 and h.stdout.count("cpu float32") == 2
     d = cli(["devices", "--device", "cpu", "--precision", "fp16"], cli_env)
     assert d.returncode == 0 and "note: fp16 was asked for" in d.stdout
