@@ -627,11 +627,11 @@ class JobRunner:
             self._emit("cancelled", job)
             self._notify("run-cancelled", job)
             return
-        except (api.ToolError, api.ParamError) as exc:  # the user's to act on: the sentence, no traceback
+        except api.ParamError as exc:  # a value the tool refused: bad input, the sentence, no traceback
+            job.param_error = exc
             self._fail(job, str(exc), None)
             return
-        except api.ParamError as exc:
-            job.param_error = exc
+        except api.ToolError as exc:  # the user's to act on: the sentence, no traceback
             self._fail(job, str(exc), None)
             return
         except BaseException as exc:  # noqa: BLE001 - PluginCallError, SystemExit and anything else

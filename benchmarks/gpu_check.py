@@ -938,7 +938,7 @@ class GpuCheck:
                                                     "resolution": resolution, "seed": 0, "save_to": str(folder)},
                                     device, listener=listener)
                 metrics = self.table(res, "metrics")
-                chamfer = float(next(v for k, v in metrics.items() if k.startswith("Chamfer distance")))
+                chamfer = float(metrics["Chamfer distance (input units)"])
                 rec.detail.update(chamfer=chamfer, evaluator=str(metrics.get("evaluator")))
                 if device == "cpu":
                     self.refs["inr/fit-sdf/cpu"] = chamfer

@@ -72,6 +72,8 @@ BACKUP_DIR = "backups"
 CANVAS_EXT = "edit"
 FINISHED_STATUSES = ("ok", "failed", "cancelled")
 DEFAULT_ARCHIVE_LIMIT = 4 * 1024**3
+#: A temporary file younger than this may be a write under way in another process (collect_orphans).
+TEMP_GRACE_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _runs = Run.__table__
@@ -1168,11 +1170,14 @@ class SessionStore:
                 problems.append(f"{who}: {seen[(sha, ext)]}")
         return IntegrityReport(ok=not problems, problems=tuple(problems))
 
-    def collect_orphans(self, min_age_s: float = 60.0, *, batch: int = 256,
+    def collect_orphans(self, min_age_s: float = 60.0, *, temp_min_age_s: float | None = None, batch: int = 256,
                         stop: Callable[[], bool] | None = None) -> OrphanReport:
         """Delete files no row refers to, and temporary files left by interrupted writes.
 
-        Files younger than ``min_age_s`` are kept (a write may be under way). Files are deleted in
+        Files younger than ``min_age_s`` are kept (a write may be under way). A temporary file
+        is a write under way in some process until it is ``temp_min_age_s`` old (default: the
+        larger of ``min_age_s`` and :data:`TEMP_GRACE_S`; give 0 only when no process can be
+        writing, e.g. after a crash in a test). Files are deleted in
         batches, each inside a write transaction that first checks again that no row refers to
         them: no process can commit a row pointing at a file while it is being deleted, and
         writers check inside their own transaction that their files are still there. ``stop()``
@@ -1184,6 +1189,7 @@ class SessionStore:
         candidates = [path for path, parsed in self.files.iter_files()
                       if (parsed is None and path.name.startswith(TEMP_PREFIX))
                       or (parsed is not None and parsed not in refs)]
+        temp_age = max(min_age_s, TEMP_GRACE_S) if temp_min_age_s is None else temp_min_age_s
         removed: list[Path] = []
         freed = 0
         for i in range(0, len(candidates), batch):
@@ -1192,7 +1198,7 @@ class SessionStore:
             with self._write("Collecting orphan files") as s:
                 for path in candidates[i:i + batch]:
                     parsed = filestore.parse_name(path.name)
-                    if self.files.age_s(path) < min_age_s or (
+                    if self.files.age_s(path) < (min_age_s if parsed is not None else temp_age) or (
                             parsed is not None and self._is_referenced(s, *parsed)):
                         continue
                     try:

@@ -94,7 +94,7 @@ def test_kill_9_twenty_times_while_recording_loses_no_committed_run(tmp_path):
         # interrupted runs can be marked, and leftovers of interrupted writes collected
         store.recover_interrupted()
         assert store.list_runs(status="running") == []
-        store.collect_orphans(min_age_s=0)
+        store.collect_orphans(min_age_s=0, temp_min_age_s=0)  # every writer was killed
         assert not list((folder / "files").rglob(filestore.TEMP_PREFIX + "*"))
         assert store.integrity_check(verify_hashes=True).ok
     print(f"20 kills, {len(committed)} committed runs verified in {elapsed:.1f}s")
