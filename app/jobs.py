@@ -56,6 +56,8 @@ class Job:
     params: dict[str, Any]
     device_preference: str
     queue: str
+    #: the arithmetic asked for (app.devices.PRECISIONS); ``dtype`` is what it resolved to
+    precision_preference: str = "auto"
     state: JobState = JobState.QUEUED
     held: bool = False
     step: int = 0
@@ -115,7 +117,8 @@ class Job:
 @dataclass(frozen=True)
 class JobEvent:
     """``kind`` is one of queued, started, progress, preview, metric, finished, failed,
-    cancelled, queue-changed. ``data``: progress -> step, total, message, eta_s; preview ->
+    cancelled, queue-changed. ``data``: started -> device, dtype, seed, notes (what became of
+    the precision asked for, if not what it says); progress -> step, total, message, eta_s; preview ->
     image (an ImageResult); metric -> name, step, value; failed -> error, traceback."""
 
     kind: str
@@ -138,7 +141,10 @@ class JobRunner:
     boundary, reads files through reader hooks, receives session events); ``store``: a
     ``storage`` ``SessionStore`` or ``None`` (runs are then not recorded); ``settings``: gives the
     plugin settings and default device; ``device``: the default device preference (else
-    ``IMPLICIT_STUDIO_DEVICE``, set by ``implicit-studio --device D``, else the settings).
+    ``IMPLICIT_STUDIO_DEVICE``, set by ``implicit-studio --device D``, else the settings);
+    ``precision``: the default arithmetic (else ``IMPLICIT_STUDIO_PRECISION``, set by
+    ``implicit-studio --precision P``, else the settings' ``precision`` as it is when a job is
+    prepared, so a change in Preferences applies to the next run).
     """
 
     def __init__(
@@ -148,6 +154,7 @@ class JobRunner:
         *,
         settings: Any = None,
         device: Optional[str] = None,
+        precision: Optional[str] = None,
         preview_interval_s: float = 0.15,
         listeners: Iterable[Listener] = (),
         worker_niceness: int = 0,
@@ -161,6 +168,7 @@ class JobRunner:
         self.settings = settings
         self.device = devices.parse_device(device or os.environ.get("IMPLICIT_STUDIO_DEVICE")
                                            or (settings.device if settings is not None else "auto"))
+        self._precision = devices.parse_precision(precision) if precision else None
         self.preview_interval_s = preview_interval_s
         self._listeners: list[Listener] = list(listeners)
         self._ids = itertools.count(1)
@@ -171,6 +179,19 @@ class JobRunner:
         self._paused_queues: set[str] = set()
         self._jobs: dict[int, Job] = {}
         self._closing = False
+
+    @property
+    def precision(self) -> str:
+        """The precision new jobs ask for unless they name one: the one given to the runner, else
+        ``IMPLICIT_STUDIO_PRECISION``, else the settings' (read now), else ``auto``."""
+        if self._precision is not None:
+            return self._precision
+        return devices.parse_precision(os.environ.get("IMPLICIT_STUDIO_PRECISION")
+                                       or (self.settings.precision if self.settings is not None else "auto"))
+
+    @precision.setter
+    def precision(self, value: Optional[str]) -> None:
+        self._precision = devices.parse_precision(value) if value else None
 
     # -- listeners ----------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -197,19 +218,23 @@ class JobRunner:
         return self.manager.tool(tool)
 
     def prepare(self, tool: api.ToolSpec | str, params: Optional[Mapping[str, Any]] = None,
-                device: Optional[str] = None, parent_run_id: Optional[int] = None) -> Job:
-        """Validate and build a job without queueing it (:class:`~app.api.ParamError` on bad input)."""
+                device: Optional[str] = None, parent_run_id: Optional[int] = None,
+                precision: Optional[str] = None) -> Job:
+        """Validate and build a job without queueing it (:class:`~app.api.ParamError` on bad
+        input, :class:`~app.devices.DeviceError` for an unknown device or precision name)."""
         spec = self._tool(tool)
         values = spec.validate(dict(params or {}))
         pref = devices.parse_device(device or self.device)
+        prec = devices.parse_precision(precision or self.precision)
         queue = devices.queue_name(pref, spec.backends)
         return Job(id=next(self._ids), tool=spec, params=values, device_preference=pref, queue=queue,
-                   parent_run_id=parent_run_id)
+                   precision_preference=prec, parent_run_id=parent_run_id)
 
     def submit(self, tool: api.ToolSpec | str, params: Optional[Mapping[str, Any]] = None, *,
-               device: Optional[str] = None, held: bool = False, parent_run_id: Optional[int] = None) -> Job:
+               device: Optional[str] = None, held: bool = False, parent_run_id: Optional[int] = None,
+               precision: Optional[str] = None) -> Job:
         """Queue a run; returns at once. Raises :class:`~app.api.ParamError` for bad parameters."""
-        job = self.prepare(tool, params, device, parent_run_id)
+        job = self.prepare(tool, params, device, parent_run_id, precision)
         job.held = held
         with self._cond:
             if self._closing:
@@ -223,9 +248,10 @@ class JobRunner:
         return job
 
     def run_sync(self, tool: api.ToolSpec | str, params: Optional[Mapping[str, Any]] = None, *,
-                 device: Optional[str] = None, listener: Optional[Listener] = None) -> Job:
+                 device: Optional[str] = None, listener: Optional[Listener] = None,
+                 precision: Optional[str] = None) -> Job:
         """Run a job in the calling thread (the CLI and tests) and return it when done."""
-        job = self.prepare(tool, params, device)
+        job = self.prepare(tool, params, device, precision=precision)
         if listener is not None:
             self.add_listener(listener)
         try:
@@ -529,8 +555,10 @@ class JobRunner:
                     params[p.name] = api.SeedParam.resolve(params[p.name])
                     seed = params[p.name] if seed is None else seed
             job.seed = seed if seed is not None else api.SeedParam.resolve(-1)
-            choice = devices.choose(job.device_preference, tool.backends)
+            choice = devices.choose(job.device_preference, tool.backends, precision=job.precision_preference)
             job.device, job.dtype = choice.device, choice.dtype
+            for note in choice.notes:  # what became of the precision asked for (fp16 on the CPU)
+                logging.getLogger(f"implicit_studio.tool.{tool.id}").warning("%s", note)
             recorded = {p.name: p.to_json(params[p.name]) for p in tool.params}
             job.recorded_params = recorded
             inputs = [int(v[len(api.RESULT_REF_PREFIX):]) for p in tool.params if isinstance(p, api.ImageParam)
@@ -552,7 +580,7 @@ class JobRunner:
                 job.run_id = self.store.begin_run(
                     tool_id=tool.id, plugin=tool.plugin or "unregistered", plugin_version=plugin_version or "",
                     params=recorded, seed=job.seed, model_ref=model_ref, model_hash=model_hash_value,
-                    device=choice.device, backend=",".join(tool.backends), inputs=inputs,
+                    device=choice.device, dtype=choice.dtype, backend=",".join(tool.backends), inputs=inputs,
                     parent_run_id=job.parent_run_id)
         except (api.ToolError, api.ParamError, devices.DeviceError) as exc:
             self._fail(job, str(exc), None)
@@ -568,7 +596,7 @@ class JobRunner:
             on_progress=on_progress, on_preview=on_preview, on_metric=on_metric,
             input_loader=lambda ref: self.load_input(ref, "image"), cancel_event=job._cancel,
         )
-        self._emit("started", job, device=choice.device, dtype=choice.dtype, seed=job.seed)
+        self._emit("started", job, device=choice.device, dtype=choice.dtype, seed=job.seed, notes=list(choice.notes))
         self._notify("run-started", job)
         try:
             ctx.check_cancelled()
@@ -580,7 +608,7 @@ class JobRunner:
                 results.append(_metrics_table(job.metrics))
             job.results = results
             info = {"tool": tool.id, "plugin": tool.plugin, "plugin_version": plugin_version,
-                    "params": recorded, "seed": job.seed, "device": choice.device,
+                    "params": recorded, "seed": job.seed, "device": choice.device, "dtype": choice.dtype,
                     "model": model_ref, "model_hash": model_hash_value, "backend": ",".join(tool.backends),
                     "run_id": job.run_id}
             job.run_info = info

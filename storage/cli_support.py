@@ -41,7 +41,8 @@ def format_history(store, limit: int = 20, **filters) -> str:
     runs = store.list_runs(limit=limit, **filters)
     if not runs:
         return f"No runs in the session {printable(str(store.folder))}."
-    header = ("ID", "Parent", "Status", "Tool", "Started", "Time", "Results", "Tags", "Prompt / parameters")
+    header = ("ID", "Parent", "Status", "Tool", "Started", "Time", "Results", "Tags", "Device",
+              "Prompt / parameters")
     rows = []
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
@@ -50,6 +51,7 @@ def format_history(store, limit: int = 20, **filters) -> str:
         rows.append((str(r.id), "" if r.parent_run_id is None else str(r.parent_run_id),
                      r.status + ("*" if r.damaged else ""), _short(r.tool_id, 24), started, dur,
                      str(len(r.results)), _short(",".join(r.tags), 20),
+                     _short(f"{r.device} {r.dtype}" if r.dtype else r.device, 24),
                      _short(_summary(r) + seed, 60)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
@@ -98,7 +100,7 @@ def export_run(store, run_id: int, out_dir: str | os.PathLike) -> list[Path]:
     record = {
         "run_id": run.id, "tool_id": run.tool_id, "plugin": run.plugin,
         "plugin_version": run.plugin_version, "params": run.params, "seed": run.seed,
-        "model_ref": run.model_ref, "model_hash": run.model_hash, "device": run.device,
+        "model_ref": run.model_ref, "model_hash": run.model_hash, "device": run.device, "dtype": run.dtype,
         "backend": run.backend, "status": run.status, "error": run.error,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "duration_s": run.duration_s, "parent_run_id": run.parent_run_id,

@@ -112,13 +112,15 @@ def _out_dir(ctx: api.RunContext, save_to: str | None, kind: str) -> Path:
 def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1", steps: int = 50_000,
               seed: int = 0, save_to: str | None = None, stop_when_solved: bool = True, record_episodes: int = 1,
               hidden: int = 128):
-    """rl-train: train an agent on the CPU with live episode-return curves; save it and record."""
+    """rl-train: train an agent on the run's device in its dtype (ctx.device, ctx.dtype) with live
+    episode-return curves; save it and record."""
     from .record import record
     from .train import TrainConfig, train
 
     out_dir = _out_dir(ctx, save_to, "agents")
     cfg = TrainConfig(algo=algo, env_id=env, total_steps=int(steps), seed=int(seed),
-                      stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)])
+                      stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)],
+                      device=ctx.device, dtype=ctx.dtype)
     try:
         cfg = cfg.resolved()
     except ValueError as e:
