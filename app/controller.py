@@ -155,6 +155,11 @@ def _first(tool: api.ToolSpec, kind: type[api.Param]) -> Optional[api.Param]:
     return next((p for p in tool.params if isinstance(p, kind)), None)
 
 
+def _accelerated(tool: api.ToolSpec) -> bool:
+    """Runs on the accelerator's queue (torch or ONNX Runtime), not the CPU queue."""
+    return any(b in ("torch", "onnx") for b in tool.backends)
+
+
 # ---------------------------------------------------------------------------------------------
 # send to, compare
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +276,8 @@ class RunController:
             store = self.session.store if self.session is not None else None
             runner = JobRunner(self.manager, store, settings=self.settings, worker_niceness=self.worker_niceness)
         self._runner = runner
+        if getattr(runner, "controller", None) is None:
+            runner.controller = self  # ctx.run_tool of the runner's jobs comes back here
         runner.add_listener(self._on_event)
         return runner
 
@@ -373,6 +380,58 @@ class RunController:
             if listener is not None:
                 self.remove_listener(listener)
         return job
+
+    # -- a tool run by another tool (ctx.run_tool) -------------------------------------------------
+    def runnable_tool(self, tool_id: str) -> api.ToolSpec:
+        """The tool ``tool_id`` if it can be run now; :class:`~app.api.ToolError` saying why not
+        (its plugin is disabled, or no installed plugin provides it)."""
+        tool = self.manager.tools.get(tool_id)
+        if tool is not None:
+            return tool
+        disabled = self.manager.disabled_tool(tool_id) if hasattr(self.manager, "disabled_tool") else None
+        if disabled is not None:
+            raise api.ToolError(f"the tool {tool_id!r} cannot be run: its plugin {disabled!r} is disabled (enable it "
+                                f"in Plugins, or with 'implicit-studio plugins enable {disabled}')")
+        known = ", ".join(sorted(self.manager.tools)) or "none"
+        off = sorted(name for name, rec in getattr(self.manager, "records", {}).items() if not rec.ok)
+        hint = f"; plugins not loaded, which may provide it: {', '.join(off)}" if off else ""
+        raise api.ToolError(f"the tool {tool_id!r} cannot be run: no installed plugin provides it (tools: {known}){hint}")
+
+    def run_nested(self, parent: Job, parent_ctx: api.RunContext, tool_id: str,
+                   params: Mapping[str, Any]) -> list[api.Result]:
+        """``ctx.run_tool(tool_id, **params)`` of the run ``parent``: the request is made as the
+        window makes one (:meth:`request`: validated, seed and model taken out, in-memory inputs
+        kept in the session), with the parent's device and the parent's run as its parent, and
+        run in the calling thread by :meth:`app.jobs.JobRunner.run_nested`. Returns its results;
+        raises :class:`~app.api.ToolError` (not runnable, bad parameters, failed) or
+        :class:`~app.api.Cancelled` carrying the results it kept. A batch engine that runs
+        requests for a parent run (issue 30) calls this too."""
+        tool = self.runnable_tool(tool_id)
+        caller = parent.tool
+        if _accelerated(tool) and not _accelerated(caller):
+            raise api.ToolError(
+                f"the tool {caller.id!r} runs {tool.id!r}, which uses {', '.join(tool.backends)}, but declares "
+                f"backends={caller.backends!r}: add 'torch' (or 'onnx') to the backends of {caller.id!r} so it "
+                f"runs on the accelerator's queue with the tools it calls")
+        try:
+            request = self.request(tool, params, device=parent.device_preference,
+                                   parents=(parent.run_id,) if parent.run_id is not None else ())
+        except api.ParamError as exc:
+            raise api.ToolError(f"{caller.id!r} ran {tool.id!r} with a value it refuses: {exc}") from None
+        runner = self.attach()
+        try:
+            job = runner.run_nested(parent, parent_ctx, tool, request.values_for(tool), device=request.device,
+                                    parent_run_id=request.parents[0] if request.parents else None)
+        except api.ParamError as exc:
+            raise api.ToolError(f"{caller.id!r} ran {tool.id!r} with a value it refuses: {exc}") from None
+        from app.jobs import JobState  # noqa: PLC0415
+
+        if job.state is JobState.FINISHED:
+            return list(job.results)
+        where = f" (run #{job.run_id})" if job.run_id is not None else ""
+        if job.state is JobState.CANCELLED:
+            raise api.Cancelled(f"{tool.id}{where} was cancelled", results=list(job.results))
+        raise api.ToolError(f"{tool.title}{where} failed: {job.error or 'no reason given'}")
 
     # -- reproduce ------------------------------------------------------------------------------
     def reproduce_request(self, run_id: int) -> RunRequest:

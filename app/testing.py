@@ -208,13 +208,20 @@ def studio_session(tmp_path: Path):
 @pytest.fixture
 def run_tool(studio_manager: Any, studio_session: Any) -> Callable[..., list]:
     """``run_tool(tool_id, device="cpu", **params)`` runs a tool to completion in this thread,
-    records it in ``studio_session`` and returns its results (``run_tool.last_job`` holds the job)."""
+    through the same run controller as the window and the command line (so a tool that calls
+    ``ctx.run_tool`` works, and its children are recorded), records it in ``studio_session`` and
+    returns its results. ``run_tool.last_job`` holds the job (``.run_id``, ``.children``...),
+    ``run_tool.controller`` the controller, ``run_tool.session`` the session store."""
+    from app.controller import RunController
     from app.jobs import JobRunner, JobState
+    from app.session_view import SessionView
 
     runner = JobRunner(studio_manager, studio_session, device="cpu")
+    controller = RunController(studio_manager, SessionView(studio_session, Path(studio_session.folder)),
+                               runner=runner)
 
     def _run(tool_id: str, device: str = "cpu", **params: Any) -> list:
-        job = runner.run_sync(tool_id, params, device=device)
+        job = controller.run(controller.request(tool_id, params, device=device))
         _run.last_job = job  # type: ignore[attr-defined]
         if job.state is not JobState.FINISHED:
             raise ToolRunError(f"{tool_id} {job.state.value}: {job.error}\n{job.traceback or ''}")
@@ -222,6 +229,8 @@ def run_tool(studio_manager: Any, studio_session: Any) -> Callable[..., list]:
 
     _run.last_job = None  # type: ignore[attr-defined]
     _run.runner = runner  # type: ignore[attr-defined]
+    _run.controller = controller  # type: ignore[attr-defined]
+    _run.session = studio_session  # type: ignore[attr-defined]
     return _run
 
 
