@@ -329,7 +329,7 @@ class Param:
         line and the runner apply to a value (through :meth:`ToolSpec.validate`). Added in API
         1.2."""
         if self.required and is_empty_value(value):
-            raise self.error(f"a value is required (give {self.cli_option})")
+            raise self.error("a value is required")
         return self.validate(value)
 
     def format(self, value: Any) -> str:

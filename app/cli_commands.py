@@ -175,7 +175,8 @@ def cmd_run(argv: list[str]) -> int:
         except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
             return EXIT_INTERRUPTED
-        written = _write_outputs(job, out_dir) if (out_dir is not None and job.state is JobState.FINISHED) else []
+        written = (_write_outputs(job, out_dir, controller.runner.run_info(job))
+                   if (out_dir is not None and job.state is JobState.FINISHED) else [])
     finally:
         if store is not None:
             _close_store(store)
@@ -186,6 +187,8 @@ def cmd_run(argv: list[str]) -> int:
                 "device": job.device, "elapsed_s": round(job.elapsed_s, 3),
                 "results": [{"kind": r.kind, "id": rid, "file": str(w) if w else None}
                             for r, rid, w in _zip_longest(job.results, job.result_ids, written)],
+                "children": [{"run_id": c.run_id, "tool": c.tool.id, "status": c.state.value}
+                             for c in job.children],
             }))
         elif not args.quiet:
             where = f"run {job.run_id}" if job.run_id is not None else "run"
@@ -194,16 +197,26 @@ def cmd_run(argv: list[str]) -> int:
             for r, rid, w in _zip_longest(job.results, job.result_ids, written):
                 ref = f" result:{rid}" if rid is not None else ""
                 print(f"  {r.kind}{ref}" + (f" -> {w}" if w else ""))
+            if job.children:
+                runs = ", ".join(f"#{c.run_id}" if c.run_id is not None else c.tool.id for c in job.children)
+                print(f"  ran {len(job.children)} other tool run(s): {runs}")
         return EXIT_OK
     if job.state is JobState.CANCELLED:
-        _err(f"run of {tool.id} was cancelled")
+        kept = f"; {len(job.result_ids)} result(s) it kept are recorded with run {job.run_id}" if job.result_ids else ""
+        _err(f"run of {tool.id} was cancelled{kept}")
         return EXIT_INTERRUPTED
     _err(job.error or "the tool failed")
     if job.traceback:
-        print(f"{PROG}: details are in the log file", file=sys.stderr)
+        print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
     if args.json:
         print(json.dumps({"run_id": job.run_id, "status": "failed", "tool": tool.id, "error": job.error}))
     return EXIT_FAILED
+
+
+def _log_file() -> str:
+    from app.settings import log_file_path
+
+    return str(log_file_path())
 
 
 def _zip_longest(*seqs: Sequence[Any]):
@@ -212,12 +225,12 @@ def _zip_longest(*seqs: Sequence[Any]):
         yield tuple(s[i] if i < len(s) else None for s in seqs)
 
 
-def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
+def _write_outputs(job: Any, out_dir: Path, info: dict[str, Any]) -> list[Path]:
+    """Write the job's results into ``out_dir``; images carry ``info`` (the same run record the
+    session's copies carry: tool, plugin and version, parameters, seed, model, device)."""
     from app import results_io
 
     written = []
-    info = {"tool": job.tool.id, "params": job.recorded_params, "seed": job.seed, "device": job.device,
-            "run_id": job.run_id}
     stem = f"{job.tool.id}-{job.run_id}" if job.run_id is not None else f"{job.tool.id}-seed{job.seed}"
     for i, res in enumerate(job.results, 1):
         enc = results_io.encode(res, info)
@@ -255,7 +268,8 @@ def cmd_tools(argv: list[str]) -> int:
             "id": t.id, "title": t.title, "plugin": t.plugin, "group": t.group, "results": list(t.results),
             "backends": list(t.backends), "description": t.description,
             "params": [{"name": p.name, "option": p.cli_option, "type": p.type_name,
-                        "default": p.to_json(p.default), "help": p.help} for p in t.params],
+                        "default": p.to_json(p.default), "required": p.required, "help": p.help}
+                       for p in t.params],
         } for t in tools], indent=2))
         return EXIT_OK
     for t in tools:
@@ -293,17 +307,34 @@ def cmd_plugins(argv: list[str]) -> int:
             "name": r.name, "dist": r.dist, "version": r.version, "author": r.author, "status": r.status,
             "builtin": r.builtin, "source": r.source, "tools": r.tools, "error": r.error,
             "traceback": r.traceback, "problems": r.problems, "load_ms": round(r.load_ms, 1),
+            "import_ms": round(r.import_ms, 1), "hook_ms": {k: round(v, 1) for k, v in r.hook_ms.items()},
+            "slow_hooks": sorted(r.slow_hooks), "heavy_imports": r.heavy_imports, "warnings": r.warnings,
+            "earlier_errors": [{k: e.get(k) for k in ("time", "what", "error")} for e in r.earlier_errors],
+            "runtime_errors": [e.splitlines()[0] for e in r.runtime_errors],
         } for r in recs], indent=2))
         return EXIT_OK
+    from app.plugin_history import describe_error
+
     for r in recs:
         kind = "built-in" if r.builtin else (r.dist or r.source)
-        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}")
+        took = f"  {r.load_ms:.0f} ms" if r.ok else ""
+        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}{took}")
         if r.error:
             print(f"    {r.error}")
         for prob in r.problems:
             print(f"    warning: {prob}")
+        for text in r.warnings:
+            print(f"    slow start-up: {text}")
+        for entry in r.earlier_errors[-3:]:
+            print(f"    error in an earlier session: {describe_error(entry)}")
+        if len(r.earlier_errors) > 3:
+            print(f"    ({len(r.earlier_errors) - 3} more errors in earlier sessions; --json lists them)")
         if args.verbose and r.traceback:
             print("    " + r.traceback.rstrip().replace("\n", "\n    "))
+        if args.verbose:
+            for entry in r.earlier_errors:
+                if entry.get("traceback"):
+                    print("    " + str(entry["traceback"]).rstrip().replace("\n", "\n    "))
     return EXIT_OK
 
 
@@ -400,9 +431,12 @@ def cmd_reproduce(argv: list[str]) -> int:
                                runner=JobRunner(manager, store, settings=settings, device=device))
     try:
         try:
-            request = replace(controller.reproduce_request(args.run_id), device=device)
+            request, notes = controller.reproduce_plan(args.run_id)
+            request = replace(request, device=device)
         except (LookupError, ValueError) as exc:  # no such run or tool, an input not kept
             raise UsageError(str(exc).strip("'\"")) from None
+        for note in notes:  # recorded parameters the installed tool does not take
+            print(f"{PROG}: note: {note}", file=sys.stderr)
         try:
             job = controller.run(request, listener=_progress_printer(args.quiet or args.json))
         except KeyboardInterrupt:

@@ -224,6 +224,15 @@ class CompareSide:
     params: dict[str, Any]  # tool, seed, model and the run's parameters
 
 
+@dataclass(frozen=True)
+class Carried:
+    """Recorded parameters carried forward to the installed tool: the ``values`` it takes and
+    ``notes``, one sentence per problem (parameters it does not take, a migration that failed)."""
+
+    values: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
 class SendError(ValueError):
     """A result cannot be sent to a tool; ``str()`` is a sentence, ``details`` says more."""
 
@@ -256,6 +265,7 @@ class RunController:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._reproduces: dict[int, int] = {}  # job id -> the run it reproduces
+        self._notes: dict[int, list[str]] = {}  # run reproduced -> parameters not carried forward
         self.paused = False  # the whole queue is held: running jobs finish, waiting ones wait
         self._paused_queues: set[str] = set()
         if runner is not None:
@@ -435,30 +445,79 @@ class RunController:
 
     # -- reproduce ------------------------------------------------------------------------------
     def reproduce_request(self, run_id: int) -> RunRequest:
-        """The request that repeats recorded run ``run_id``: its parameters, seed and model
-        (``LookupError`` for an unknown run or tool, ``ValueError`` for a run that cannot be
-        repeated)."""
+        """The request that repeats recorded run ``run_id``: its parameters (carried forward by
+        the tool's ``migrate_params`` when another version of the plugin recorded them), seed and
+        model (``LookupError`` for an unknown run or tool, ``ValueError`` for a run that cannot be
+        repeated). :meth:`reproduce_plan` also says what could not be carried forward."""
+        return self.reproduce_plan(run_id)[0]
+
+    def reproduce_plan(self, run_id: int) -> tuple[RunRequest, list[str]]:
+        """:meth:`reproduce_request` and the sentences about recorded parameters that the
+        installed version of the tool does not take (they are left out of the request)."""
         if self.session is None:
             raise LookupError("no session is open")
         run = self.session.run(run_id)
         tool = self.tool(run.tool_id)
+        carried = self.carry_forward(tool, run.params, run.plugin_version)
         seed_p, model_p = _first(tool, api.SeedParam), _first(tool, api.ModelParam)
-        known = {p.name for p in tool.params} - {p.name for p in (seed_p, model_p) if p is not None}
-        params = {k: v for k, v in run.params.items() if k in known}
+        skip = {p.name for p in (seed_p, model_p) if p is not None}
+        params = {k: v for k, v in carried.values.items() if k not in skip}
         lost = [k for k, v in params.items() if v in _IN_MEMORY]
         if lost:
             raise ValueError(f"run #{run_id} was given its {', '.join(lost)} in memory and the session did not "
                              f"keep it, so the run cannot be repeated")
         model = run.model_ref if model_p is not None else None
         if model is None and model_p is not None:
-            model = run.params.get(model_p.name)
-        return RunRequest(tool=run.tool_id, params=params, seed=run.seed if seed_p is not None else None,
-                          model=model, parents=(run.parent_run_id,) if run.parent_run_id is not None else ())
+            model = carried.values.get(model_p.name)
+        request = RunRequest(tool=run.tool_id, params=params, seed=run.seed if seed_p is not None else None,
+                             model=model, parents=(run.parent_run_id,) if run.parent_run_id is not None else ())
+        return request, carried.notes
+
+    # -- parameters recorded by another version of a plugin ---------------------------------------
+    def carry_forward(self, tool: api.ToolSpec, params: Mapping[str, Any],
+                      version: Optional[str] = None) -> Carried:
+        """Recorded ``params`` of ``tool`` (by version ``version`` of its plugin; ``None`` or
+        ``""`` if unknown) as the installed tool takes them: through the tool's
+        ``migrate_params`` when the versions differ, then only the names the tool declares.
+        Whatever does not fit is named in :attr:`Carried.notes`, never dropped silently."""
+        current = None
+        rec = getattr(self.manager, "records", {}).get(tool.plugin)
+        if rec is not None:
+            current = rec.version
+        values = dict(params)
+        notes: list[str] = []
+        if tool.migrate_params and (version or "") != (current or ""):
+            try:
+                fn = self.manager.resolve(tool.migrate_params, tool.plugin, f"migrate_params of tool {tool.id!r}")
+                out = self.manager.guarded(tool.plugin, f"migrate_params of tool {tool.id!r}", fn,
+                                           version or "", dict(values))
+                if not isinstance(out, Mapping):
+                    raise TypeError(f"{tool.migrate_params} returned {type(out).__name__}, not a dict of parameters")
+                values = dict(out)
+            except Exception as exc:  # noqa: BLE001 - the plugin's fault: say so, keep the values as recorded
+                original = getattr(exc, "original", exc)
+                notes.append(f"the parameters recorded by {tool.plugin} {version or '(unknown version)'} could not "
+                             f"be carried forward by {tool.migrate_params}: {type(original).__name__}: {original}")
+        known = {p.name for p in tool.params}
+        left = [k for k in values if k not in known]
+        for name in left:
+            del values[name]
+        if left:
+            by = f"{tool.plugin} {version}" if version else "an earlier version"
+            now = f"{tool.plugin} {current}" if current else "the installed version"
+            notes.append(f"{', '.join(left)} (recorded by {by}) cannot be used: {now} of {tool.id} has no such "
+                         f"parameter" + ("" if tool.migrate_params else "; the plugin can carry renamed parameters "
+                                                                        "forward with ToolSpec(migrate_params=...)"))
+        return Carried(values, notes)
 
     def reproduce(self, run_id: int) -> int:
         """Re-run ``run_id``; when it ends a ``reproduce-checked`` event says whether its outputs
         match the original's bit for bit. Returns the job id."""
-        job_id = self.submit(self.reproduce_request(run_id))
+        request, notes = self.reproduce_plan(run_id)
+        if notes:
+            with self._lock:
+                self._notes[run_id] = notes
+        job_id = self.submit(request)
         with self._lock:
             job = self._runner.job(job_id) if self._runner is not None else None
             if job is not None and job.state.done:  # finished before we got here (a very fast tool)
@@ -477,12 +536,16 @@ class RunController:
         """Did ``job`` (a repeat of ``orig_run_id``) make the same outputs, bit for bit?"""
         from app.jobs import JobState  # noqa: PLC0415
 
+        with self._lock:
+            notes = self._notes.pop(orig_run_id, [])
+        extra = "".join(f" Note: {n}." for n in notes)
         if job.state is not JobState.FINISHED:
-            return False, f"Reproducing run #{orig_run_id} did not finish ({job.state.value}: {job.error or ''})."
+            return False, f"Reproducing run #{orig_run_id} did not finish ({job.state.value}: {job.error or ''}).{extra}"
         try:
-            return self.session.compare_outputs(orig_run_id, job.run_id, job.results)
+            matched, message = self.session.compare_outputs(orig_run_id, job.run_id, job.results)
         except Exception as exc:  # noqa: BLE001 - reported as the check's outcome
-            return False, f"could not compare: {type(exc).__name__}: {exc}"
+            return False, f"could not compare: {type(exc).__name__}: {exc}{extra}"
+        return matched, message + extra
 
     # -- send to, compare, restore --------------------------------------------------------------
     def send_targets(self) -> list[SendTarget]:
@@ -520,17 +583,28 @@ class RunController:
             sides.append(CompareSide(f"#{run.id} {run.tool_id}", str(path) if path is not None else None, params))
         return sides[0], sides[1]
 
-    def restore_values(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None) -> dict[str, Any]:
+    def restore_values(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None,
+                       version: Optional[str] = None) -> dict[str, Any]:
         """Form values of ``tool_id`` from recorded parameters (a run's, a PNG's), with ``seed``
-        put under the tool's seed parameter (``LookupError`` for a tool that is not available)."""
+        put under the tool's seed parameter (``LookupError`` for a tool that is not available).
+        ``version`` is the plugin version that recorded them: the tool's ``migrate_params``
+        carries them forward (:meth:`restore` also gives the notes on what it could not)."""
+        return self.restore(tool_id, params, seed, version).values
+
+    def restore(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None,
+                version: Optional[str] = None) -> Carried:
+        """:meth:`restore_values` with the notes about parameters that could not be carried
+        forward (for the status line: "not restored: ...")."""
         tool = self.manager.tools.get(tool_id)
         if tool is None:
             raise LookupError(f"The tool {tool_id!r} is not available")
-        values = dict(params)
+        carried = self.carry_forward(tool, params, version) if version is not None or tool.migrate_params \
+            else Carried(dict(params), [])
+        values = dict(carried.values)
         seed_p = _first(tool, api.SeedParam)
         if seed is not None and seed_p is not None:
             values[seed_p.name] = seed
-        return values
+        return Carried(values, carried.notes)
 
     # -- the queue ------------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:

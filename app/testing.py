@@ -131,6 +131,8 @@ for t in m.tools.values():
     for p in t.params:
         if isinstance(p, (api.ImageParam, api.PathParam, api.ModelParam)):
             continue
+        if api.is_empty_value(p.default) and (p.required or getattr(p, "allow_empty", True) is False):
+            continue  # an empty default is how a value the user must give is declared
         try:
             p.validate(p.default)
         except api.ParamError as e:
