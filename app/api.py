@@ -212,19 +212,25 @@ def api_compatible(required: str) -> bool:
     return want[0] == have[0] and want[1] <= have[1]
 
 
-def check_api_version(required: str, what: str = "plugin") -> None:
-    """Raise :class:`IncompatibleAPIError` with a human sentence unless ``required`` is compatible."""
+def check_api_version(required: str, what: str = "plugin", dist: Optional[str] = None,
+                      version: Optional[str] = None) -> None:
+    """Raise :class:`IncompatibleAPIError` with a human sentence unless ``required`` is compatible.
+    ``dist`` (and its installed ``version``) name the distribution to install another version
+    of, with the ``pip`` command that does it (API 1.2)."""
     want = _parse_version(required)
     have = _parse_version(API_VERSION)
     if want[0] > have[0] or (want[0] == have[0] and want[1] > have[1]):
+        other = (f"the distribution {dist} (pip install \"{dist}<{version}\")" if dist and version
+                 else f"the distribution {dist}" if dist else f"the {what}")
         raise IncompatibleAPIError(
             f"{what} needs Implicit Studio plugin API {required}, but this app provides "
-            f"{API_VERSION}; update Implicit Studio or install an older version of the {what}"
+            f"{API_VERSION}; update Implicit Studio or install an older version of {other}"
         )
     if want[0] < have[0]:
+        other = f"the distribution {dist} (pip install -U {dist})" if dist else f"the {what}"
         raise IncompatibleAPIError(
             f"{what} was written for Implicit Studio plugin API {required}, which this app "
-            f"(API {API_VERSION}) no longer supports; install a newer version of the {what}"
+            f"(API {API_VERSION}) no longer supports; install a newer version of {other}"
         )
 
 

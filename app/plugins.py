@@ -388,7 +388,7 @@ class PluginManager:
         required = getattr(plugin, "REQUIRES_API", None)
         if required is not None:
             try:
-                api.check_api_version(str(required), what=f"plugin {rec.name!r}")
+                api.check_api_version(str(required), what=f"plugin {rec.name!r}", dist=rec.dist, version=rec.version)
             except api.IncompatibleAPIError as exc:
                 self._fail(rec, INCOMPATIBLE, str(exc), None)
                 return rec
@@ -476,7 +476,7 @@ class PluginManager:
                                f"{self.tools[spec.id].plugin!r}; this one was ignored")
             return
         try:
-            api.check_api_version(spec.requires_api, what=f"tool {spec.id!r}")
+            api.check_api_version(spec.requires_api, what=f"tool {spec.id!r}", dist=rec.dist, version=rec.version)
         except api.IncompatibleAPIError as exc:
             self._problem(rec, f"{exc}; the tool was not added")
             return

@@ -275,12 +275,11 @@ def plugin_dist(tmp_path_factory: pytest.TempPathFactory,
         yield _install
 
 
-# The window fixtures live with the views helpers (app.testing_kit); importing the fixture here
-# registers it for every project that has Implicit Studio installed.
-try:
-    from app.testing_kit import WindowRun, make_studio_window, run_in_window  # noqa: F401
-except ImportError:  # pragma: no cover - a broken views layer must not break every test run
-    make_studio_window = None  # type: ignore[assignment]
+# The window fixtures (make_studio_window) live in app.testing_kit, the second pytest11 plugin of
+# the studio: pytest loads both. A fixture must be defined in one plugin only: imported here too,
+# it was registered twice and ``pytest --fixtures`` crashed sorting the duplicates. Only the
+# helpers that are not fixtures are re-exported.
+from app.testing_kit import WindowRun, run_in_window  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -288,8 +287,6 @@ def studio_window(request: pytest.FixtureRequest):
     """The real main window, shown offscreen, with the installed plugins and a private session
     (``make_studio_window()`` of :mod:`app.testing_kit`; needs pytest-qt). Drive it with
     ``app.testing_kit.run_in_window(qtbot, window, tool_id, **values)``."""
-    if make_studio_window is None:
-        pytest.skip("the window test helpers (app.testing_kit) are not available")
     factory = request.getfixturevalue("make_studio_window")
     return factory()
 
