@@ -116,7 +116,7 @@ __all__ = [
 
 #: Version of this API, ``"MAJOR.MINOR"``. A plugin written for ``X.Y`` works with any app whose
 #: API has the same major ``X`` and a minor of at least ``Y``.
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 #: The pluggy project name; hook implementations must use :data:`hookimpl`.
 PROJECT_NAME = "implicit_studio"
