@@ -16,7 +16,7 @@ Minimal plugin module::
 
     from app.api import hookimpl, ToolSpec, IntParam, SeedParam
 
-    REQUIRES_API = "1.1"          # optional: the API version this plugin was written for
+    REQUIRES_API = "1.2"          # optional: the API version this plugin was written for
 
     @hookimpl
     def studio_tools():
@@ -30,11 +30,17 @@ Minimal plugin module::
 
 and its run function (in a module that may import heavy libraries)::
 
+    from app.api import ImageResult
+
     def make_noise(ctx, size, seed):
         rng = ctx.numpy_rng()
         for i in range(10):
             ctx.progress(i, 10)            # also where a cancel request takes effect
-        return ImageResult(rng.integers(0, 256, (size, size, 3), dtype="uint8"))
+        return ImageResult(image=rng.integers(0, 256, (size, size, 3), dtype="uint8"))
+
+A tool may run other tools: ``ctx.run_tool("text-to-image", prompt="a fox", seed=3, steps=20)``
+returns their results and records each call as a child run (API 1.2). ``docs/plugins.md`` is the
+guide; its examples run in the test suite.
 
 This module imports only the standard library and pluggy; numpy and PIL are imported inside the
 functions that need them, and the studio's own services behind the run context (``app.paths``,
@@ -1199,7 +1205,9 @@ class ViewerSpec:
 class SettingsSpec:
     """A plugin's preferences page, generated from typed parameters like a tool form. Values are
     stored in the user's settings under ``section`` and given to run functions through
-    :meth:`RunContext.setting`."""
+    :meth:`RunContext.setting`. ``section`` is kebab-case: lower-case letters and digits in words
+    joined by single dashes (``"my-filters"``; ``"my_filters"`` is refused), and, being shared
+    by all plugins, best starts with the plugin's name."""
 
     section: str
     title: str
@@ -1208,7 +1216,8 @@ class SettingsSpec:
 
     def __post_init__(self) -> None:
         if not is_kebab_case(self.section):
-            raise ValueError(f"settings section {self.section!r} must be kebab-case")
+            raise ValueError(f"settings section {self.section!r} must be kebab-case: lower-case words joined by "
+                             f"single dashes, e.g. {re.sub(r'[^a-z0-9]+', '-', str(self.section).lower()).strip('-')!r}")
         object.__setattr__(self, "params", tuple(self.params))
 
 
