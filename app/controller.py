@@ -423,6 +423,8 @@ class RunController:
                 f"the tool {caller.id!r} runs {tool.id!r}, which uses {', '.join(tool.backends)}, but declares "
                 f"backends={caller.backends!r}: add 'torch' (or 'onnx') to the backends of {caller.id!r} so it "
                 f"runs on the accelerator's queue with the tools it calls")
+        # an input the caller was given, or a result of a tool it ran, goes on by its reference
+        params = {k: ((parent.known_ref(v) or v) if isinstance(v, api.Result) else v) for k, v in params.items()}
         try:
             request = self.request(tool, params, device=parent.device_preference,
                                    parents=(parent.run_id,) if parent.run_id is not None else ())
@@ -436,6 +438,8 @@ class RunController:
             raise api.ToolError(f"{caller.id!r} ran {tool.id!r} with a value it refuses: {exc}") from None
         from app.jobs import JobState  # noqa: PLC0415
 
+        for res, rid in zip(job.results, job.result_ids):
+            parent.remember_ref(res, f"{api.RESULT_REF_PREFIX}{rid}")
         if job.state is JobState.FINISHED:
             return list(job.results)
         where = f" (run #{job.run_id})" if job.run_id is not None else ""

@@ -83,6 +83,24 @@ class Job:
     parent: Optional["Job"] = field(default=None, repr=False)
     #: Jobs this one ran with ``ctx.run_tool``, in order.
     children: list["Job"] = field(default_factory=list, repr=False)
+    #: ``id()`` of an image or mask result this run's function holds -> (the reference it is
+    #: known by in the session, a digest of its pixels): its own inputs as given and the stored
+    #: results of the tools it ran, so one handed on unchanged to ``ctx.run_tool`` is recorded by
+    #: reference, not kept again (:func:`known_ref`).
+    known_refs: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
+
+    def remember_ref(self, result: Any, ref: str) -> None:
+        digest = pixels_digest(result)
+        if digest is not None:
+            self.known_refs[id(result)] = (ref, digest)
+
+    def known_ref(self, result: Any) -> Optional[str]:
+        """The session reference of ``result`` if this run got it as such and its pixels are
+        unchanged since (an edited copy is not the stored one), else None."""
+        entry = self.known_refs.get(id(result))
+        if entry is None or pixels_digest(result) != entry[1]:
+            return None
+        return entry[0]
     _step_times: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -598,7 +616,10 @@ class JobRunner:
                     break
             for p in tool.params:
                 if isinstance(p, api.ImageParam) and params[p.name] is not None:
-                    params[p.name] = self.load_input(params[p.name], "mask" if isinstance(p, api.MaskParam) else "image")
+                    given = params[p.name]
+                    params[p.name] = self.load_input(given, "mask" if isinstance(p, api.MaskParam) else "image")
+                    if isinstance(given, str):
+                        job.remember_ref(params[p.name], given)
             if self.manager is not None and tool.plugin in getattr(self.manager, "records", {}):
                 job.plugin_version = self.manager.records[tool.plugin].version
             if self.store is not None:
@@ -731,6 +752,21 @@ class JobRunner:
         _log.warning("job %s (%s) failed: %s", job.id, job.tool.id, message)
         self._emit("failed", job, error=message, traceback=tb)
         self._notify("run-failed", job, error=message)
+
+
+def pixels_digest(result: Any) -> Optional[str]:
+    """A digest of an image or mask result's pixels (shape included); None for anything else."""
+    import hashlib
+
+    if isinstance(result, api.ImageResult):
+        arr = result.image
+    elif isinstance(result, api.MaskResult):
+        arr = result.mask
+    else:
+        return None
+    h = hashlib.blake2b(str(arr.shape).encode(), digest_size=16)
+    h.update(memoryview(arr).cast("B") if arr.flags.c_contiguous else arr.tobytes())
+    return h.hexdigest()
 
 
 def _as_results(out: Any, tool_id: str) -> list[api.Result]:

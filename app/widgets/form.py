@@ -259,6 +259,7 @@ class ListEditor(ParamEditor):
         self.edit.setPlaceholderText(getattr(param, "_example", ""))
         self.count = QLabel()
         self.count.setObjectName("muted")
+        self.count.setMinimumWidth(self.count.fontMetrics().horizontalAdvance("000 values") + 4)
         self.edit.textChanged.connect(self._update)
         self.edit.textChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.edit, self.count))

@@ -32,6 +32,10 @@ def studio_tools():
                              api.IntParam(name="level", default=7, min=0, max=255),
                              api.TextParam(name="target", default="rt-leaf"))),
         api.ToolSpec(id="rt-fail", title="Fails", run=f"{__name__}:fail"),
+        api.ToolSpec(id="rt-invert", title="Invert", run=f"{__name__}:invert", seeded=False,
+                     params=(api.ImageParam(name="image"),)),
+        api.ToolSpec(id="rt-chain", title="Chain", run=f"{__name__}:chain", seeded=False,
+                     params=(api.ImageParam(name="image"),)),
         api.ToolSpec(id="rt-accel", title="Accelerated", run=f"{__name__}:leaf", backends=("torch",),
                      params=(api.IntParam(name="level", default=1), api.SeedParam(name="seed"))),
     ]
@@ -74,6 +78,21 @@ def sweep(ctx, seeds, level, target):
 
 def fail(ctx):
     raise KeyError("colours")
+
+
+def invert(ctx, image):
+    return api.ImageResult(image=255 - image.image)
+
+
+def chain(ctx, image):
+    (once,) = ctx.run_tool("rt-invert", image=image)       # the caller's own input, handed on
+    (twice,) = ctx.run_tool("rt-invert", image=once)       # a result of a tool it ran
+    edited = api.ImageResult(image=twice.image.copy())
+    edited.image[0, 0] = 7                                 # a new picture: kept as an input
+    (thrice,) = ctx.run_tool("rt-invert", image=edited)
+    twice.image[1, 1] = 9                                  # changed in place: no longer the stored one
+    (again,) = ctx.run_tool("rt-invert", image=twice)
+    return [thrice, again]
 
 
 @pytest.fixture
@@ -268,3 +287,23 @@ def test_request_records_of_children_round_trip(controller):
     (child,) = controller.session.store.children(job.run_id)
     req = controller.reproduce_request(child.id)
     assert req == RunRequest(tool="rt-leaf", params={"level": 2}, seed=8, parents=(job.run_id,))
+
+
+def test_inputs_handed_on_are_recorded_by_reference(controller, tmp_path):
+    from PIL import Image
+
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    job, _ = _run(controller, "rt-chain", image=str(tmp_path / "in.png"))
+    assert job.state is JobState.FINISHED, job.error
+    store = controller.session.store
+    kids = store.children(job.run_id)
+    assert [k.tool_id for k in kids] == ["rt-invert"] * 4
+    first, second, third, fourth = kids
+    assert first.params["image"] == str(tmp_path / "in.png")          # the caller's input, as given
+    assert second.params["image"] == f"result:{first.results[0].id}"  # the first child's stored result
+    for kid in (third, fourth):  # new or edited pictures are kept in the session, as the window keeps them
+        ref = kid.params["image"]
+        assert ref.startswith("result:") and store.get_run(store.get_result(int(ref[7:])).run_id).tool_id == "input"
+    thrice, again = job.results
+    assert int(thrice.image[0, 0, 0]) == 255 - 7 and int(again.image[1, 1, 0]) == 255 - 9

@@ -91,6 +91,31 @@ def test_required_field_refused_then_tree_and_kept_results(qtbot, make_studio_wi
     assert window.session.run(run_id).status == "cancelled"
 
 
+def test_plugins_dialog_shows_start_up_costs_and_run_time_errors(qtbot):
+    import time
+
+    from app.plugins import PluginRecord
+    from app.ui.plugins_dialog import PluginsDialog
+
+    quiet = PluginRecord(name="quiet", version="1.0", status="loaded", tools=["q"], load_ms=3.0)
+    noisy = PluginRecord(name="noisy", version="0.2", status="loaded", tools=["n"], load_ms=640.0, import_ms=420.0,
+                         hook_ms={"studio_tools": 210.0}, heavy_imports=["torch"],
+                         runtime_errors=["tool 'n': KeyError: 'colours'\nTraceback ..."],
+                         earlier_errors=[{"what": "tool 'n'", "error": "ValueError: bad size", "time": time.time() - 3600,
+                                          "traceback": "Traceback (most recent call last): ..."}])
+    dlg = PluginsDialog([quiet, noisy])
+    qtbot.addWidget(dlg)
+    assert dlg.tree.currentItem().text(1) == "noisy"  # the plugin with errors is shown first
+    text = dlg.details_text()
+    assert "Start-up: 640 ms" in text and "imports torch at start-up" in text
+    assert "hook studio_tools took 210 ms" in text
+    assert "Run-time errors in this session:\ntool 'n': KeyError: 'colours'" in text
+    assert "Run-time errors in earlier sessions:" in text and "tool 'n': ValueError: bad size" in text
+    assert "2 run-time errors" in dlg.item_for("noisy").toolTip(1)
+    dlg.select("quiet")
+    assert "Run-time errors" not in dlg.details_text() and "slow" not in dlg.details_text()
+
+
 @pytest.fixture(autouse=True)
 def _studio_plugins_visible(monkeypatch):
     monkeypatch.delenv("IMPLICIT_STUDIO_NO_PLUGINS", raising=False)
