@@ -671,8 +671,34 @@ class _ListParam(Param):
     def _item(self, value: Any, where: str) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _expand(self, token: str) -> list[Any]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    # how an item is written: its pattern, its type, a name and an example of a range
+    _number: ClassVar[str] = _INT_TEXT
+    _convert: ClassVar[Callable[[str], Any]] = int
+    _a_number: ClassVar[str] = "a whole number"
+    _range_example: ClassVar[str] = "10-13"
+    _step_needed: ClassVar[bool] = False
+
+    def _expand(self, token: str) -> list[Any]:
+        """The values one comma-separated item stands for: a number, or an inclusive range
+        ``A-B`` / ``A..B`` with an optional step ``:S``."""
+        convert = type(self)._convert
+        if re.fullmatch(self._number, token):
+            return [convert(token)]
+        rng = _range_item(token, self._number)
+        if rng is None:
+            raise self.error(f"{token!r} is neither {self._a_number} nor a range like {self._range_example}")
+        if rng[2] is None and self._step_needed:
+            raise self.error(f"{token!r}: a range of real numbers needs a step, e.g. {rng[0]}-{rng[1]}:0.5")
+        start, stop = convert(rng[0]), convert(rng[1])
+        step = convert(rng[2]) if rng[2] is not None else 1
+        if not step > 0:
+            raise self.error(f"{token!r}: the step must be positive")
+        count = int(math.floor(abs(stop - start) / step + 1e-9)) + 1
+        if count > self.max_items:
+            raise self.error(f"{token!r} makes {count} values; at most {self.max_items}")
+        direction = 1 if stop >= start else -1
+        values = [start + direction * step * i for i in range(count)]
+        return [round(v, 12) for v in values] if convert is float else values
 
     def validate(self, value: Any) -> tuple:
         if value is None:
@@ -754,22 +780,6 @@ class IntListParam(_ListParam):
             raise self.error(f"{where}: expected a whole number, got {value!r}") from None
         return int(self._bounded(value, where))
 
-    def _expand(self, token: str) -> list[int]:
-        if re.fullmatch(_INT_TEXT, token):
-            return [int(token)]
-        rng = _range_item(token, _INT_TEXT)
-        if rng is None:
-            raise self.error(f"{token!r} is neither a whole number nor a range like 10-13")
-        start, stop = int(rng[0]), int(rng[1])
-        step = int(rng[2]) if rng[2] is not None else 1
-        if step <= 0:
-            raise self.error(f"{token!r}: the step must be a positive whole number")
-        count = abs(stop - start) // step + 1
-        if count > self.max_items:
-            raise self.error(f"{token!r} makes {count} values; at most {self.max_items}")
-        direction = 1 if stop >= start else -1
-        return [start + direction * step * i for i in range(count)]
-
     def format(self, value: Any) -> str:
         """Runs of three or more consecutive numbers are written as ranges: ``1-4, 10``."""
         items = [int(v) for v in (value or ())]
@@ -796,6 +806,11 @@ class FloatListParam(_ListParam):
     type_name: ClassVar[str] = "float-list"
     default: tuple[float, ...] = ()
     _example: ClassVar[str] = "0.5, 1, 2-4:0.5"
+    _number: ClassVar[str] = _REAL_TEXT
+    _convert: ClassVar[Callable[[str], Any]] = float
+    _a_number: ClassVar[str] = "a number"
+    _range_example: ClassVar[str] = "1-3:0.5"
+    _step_needed: ClassVar[bool] = True
 
     def _item(self, value: Any, where: str) -> float:
         if isinstance(value, bool) or value is None:
@@ -807,24 +822,6 @@ class FloatListParam(_ListParam):
         if not math.isfinite(value):
             raise self.error(f"{where}: expected a finite number, got {_fmt(value)}")
         return float(self._bounded(value, where))
-
-    def _expand(self, token: str) -> list[float]:
-        if re.fullmatch(_REAL_TEXT, token):
-            return [float(token)]
-        rng = _range_item(token, _REAL_TEXT)
-        if rng is None:
-            raise self.error(f"{token!r} is neither a number nor a range like 1-3:0.5")
-        if rng[2] is None:
-            raise self.error(f"{token!r}: a range of real numbers needs a step, e.g. {rng[0]}-{rng[1]}:0.5")
-        start, stop, step = float(rng[0]), float(rng[1]), float(rng[2])
-        if not step > 0:
-            raise self.error(f"{token!r}: the step must be a positive number")
-        span = abs(stop - start) / step
-        count = int(math.floor(span + 1e-9)) + 1
-        if count > self.max_items:
-            raise self.error(f"{token!r} makes {count} values; at most {self.max_items}")
-        direction = 1.0 if stop >= start else -1.0
-        return [round(start + direction * step * i, 12) for i in range(count)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -857,7 +854,7 @@ class SeedListParam(_ListParam):
     def _expand(self, token: str) -> list[Any]:
         if token.lower() == "random":
             return [-1]
-        return IntListParam._expand(self, token)  # type: ignore[arg-type]
+        return super()._expand(token)
 
     format = IntListParam.format
 

@@ -90,6 +90,20 @@ def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = (), 
         importlib.invalidate_caches()
 
 
+def run_own_tests(project: Path, min_passed: int) -> None:
+    """Run a plugin project's own test suite the way its author does (``python -m pytest`` in its
+    folder, the plugin installed, the studio's fixtures available) and check it passed."""
+    import re
+
+    proc = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
+                          capture_output=True, text=True, timeout=600, env=subprocess_env())
+    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, tail
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= min_passed, tail
+    assert " failed" not in proc.stdout and " error" not in proc.stdout, tail
+
+
 class KitTools:
     """The helpers above, handed to tests through the ``kit`` fixture."""
 
@@ -99,6 +113,7 @@ class KitTools:
     env = staticmethod(subprocess_env)
     is_installed = staticmethod(is_installed)
     pip_installed = staticmethod(pip_installed)
+    run_own_tests = staticmethod(run_own_tests)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ text-to-image runs under the sweep (issue 26, "Done when"). Its own test suite p
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -70,9 +69,4 @@ def test_a_third_party_tool_runs_text_to_image_and_history_shows_the_children(in
 
 
 def test_the_sweeps_own_test_suite_passes(installed_sweep, kit):
-    proc = subprocess.run([kit.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=installed_sweep,
-                          capture_output=True, text=True, timeout=600, env=kit.env())
-    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, tail
-    passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed and int(passed.group(1)) >= 10, tail
+    kit.run_own_tests(installed_sweep, min_passed=10)
