@@ -817,9 +817,9 @@ def _json_value(value: Any, where: str, tool_id: str, index: int, kind: str) -> 
                                 f"JSON keys are text")
             out[k] = _json_value(v, f"{where}[{k!r}]", tool_id, index, kind)
         return out
-    raise TypeError(f"tool {tool_id!r}: {where} of result {index} ({kind}) holds a {type(value).__name__} "
-                    f"({_short_repr(value)}), which cannot be stored as JSON; store numbers, text, lists or "
-                    f"dicts (for an array, .tolist())")
+    raise TypeError(f"tool {tool_id!r}: {where} of result {index} ({kind}) is {_short_repr(value)} (type "
+                    f"{type(value).__name__}), which cannot be stored as JSON; store numbers, text, lists or dicts "
+                    f"(for an array, .tolist())")
 
 
 def _short_repr(value: Any) -> str:

@@ -189,7 +189,8 @@ def test_list_and_required_parameters_on_the_command_line(env, tmp_path):
 def test_run_time_errors_are_refused_and_remembered_for_the_next_session(env, tmp_path):
     meta = cli(env, "run", "bad-meta", "--no-session")
     assert meta.returncode == 1
-    assert "metadata['handle'] of result 1 (image) holds a object" in meta.stderr
+    assert "metadata['handle'] of result 1 (image) is <object object at" in meta.stderr
+    assert "(type object), which cannot be stored as JSON" in meta.stderr
     log_file = tmp_path / "log" / "implicit-studio.log"
     assert f"details are in the log file {log_file}" in meta.stderr
     prog = cli(env, "run", "bad-progress", "--no-session")
