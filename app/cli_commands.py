@@ -77,6 +77,9 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
         else:
             group.add_argument(p.cli_option, dest=p.name, default=None, metavar=p.type_name.upper(), help=text)
     common = parser.add_argument_group("run options")
+    common.add_argument("--params-from", metavar="FILE.png",
+                        help="start from the parameters stored in a PNG (the studio's own, AUTOMATIC1111's or "
+                             "ComfyUI's); options given explicitly override them")
     common.add_argument("--out", metavar="DIR", help="also write the results as files into DIR")
     common.add_argument("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
     common.add_argument("--no-session", action="store_true", help="do not record the run in a session")
@@ -110,6 +113,41 @@ def _progress_printer(quiet: bool) -> Callable[[Any], None]:
     return on_event
 
 
+def _params_from_png(path: str, tool: api.ToolSpec) -> dict[str, Any]:
+    """The parameters stored in a PNG, for ``tool``: our own chunk (only when it was made by the
+    same tool), else A1111's or ComfyUI's settings mapped onto the tool's parameter names. What
+    the tool has no parameter for, or cannot take, is left out with a note on stderr."""
+    from storage.pngmeta import read_png_metadata
+
+    try:
+        meta = read_png_metadata(Path(path).expanduser())
+    except FileNotFoundError:
+        raise UsageError(f"--params-from: no such file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--params-from: {exc}") from None
+    tool_id, params, seed = meta.restore()
+    if not params:
+        raise UsageError(f"--params-from: {path} holds no parameters (no studio, AUTOMATIC1111 or ComfyUI chunk)")
+    if tool_id is not None and tool_id != tool.id:
+        raise UsageError(f"--params-from: {path} was made by {tool_id!r}, not {tool.id!r}")
+    for note in meta.restore_notes():
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+    names = {p.name: p for p in tool.params}
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        p = names.get(name)
+        if p is None:
+            continue
+        try:
+            out[name] = p.validate(value)
+        except (api.ParamError, TypeError, ValueError) as exc:
+            print(f"{PROG}: note: {path}: {name} = {value!r} is not used ({exc})", file=sys.stderr)
+    seed_param = next((p.name for p in tool.params if isinstance(p, api.SeedParam)), None)
+    if seed_param and seed is not None:
+        out[seed_param] = seed
+    return out
+
+
 def cmd_run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         manager = _manager()
@@ -130,7 +168,7 @@ def cmd_run(argv: list[str]) -> int:
         _warn_failed_plugins(manager)
         raise UsageError(str(exc)) from None
     args = _tool_parser(tool).parse_args(rest)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _params_from_png(args.params_from, tool) if args.params_from else {}
     for p in tool.params:
         raw = getattr(args, p.name)
         if raw is None:
@@ -175,8 +213,7 @@ def cmd_run(argv: list[str]) -> int:
         except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
             return EXIT_INTERRUPTED
-        written = (_write_outputs(job, out_dir, controller.runner.run_info(job))
-                   if (out_dir is not None and job.state is JobState.FINISHED) else [])
+        written = _write_outputs(job, out_dir) if (out_dir is not None and job.state is JobState.FINISHED) else []
     finally:
         if store is not None:
             _close_store(store)
@@ -225,12 +262,14 @@ def _zip_longest(*seqs: Sequence[Any]):
         yield tuple(s[i] if i < len(s) else None for s in seqs)
 
 
-def _write_outputs(job: Any, out_dir: Path, info: dict[str, Any]) -> list[Path]:
-    """Write the job's results into ``out_dir``; images carry ``info`` (the same run record the
-    session's copies carry: tool, plugin and version, parameters, seed, model, device)."""
+def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
+    """Write the job's results into ``out_dir``; images carry ``job.run_info`` (the same run
+    record the session's copies carry: tool, plugin and version, parameters, seed, model, device)."""
     from app import results_io
 
     written = []
+    info = job.run_info or {"tool": job.tool.id, "params": job.recorded_params, "seed": job.seed,
+                            "device": job.device, "run_id": job.run_id}
     stem = f"{job.tool.id}-{job.run_id}" if job.run_id is not None else f"{job.tool.id}-seed{job.seed}"
     for i, res in enumerate(job.results, 1):
         enc = results_io.encode(res, info)

@@ -76,6 +76,8 @@ class Job:
     traceback: Optional[str] = None
     recorded_params: dict[str, Any] = field(default_factory=dict)
     parent_run_id: Optional[int] = None  # recorded lineage when given; else the run of the first input
+    #: what the run's PNG text chunks say about it (tool, plugin, params, seed, model, model hash...)
+    run_info: dict[str, Any] = field(default_factory=dict)
     model_ref: Optional[str] = None
     model_hash: Optional[str] = None
     plugin_version: Optional[str] = None
@@ -696,18 +698,20 @@ class JobRunner:
         job.seed = seed
         return params
 
-    def run_info(self, job: Job) -> dict[str, Any]:
-        """What a run's image files carry in their text chunks (and ``--out`` files too): tool,
-        plugin and its version, parameters, seed, model and fingerprint, device, back-ends."""
+    @staticmethod
+    def _run_info(job: Job) -> dict[str, Any]:
+        """What a run's image files carry in their text chunks (``--out`` files too, through
+        ``job.run_info``): tool, plugin and its version, parameters, seed, model and fingerprint,
+        device, back-ends."""
         tool = job.tool
         return {"tool": tool.id, "plugin": tool.plugin or None, "plugin_version": job.plugin_version,
                 "params": job.recorded_params, "seed": job.seed, "device": job.device, "model": job.model_ref,
                 "model_hash": job.model_hash, "backend": ",".join(tool.backends), "run_id": job.run_id}
 
     def _store_results(self, job: Job, results: list[api.Result]) -> None:
+        job.run_info = info = self._run_info(job)
         if self.store is None or job.run_id is None:
             return
-        info = self.run_info(job)
         for res in results:
             enc = results_io.encode(res, info)
             rid = self.store.add_result(job.run_id, enc.kind, enc.data, enc.ext, width=enc.width,

@@ -108,9 +108,8 @@ def local_model_path(ref: str | os.PathLike) -> Path:
 # safetensors headers and classification
 # ------------------------------------------------------------------------------------------------
 
-def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Tensor name -> {"dtype", "shape"} from a safetensors file's header, without reading any
-    weights. Raises :class:`ModelError` for a file that is not a valid safetensors file."""
+def _raw_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], int, int]:
+    """(the header JSON, its length, the file size) of a safetensors file."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -131,6 +130,21 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]
         raise ModelError(f"{path.name} is not a valid safetensors file (header is not JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise ModelError(f"{path.name} is not a valid safetensors file (header is not a table)")
+    return header, n, size
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` text entries of a safetensors file (``{}`` when it has none)."""
+    header, _, _ = _raw_safetensors_header(path)
+    meta = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Tensor name -> {"dtype", "shape"} from a safetensors file's header, without reading any
+    weights. Raises :class:`ModelError` for a file that is not a valid safetensors file."""
+    path = Path(path)
+    header, n, size = _raw_safetensors_header(path)
     out = {}
     end = 0
     for name, meta in header.items():
@@ -213,10 +227,13 @@ def classify_state_dict(shapes: Mapping[str, tuple], name: str = "checkpoint") -
             elif has_prefix("cond_stage_model.model."):
                 ctx = 1024
         clip_norm = shapes.get("cond_stage_model.transformer.text_model.final_layer_norm.weight")
+        open_clip = shapes.get("cond_stage_model.model.token_embedding.weight")
         if latent == 4 and ctx == 768:
             arch = "sd1"
         elif latent == 4 and ctx == 1024:
             arch = "sd2"
+        elif ctx is not None and open_clip is not None and int(open_clip[1]) == ctx:
+            arch = "sd2"  # SD 2.x structure (OpenCLIP text encoder) with other widths
         elif ctx is not None and clip_norm is not None and int(clip_norm[0]) == ctx:
             # SD 1.x structure (CLIP text encoder in the file) with other widths, e.g. the bundled model
             arch = "sd-custom"
@@ -494,11 +511,31 @@ def dtype_kwargs(torch_dtype) -> dict:
     return {"torch_dtype": torch_dtype}
 
 
+def single_file_config(path: Path, info: ModelInfo) -> tuple[Path | None, str]:
+    """A diffusers config folder for a single-file checkpoint, offline: its own metadata when the
+    studio exported it, else the shipped SD 1.x/2.x/SDXL configs with the sizes its tensors show
+    (``plugins.diffusion_common.standard``), else a model of its architecture in the Hugging Face
+    cache. Returns (folder or None, where its configs came from)."""
+    from .device import cache_dir
+    from .standard import config_folder
+
+    shapes = {k: v["shape"] for k, v in read_safetensors_header(path).items()}
+    found = config_folder(path, info.arch, shapes, read_safetensors_metadata(path), cache_dir() / "single-file-configs")
+    if found is not None:
+        return found
+    local = find_local_config(info.arch)
+    return local, ("a model of the same architecture in the Hugging Face cache" if local else "")
+
+
 def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOptions):
     import diffusers
 
     cls = getattr(diffusers, info.pipeline_class)
-    config = options.config or find_local_config(info.arch)
+    config = options.config
+    if config is None:
+        config, source = single_file_config(path, info)
+        if config is not None:
+            info.notes.append(f"configs: {source}")
     kwargs: dict[str, Any] = {**dtype_kwargs(torch_dtype), "local_files_only": True}
     if config is not None:
         kwargs["config"] = str(config)

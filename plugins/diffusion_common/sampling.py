@@ -103,7 +103,15 @@ def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timestep
     cfg = uncond is not None and guidance > 1.0 and timestep_cond is None
     emb = torch.cat([uncond, cond]) if cfg else cond
     kwargs = step_kwargs(scheduler, generator)
-    total = len(timesteps)
+    # second-order solvers (Heun, DPM2) evaluate the model twice a step: their timesteps list
+    # each step's second evaluation again, and a step is done when the solver is back in its
+    # first-order state (or at the last entry)
+    two_evals = getattr(scheduler, "order", 1) > 1 and hasattr(scheduler, "state_in_first_order")
+    n = len(timesteps)
+    # PLMS (PNDM) warms up with one two-evaluation step: its first timestep is listed twice
+    plms_warmup = type(scheduler).__name__ == "PNDMScheduler" and n > 1
+    total = (n + 1) // 2 if two_evals else n - 1 if plms_warmup else n
+    done = 0
     b = latents.shape[0]
     for i, t in enumerate(timesteps):
         x_in = torch.cat([latents] * 2) if cfg else latents
@@ -116,8 +124,11 @@ def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timestep
             out = out_u + guidance * (out_c - out_u)
         x0 = predict_x0(scheduler, x_in[:b].to(latents.dtype), out, t, prediction_type) if on_step else None
         latents = scheduler.step(out, t, latents, **kwargs, return_dict=False)[0]
+        if (two_evals and not (scheduler.state_in_first_order or i == n - 1)) or (plms_warmup and i == 0):
+            continue  # the first evaluation of a two-evaluation step
         if on_step is not None:
-            on_step(StepInfo(i, total, float(t), noise_sigma(scheduler, t), latents, x0))
+            on_step(StepInfo(done, total, float(t), noise_sigma(scheduler, t), latents, x0))
+        done += 1
     return latents
 
 

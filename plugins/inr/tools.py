@@ -229,7 +229,8 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
 # ---------------------------------------------------------------------- inr-render (open any INR)
 def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, height: int = 256, zoom: float = 1.0,
                center_x: float = 0.0, center_y: float = 0.0, mode: str = "shaded", resolution: int = 96,
-               azimuth: float = 45.0, elevation: float = 30.0):
+               azimuth: float = 45.0, elevation: float = 30.0, latent_codes: str | None = None,
+               latent_index: int = 0):
     from .fields import make_evaluator
     from .image2d import render_image, zoom_window
     from .loaders import INRLoadError, open_inr
@@ -238,11 +239,19 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
 
     try:
         cfg = INRConfig.from_json(Path(config).read_text()) if config else None
-        loaded = open_inr(inr, config=cfg)
+        loaded = open_inr(inr, config=cfg, latent_codes=latent_codes or None, latent_index=int(latent_index))
     except (INRLoadError, INRConfigError, ValueError, FileNotFoundError) as exc:
         raise ToolError(str(exc)) from exc
     c = loaded.config
     meta = {"inr": str(inr), "arch": c.arch, "format": loaded.info.get("format", "")}
+    if latent_codes:
+        meta.update(latent_codes=str(latent_codes), latent_index=int(latent_index))
+    elif c.latent_dim:
+        warning = (f"this decoder is conditioned on a {c.latent_dim}-value latent code (DeepSDF-style) and no latent "
+                   "codes file was given, so it renders the zero code, which is not any trained shape: give the "
+                   "latent codes file (LatentCodes/latest.pth) and the shape's index")
+        ctx.logger.warning("%s", warning)
+        meta["warnings"] = [warning]
     if loaded.guess is not None:
         meta["guess"] = loaded.guess.summary()
         ctx.logger.info("architecture guessed: %s", loaded.guess.summary())

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.api import SEED_MAX, Cancelled, ParamError, SeedParam
 from plugins.diffusion_common.errors import ModelError
-from plugins.diffusion_common.schedulers import SCHEDULER_NAMES
+from plugins.diffusion_common.schedulers import SCHEDULE_NAMES, SCHEDULER_NAMES
 
 _log = logging.getLogger("implicit_studio.text_to_image")
 
@@ -58,6 +58,7 @@ class GenerationParams:
     steps: int = 25
     guidance: float = 5.0
     scheduler: str = "default"
+    schedule: str = "default"
     width: Optional[int] = None
     height: Optional[int] = None
     batch_size: int = 1
@@ -159,6 +160,9 @@ def validate(params: GenerationParams, size_multiple: int = 8, num_text_layers: 
     if params.scheduler not in SCHEDULER_NAMES:
         raise ParamError(f"Scheduler: unknown scheduler {params.scheduler!r}; choose one of "
                          f"{', '.join(SCHEDULER_NAMES)}", "scheduler")
+    if params.schedule not in SCHEDULE_NAMES:
+        raise ParamError(f"Schedule: unknown schedule {params.schedule!r}; choose one of "
+                         f"{', '.join(SCHEDULE_NAMES)}", "schedule")
     if int(params.clip_skip) < 0:
         raise ParamError(f"Clip skip: must be 0 or more, got {params.clip_skip}", "clip_skip")
     if num_text_layers is not None and int(params.clip_skip) >= num_text_layers:
@@ -418,11 +422,11 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         width, height = params.width or native, params.height or native
     check_size(width, be.size_multiple, "width")
     check_size(height, be.size_multiple, "height")
-    scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides)
+    scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides, schedule=params.schedule)
     seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
-    record = dict(params.record(), seed=seed, width=width, height=height)
+    record = dict(params.record(), seed=seed, width=width, height=height, scheduler_class=type(scheduler).__name__)
     strength = float(params.strength) if init is not None else 1.0
     steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
     reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
@@ -498,7 +502,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
                     latent_norm=np.stack(rec["norm"]).astype(np.float32),
                     x0_norm=np.stack(rec["x0norm"]).astype(np.float32), thumbnails=np.stack(rec["thumbs"]),
                     labels=[f"seed {s}" for s in bseeds],
-                    meta={"scheduler": params.scheduler, "steps": params.steps, "guidance": params.guidance,
+                    meta={"scheduler": params.scheduler, "schedule": params.schedule, "steps": params.steps, "guidance": params.guidance,
                           "strength": strength, "backend": be.name, "model_hash": loaded.hash,
                           "prompt": params.prompt,
                           "thumbnail_decode": "VAE decode" if thumbnail_mode == "vae" else "linear latent->RGB fit"}))
@@ -571,11 +575,11 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     check_size(height, multiple, "height")
     original_scheduler = pipe.scheduler
     scheduler = make_scheduler(params.scheduler, loaded.scheduler_config or original_scheduler.config,
-                               flow_matching=flow, overrides=overrides)
+                               flow_matching=flow, overrides=overrides, schedule=params.schedule)
     seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
-    record = dict(params.record(), seed=seed, width=width, height=height)
+    record = dict(params.record(), seed=seed, width=width, height=height, scheduler_class=type(scheduler).__name__)
     strength = float(params.strength) if init is not None else 1.0
     steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
     reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
@@ -649,7 +653,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
                     timesteps=np.asarray(rec["t"], np.float32), sigmas=np.asarray(rec["sigma"], np.float32),
                     latent_norm=norms, x0_norm=np.full_like(norms, np.nan), thumbnails=thumbs,
                     labels=[f"seed {s}" for s in bseeds],
-                    meta={"scheduler": params.scheduler, "steps": params.steps, "guidance": params.guidance,
+                    meta={"scheduler": params.scheduler, "schedule": params.schedule, "steps": params.steps, "guidance": params.guidance,
                           "backend": "torch", "model_hash": loaded.hash, "prompt": params.prompt,
                           "thumbnail_decode": "current latents (this pipeline exposes no x0)"}))
     finally:

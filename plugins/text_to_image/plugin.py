@@ -13,9 +13,14 @@ from plugins.diffusion_common.bundled import bundled_model
 REQUIRES_API = "1.1"
 
 # Kept equal to plugins.diffusion_common.schedulers.SCHEDULERS (a test checks it).
-SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "unipc")
-SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "DPM++ 2M", "DPM++ 2M Karras",
-                    "LCM", "UniPC")
+SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "heun", "lms", "dpm2", "dpmpp-2m",
+                     "dpmpp-2m-karras", "dpmpp-2m-sde", "dpmpp-3m-sde", "dpmpp-2s", "deis", "pndm", "lcm", "unipc")
+SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "Heun", "LMS", "DPM2", "DPM++ 2M",
+                    "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 3M SDE", "DPM++ 2S", "DEIS", "PLMS", "LCM", "UniPC")
+# Kept equal to plugins.diffusion_common.schedulers.SCHEDULES (a test checks it).
+SCHEDULE_CHOICES = ("default", "karras", "exponential", "beta", "trailing", "leading")
+SCHEDULE_LABELS = ("Model default", "Karras", "Exponential", "Beta", "Uniform from the end (SGM uniform, simple)",
+                   "Uniform from the start (DDIM uniform)")
 # Kept equal to plugins.text_to_image.compute.PRESETS.
 PRESET_CHOICES = ("none", "lcm", "turbo", "dmd")
 PRESET_LABELS = ("None", "LCM (4 steps, guidance 1)", "Turbo (1 step, no guidance)", "DMD2 (4 steps, no guidance)")
@@ -33,6 +38,8 @@ def tool_params():
         FloatParam(name="guidance", default=5.0, min=0.0, max=50.0, step=0.5,
                    help="classifier-free guidance scale (1 or less: no guidance)"),
         ChoiceParam(name="scheduler", choices=SCHEDULER_CHOICES, labels=SCHEDULER_LABELS, default="default"),
+        ChoiceParam(name="schedule", choices=SCHEDULE_CHOICES, labels=SCHEDULE_LABELS, default="default",
+                    help="how the noise levels are spaced (A1111's schedule type, ComfyUI's scheduler)"),
         ChoiceParam(name="preset", choices=PRESET_CHOICES, labels=PRESET_LABELS, default="none",
                     help="speed preset for few-step models: sets scheduler, steps and guidance together"),
         IntParam(name="width", default=0, min=0, max=8192, step=8,

@@ -57,7 +57,8 @@ def filmstrip(trajectory, image_index: int = 0, max_frames: int = 25, scale: int
 
 
 def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed: int = -1, steps: int = 25,
-                      guidance: float = 5.0, scheduler: str = "default", preset: str = "none", width: int = 0,
+                      guidance: float = 5.0, scheduler: str = "default", schedule: str = "default", preset: str = "none",
+                      width: int = 0,
                       height: int = 0, batch_size: int = 1, batch_count: int = 1, init_image: Any = None,
                       strength: float = 0.75, model: str = "default", backend: str = "torch", sweep: str = "none",
                       sweep_values: str = "", clip_skip: int = 0, loras: str = "", record_trajectory: bool = True,
@@ -72,7 +73,7 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         seed = ctx.seed
     params = compute.GenerationParams(
         prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), steps=steps, guidance=guidance,
-        scheduler=scheduler, width=width or None, height=height or None, batch_size=batch_size,
+        scheduler=scheduler, schedule=schedule, width=width or None, height=height or None, batch_size=batch_size,
         batch_count=batch_count, init_image=init_image, strength=strength, clip_skip=clip_skip, preset=preset,
         loras=parse_loras(loras))
     options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
@@ -116,7 +117,10 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                                        rows=tr.rows(), label="trajectory", metadata=meta))
             if tr.thumbnails.shape[2] > 1:
                 results.append(ImageResult(image=filmstrip(tr), label="trajectory filmstrip",
-                                           metadata={"role": "trajectory-filmstrip", "seed": run.seeds[0]}))
+                                           metadata={"role": "trajectory-filmstrip", "seed": run.seeds[0],
+                                                     # the generated picture's size, not the strip's
+                                                     "width": run.params.get("width"),
+                                                     "height": run.params.get("height")}))
             results.append(FileResult(data=tr.to_bytes(), ext=".npz", label="trajectory data", metadata=meta))
     return results
 

@@ -147,3 +147,61 @@ def test_render_tool_opens_foreign_state_dict_with_config(data_env, samples):
     # without the config the architecture is guessed (and said so in the metadata)
     guessed = tools.render_inr(api.RunContext(), str(data_env / "latest.pth"), width=32, height=32, resolution=32)
     assert "siren" in guessed[0].metadata["guess"]
+
+
+def _plane_decoder(tmp_path):
+    """A DeepSDF-style decoder (latent ++ xyz, weight norm, skip at layer 2, tanh) whose SDF is the
+    plane x = z[0]: each latent code puts the surface somewhere else."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    latent, width = 2, 16
+    d0 = latent + 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        layers = {"lin0": nn.utils.weight_norm(nn.Linear(d0, width)),
+                  "lin1": nn.utils.weight_norm(nn.Linear(width, width - d0)),
+                  "lin2": nn.utils.weight_norm(nn.Linear(width, width)), "lin3": nn.Linear(width, 1)}
+    want = {"lin0": torch.zeros(width, d0), "lin1": torch.zeros(width - d0, width), "lin2": torch.zeros(width, width)}
+    want["lin0"][0, 0], want["lin0"][0, latent] = -1.0, 1.0  # h = x - z0 + 2 (positive inside the box)
+    want["lin1"][0, 0] = 1.0
+    want["lin2"][0, 0] = 1.0
+    state = {}
+    for name, w in want.items():
+        v = torch.eye(w.shape[0], w.shape[1])  # any non-zero direction; the gain decides the row
+        g = w.norm(dim=1, keepdim=True)
+        v[g[:, 0] > 0] = w[g[:, 0] > 0]
+        state[f"{name}.weight_v"], state[f"{name}.weight_g"] = v, g
+        state[f"{name}.bias"] = torch.zeros(w.shape[0])
+    state["lin0.bias"][0] = 2.0
+    state["lin3.weight"] = torch.zeros(1, width)
+    state["lin3.weight"][0, 0] = 1.0
+    state["lin3.bias"] = torch.tensor([-2.0])
+    ckpt = tmp_path / "2000.pth"
+    torch.save({"epoch": 2000, "model_state_dict": {"module." + k: v for k, v in state.items()}}, ckpt)
+    codes = tmp_path / "latest.pth"
+    torch.save({"epoch": 2000, "latent_codes": {"weight": torch.tensor([[0.3, 0.0], [-0.2, 0.0]])}}, codes)
+    return ckpt, codes
+
+
+def test_render_tool_takes_deepsdf_latent_codes_and_warns_without_them(data_env, tmp_path, caplog, studio_cli):
+    from plugins.inr import tools
+
+    ckpt, codes = _plane_decoder(tmp_path)
+    for index, where in ((0, 0.3), (1, -0.2)):
+        mesh = tools.render_inr(api.RunContext(), str(ckpt), latent_codes=str(codes), latent_index=index,
+                                width=24, height=24, resolution=24)[0]
+        assert abs(np.median(mesh.vertices[:, 0]) - where) < 0.05, index
+        assert mesh.metadata["latent_index"] == index and "warnings" not in mesh.metadata
+    with caplog.at_level("WARNING"):
+        bare = tools.render_inr(api.RunContext(), str(ckpt), width=24, height=24, resolution=24)[0]
+    assert abs(np.median(bare.vertices[:, 0])) < 0.05  # the zero code
+    assert "no latent codes file was given" in bare.metadata["warnings"][0]
+    assert "zero code" in caplog.text
+    with pytest.raises(api.ToolError, match="out of range"):
+        tools.render_inr(api.RunContext(), str(ckpt), latent_codes=str(codes), latent_index=5, resolution=16)
+    # the options exist on the command line (and so in the window's form)
+    helptext = studio_cli("run", "inr-render", "--help").stdout
+    assert "--latent-codes" in helptext and "--latent-index" in helptext

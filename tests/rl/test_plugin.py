@@ -126,3 +126,29 @@ def test_cli_record_and_train_write_into_out(studio_cli, tmp_path):
     assert rec.dist.kind == "sampled_quantiles"
     bad = studio_cli("run", "rl-record", "--agent", str(tmp_path / "missing.zip"), "--no-session")
     assert bad.exit_code != 0 and "missing.zip" in bad.stderr
+
+
+def test_cli_takes_a_minari_dataset_folder_and_a_dataset_id(studio_cli, tmp_path, monkeypatch):
+    """The command line takes what the reader takes: a Minari dataset folder, and a dataset named by
+    its id from the local Minari root ($MINARI_DATASETS_PATH here)."""
+    import json
+
+    from tests.rl.test_trajectory import write_minari
+
+    root = tmp_path / "minari"
+    data = root / "cartpole" / "test-v0" / "data"
+    data.mkdir(parents=True)
+    write_minari(data / "main_data.hdf5", [6, 4])
+    (data / "metadata.json").write_text(json.dumps({"dataset_id": "cartpole/test-v0", "total_episodes": 2,
+                                                    "env_spec": json.dumps({"id": "CartPole-v1"})}))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    for source in (str(root / "cartpole" / "test-v0"), "cartpole/test-v0"):
+        r = studio_cli("run", "rl-annotate", "--trajectory", source, "--save-to", str(tmp_path / "out"),
+                       "--no-session", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["status"] == "finished"
+    missing = studio_cli("run", "rl-annotate", "--trajectory", "cartpole/nothing-v1", "--no-session")
+    assert missing.exit_code == 1 and "no Minari dataset 'cartpole/nothing-v1'" in missing.stderr
+    assert str(root) in missing.stderr and "Traceback" not in missing.stderr
+    typo = studio_cli("run", "rl-annotate", "--trajectory", str(tmp_path / "nope.npz"), "--no-session")
+    assert typo.exit_code == 1 and "no such file or folder" in typo.stderr

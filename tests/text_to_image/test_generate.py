@@ -187,7 +187,9 @@ def test_size_validation(tiny_model):
 
 
 def test_bad_parameters(tiny_model):
-    for kw, word in [(dict(steps=0), "Steps"), (dict(guidance=-1), "Guidance"), (dict(scheduler="heun"), "Scheduler"),
+    for kw, word in [(dict(steps=0), "Steps"), (dict(guidance=-1), "Guidance"), (dict(scheduler="restart"), "Scheduler"),
+                     (dict(schedule="polyexponential"), "Schedule"),
+                     (dict(scheduler="ddim", schedule="karras"), "Schedule: the Karras schedule does not apply"),
                      (dict(batch_size=0), "Batch size"), (dict(seed=2**40), "Seed"), (dict(clip_skip=5), "Clip skip"),
                      (dict(preset="fast"), "Preset")]:
         with pytest.raises(ParamError, match=word):
