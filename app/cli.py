@@ -5,6 +5,7 @@ Without a command it opens the window on the default session (or ``--session PAT
 ``run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D]``
     run a tool headless, record the run in the session, and write its results to ``--out``;
 ``tools [TOOL]``, ``plugins [enable|disable NAME]``, ``history``, ``export RUN_ID``,
+``session check|repair|backup``,
 ``devices``, ``new-plugin NAME``, and any command a plugin adds through ``studio_commands``.
 
 Errors are one line on stderr: exit status 2 for bad input (unknown tool, invalid parameter,
@@ -110,6 +111,7 @@ register_subcommand("reproduce", "run a recorded run again and check its outputs
                     "app.cli_commands:cmd_reproduce")
 register_subcommand("devices", "show the compute devices and the one chosen", "app.cli_commands:cmd_devices")
 register_subcommand("new-plugin", "write a new plugin project from the template", "app.cli_commands:cmd_new_plugin")
+register_subcommand("session", "check, repair or back up a session", "app.cli_session:cmd_session")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 os.environ["IMPLICIT_STUDIO_DEVICE"] = opts.device
             return _launch_window(opts.session, opts.exit_after_paint)
         # global --session/--device apply to the command unless it gives its own
-        if opts.session and command in ("run", "history", "export", "reproduce") and "--session" not in rest:
+        if opts.session and command in ("run", "history", "export", "reproduce", "session") and "--session" not in rest:
             rest = rest + ["--session", opts.session]
         if opts.device and command == "run" and "--device" not in rest:
             rest = rest + ["--device", opts.device]

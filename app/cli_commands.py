@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from app import api
 from app.cli import (
@@ -37,9 +36,13 @@ def _warn_failed_plugins(manager: Any) -> None:
 
 
 
-def _open_store(path: Path, create: bool = True, recover: bool = False):
-    """The session store at ``path``; ``recover`` marks runs left running by a stopped process
-    as failed (for ``run``, which records a run of its own)."""
+def _open_store(path: Path, create: bool = True, recover: bool = False, readonly: Optional[bool] = None):
+    """The session store at ``path``: for writing when ``create`` (``run``; ``recover`` marks
+    runs left running by a stopped process as failed), else read-only (``history``, ``export``:
+    they work on read-only folders and never change the session). ``readonly=False`` opens an
+    existing session for writing without creating one (``reproduce``)."""
+    if readonly is None:
+        readonly = not create
     try:
         from storage import SessionStore  # type: ignore
 
@@ -49,6 +52,8 @@ def _open_store(path: Path, create: bool = True, recover: bool = False):
     if not create and not path.exists():
         raise UsageError(f"no session at {path}")
     try:
+        if readonly:
+            return SessionStore.open(path, readonly=True)
         return open_session(path) if recover else SessionStore.open(path)
     except Exception as exc:  # noqa: BLE001 - StorageError and OS errors become one line
         raise UsageError(f"cannot open session {path}: {exc}") from None
@@ -180,8 +185,7 @@ def cmd_run(argv: list[str]) -> int:
     try:
         values = tool.validate(values)
     except api.ParamError as exc:
-        opt = tool.param(exc.param).cli_option if exc.param and exc.param in {p.name for p in tool.params} else ""
-        raise UsageError(f"{opt + ': ' if opt else ''}{exc}") from None
+        raise UsageError(_param_message(tool, exc)) from None
 
     from app import devices
     from app.controller import RunController
@@ -202,6 +206,8 @@ def cmd_run(argv: list[str]) -> int:
             raise UsageError(f"cannot create output folder {out_dir}: {exc}") from None
     session_dir = None if args.no_session else _session_path(args.session)
     store = None if session_dir is None else _open_store(session_dir, recover=True)
+    if store is not None:
+        _note_interrupted_runs(store)
     # the same controller the window submits to: one run request, one path to the runner
     session = SessionView(store, session_dir) if store is not None else None
     controller = RunController(manager, session, settings=settings,
@@ -209,11 +215,19 @@ def cmd_run(argv: list[str]) -> int:
     try:
         request = controller.request(tool, values, device=device)
         try:
-            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))  # in this thread
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
+                                 around=_ctrl_c_cancels)  # in this thread
         except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
             return EXIT_INTERRUPTED
-        written = _write_outputs(job, out_dir) if (out_dir is not None and job.state is JobState.FINISHED) else []
+        written = []
+        if out_dir is not None and job.state is JobState.FINISHED:
+            from storage import StorageError
+
+            try:
+                written = _write_outputs(job, out_dir)
+            except StorageError as exc:  # a sentence naming the file and the reason
+                return _out_failed(job, out_dir, exc)
     finally:
         if store is not None:
             _close_store(store)
@@ -242,6 +256,10 @@ def cmd_run(argv: list[str]) -> int:
         kept = f"; {len(job.result_ids)} result(s) it kept are recorded with run {job.run_id}" if job.result_ids else ""
         _err(f"run of {tool.id} was cancelled{kept}")
         return EXIT_INTERRUPTED
+    if job.param_error is not None:  # the tool refused a value: bad input, like a parser error
+        _err(_param_message(tool, job.param_error) + (f" (run {job.run_id} is recorded as failed)"
+                                                      if job.run_id is not None else ""))
+        return EXIT_USAGE
     _err(job.error or "the tool failed")
     if job.traceback:
         print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
@@ -256,15 +274,77 @@ def _log_file() -> str:
     return str(log_file_path())
 
 
+def _param_message(tool: api.ToolSpec, exc: api.ParamError) -> str:
+    names = {p.name for p in tool.params}
+    opt = tool.param(exc.param).cli_option if exc.param and exc.param in names else ""
+    return f"{opt + ': ' if opt else ''}{exc}"
+
+
+def _note_interrupted_runs(store: Any) -> None:
+    """Tell which runs a stopped process left unfinished, and which plugin crashed it if one did."""
+    from app import crashguard
+    from app.jobs import interrupted_runs
+
+    for line in crashguard.notes(interrupted_runs(store)):
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+
+
+class _ctrl_c_cancels:
+    """While a run is in this thread: the first Ctrl-C cancels it (the tool stops at its next
+    check, within a second for the built-in tools), a second one stops at once."""
+
+    def __init__(self, job: Any):
+        self.job = job
+        self.previous = None
+
+    def _handler(self, signum, frame) -> None:
+        from app import crashguard
+
+        if not self.job.cancel_requested:
+            self.job._cancel.set()
+            print(f"\n{PROG}: cancelling the run (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            return
+        crashguard.USER_INTERRUPT.set()
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_ctrl_c_cancels":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def _zip_longest(*seqs: Sequence[Any]):
     n = max((len(s) for s in seqs), default=0)
     for i in range(n):
         yield tuple(s[i] if i < len(s) else None for s in seqs)
 
 
+def _out_failed(job: Any, out_dir: Path, exc: Exception) -> int:
+    """The run finished (and is recorded) but its files could not be written into ``--out``."""
+    if job.run_id is not None:
+        _err(f"run {job.run_id} finished and is recorded in the session, but its results could not "
+             f"be written into {out_dir}: {exc} Write them later with '{PROG} export {job.run_id} "
+             f"--out DIR'.")
+    else:
+        _err(f"the run finished, but its results could not be written into {out_dir}: {exc}")
+    return EXIT_FAILED
+
+
 def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
     """Write the job's results into ``out_dir``; images carry ``job.run_info`` (the same run
-    record the session's copies carry: tool, plugin and version, parameters, seed, model, device)."""
+    record the session's copies carry: tool, plugin and version, parameters, seed, model, device).
+    A failed write leaves no partial file and raises ``storage.StorageError`` naming the file."""
+    from storage.filestore import write_file_atomically
+
     from app import results_io
 
     written = []
@@ -275,9 +355,7 @@ def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
         enc = results_io.encode(res, info)
         suffix = f"-{res.label}" if res.label and res.label.replace("-", "").replace("_", "").isalnum() else ""
         path = out_dir / f"{stem}-{i}{suffix}{enc.ext}"
-        tmp = path.with_name("." + path.name + ".tmp")
-        tmp.write_bytes(enc.data)
-        os.replace(tmp, path)
+        write_file_atomically(path, enc.data)
         written.append(path)
     return written
 
@@ -465,7 +543,8 @@ def cmd_reproduce(argv: list[str]) -> int:
     except devices.DeviceError as exc:
         raise UsageError(str(exc)) from None
     session_dir = _session_path(args.session)
-    store = _open_store(session_dir, create=False, recover=True)
+    store = _open_store(session_dir, create=False, recover=True, readonly=False)
+    _note_interrupted_runs(store)
     controller = RunController(manager, SessionView(store, session_dir), settings=settings,
                                runner=JobRunner(manager, store, settings=settings, device=device))
     try:
@@ -477,7 +556,8 @@ def cmd_reproduce(argv: list[str]) -> int:
         for note in notes:  # recorded parameters the installed tool does not take
             print(f"{PROG}: note: {note}", file=sys.stderr)
         try:
-            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
+                                 around=_ctrl_c_cancels)
         except KeyboardInterrupt:
             _err("interrupted")
             return EXIT_INTERRUPTED

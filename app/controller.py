@@ -24,12 +24,13 @@ adapts them to Qt signals (:mod:`app.ui.job_bridge`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Mapping, Optional
 
 from app import api
 
@@ -365,10 +366,12 @@ class RunController:
                 self._pause_queue(runner.prepare(tool, values, request.device).queue)
         return runner.submit(tool, values, device=request.device, parent_run_id=parent).id
 
-    def run(self, request: RunRequest, listener: Optional[Listener] = None) -> Job:
+    def run(self, request: RunRequest, listener: Optional[Listener] = None,
+            around: Optional[Callable[[Job], ContextManager[Any]]] = None) -> Job:
         """Run a request in the calling thread and return its job when done (the CLI). A
         ``KeyboardInterrupt`` cancels the job, records the run as cancelled ("interrupted") and
-        is raised again."""
+        is raised again. ``around(job)``, when given, is a context manager held while the job runs
+        (the CLI's: the first Ctrl-C cancels, a second stops at once)."""
         runner = self.attach()
         tool = self.tool(request.tool)
         job = runner.prepare(tool, request.values_for(tool), request.device,
@@ -376,7 +379,8 @@ class RunController:
         if listener is not None:
             self.add_listener(listener)
         try:
-            runner.run_job(job)
+            with (around(job) if around is not None else contextlib.nullcontext()):
+                runner.run_job(job)
         except KeyboardInterrupt:
             runner.cancel(job.id)
             store = self.session.store if self.session is not None else None

@@ -31,7 +31,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from app import api, devices, results_io
+from app import api, crashguard, devices, results_io
 
 _log = logging.getLogger("implicit_studio.jobs")
 
@@ -74,6 +74,7 @@ class Job:
     metrics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     error: Optional[str] = None
     traceback: Optional[str] = None
+    param_error: Optional[api.ParamError] = None  # the tool refused a parameter value
     recorded_params: dict[str, Any] = field(default_factory=dict)
     parent_run_id: Optional[int] = None  # recorded lineage when given; else the run of the first input
     #: what the run's PNG text chunks say about it (tool, plugin, params, seed, model, model hash...)
@@ -488,7 +489,7 @@ class JobRunner:
             self._emit("queue-changed", None, queue=queue)
             try:
                 self._execute(job)
-            except Exception:  # noqa: BLE001 - the worker must survive anything
+            except BaseException:  # noqa: BLE001 - the worker must survive anything
                 _log.exception("job %s crashed the worker", job.id)
             finally:
                 with self._cond:
@@ -651,9 +652,11 @@ class JobRunner:
         try:
             ctx.check_cancelled()
             fn = self._run_function(tool)
-            # the results are checked inside the plugin's boundary: a bad one is its failure
-            results = self._guarded(tool.plugin, f"tool {tool.id!r}",
-                                    lambda: _as_results(fn(ctx, **params), tool.id))
+            # the results are checked inside the plugin's boundary: a bad one is its failure; a native
+            # crash is traced to this tool's plugin (nested runs share the one fatal-error log)
+            with crashguard.watching(self.store):
+                results = self._guarded(tool.plugin, f"tool {tool.id!r}",
+                                        lambda: _as_results(fn(ctx, **params), tool.id))
             if job.metrics:
                 results.append(_metrics_table(job.metrics))
             job.results = results
@@ -666,13 +669,20 @@ class JobRunner:
         except (api.ToolError, api.ParamError) as exc:  # the user's to act on: the sentence, no traceback
             self._fail(job, str(exc), None)
             return
-        except Exception as exc:  # noqa: BLE001 - PluginCallError and anything else
+        except api.ParamError as exc:
+            job.param_error = exc
+            self._fail(job, str(exc), None)
+            return
+        except BaseException as exc:  # noqa: BLE001 - PluginCallError, SystemExit and anything else
+            if crashguard.from_the_user(exc):
+                raise  # Ctrl-C on the command line: it records the run as cancelled
             original = getattr(exc, "original", exc)
             tb = getattr(exc, "traceback_text", None) or traceback.format_exc()
             if type(original).__module__.split(".")[0] == "storage":
                 self._fail(job, f"the run could not be recorded in the session: {original}", tb)
             else:
-                self._fail(job, f"tool {tool.id!r} failed: {type(original).__name__}: {original}", tb)
+                self._fail(job, f"tool {tool.id!r} of plugin {tool.plugin!r} failed: "
+                                f"{crashguard.describe(original)}", tb)
             return
         job.state = JobState.FINISHED
         job.finished_at = time.time()
@@ -840,26 +850,41 @@ def _metrics_table(metrics: Mapping[str, list[tuple[float, float]]]) -> api.Tabl
 def open_session(folder: str | os.PathLike, *, recover: bool = True) -> Any:
     """Open the session store in ``folder`` (created if missing) to record this process's runs.
 
-    With ``recover`` (the default) runs still marked ``running`` in it, left by a process that
-    crashed or was killed, are first marked failed (``SessionStore.recover_interrupted``), so the
-    history never shows a run as running for ever. Call it before this process starts any run.
-    If that bookkeeping cannot be written (a busy or read-only session) the session is opened
-    all the same. Raises ``storage.StorageError``, whose message is a sentence for the user,
-    when the session cannot be opened.
+    With ``recover`` (the default) runs still marked ``running`` whose process is gone (it
+    crashed or was killed; another live process's runs are left alone) are first marked failed,
+    so the history never shows a run as running for ever; :func:`interrupted_runs` then tells
+    which tools they were, and which plugin crashed the application if one did. Leftovers of
+    interrupted writes are removed in the background. If that bookkeeping cannot be written (a
+    busy, damaged or read-only session) the session is opened all the same. Raises
+    ``storage.StorageError``, whose message is a sentence for the user, when the session cannot
+    be opened.
     """
     from storage import SessionStore, StorageError
 
     store = SessionStore.open(folder)
+    if store.damage:
+        _log.warning("the session %s is damaged (%s): runs cannot be recorded in it; 'implicit-studio session "
+                     "repair' copies what it holds into a new session", folder, "; ".join(store.damage[:2]))
+    crashguard.prepare(store)
     if recover:
         try:
-            ids = store.recover_interrupted()
+            runs = store.recover_interrupted_runs()
         except StorageError as exc:
             _log.warning("could not mark the interrupted runs of %s as failed: %s", folder, exc)
         else:
-            if ids:
+            crashguard.remember(store, runs)
+            if runs:
                 _log.info("session %s: %d run(s) left running by a stopped process marked failed: %s",
-                          folder, len(ids), ", ".join(map(str, ids)))
+                          folder, len(runs), ", ".join(str(r.run_id) for r in runs))
+        store.collect_orphans_in_background()
     return store
+
+
+def interrupted_runs(store: Any) -> list[Any]:
+    """The runs :func:`open_session` found interrupted (``storage.InterruptedRun``: run id, tool,
+    plugin, and the fatal error when the application crashed): for the window's "disable this
+    plugin?" question and the command line's note."""
+    return crashguard.recovered(store)
 
 
 def load_stored_result(store: Any, result_id: int) -> api.Result:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import pluggy
 
-from app import api, hookspecs
+from app import api, crashguard, hookspecs
 from app import entrypoints as _ep
 
 _log = logging.getLogger("implicit_studio.plugins")
@@ -66,7 +66,12 @@ REGISTRATION_HOOKS: dict[str, tuple[type, str]] = {
 }
 
 #: Passed through ``guarded`` unchanged: they carry a user-facing meaning.
-_PASS_THROUGH = (api.Cancelled, api.ToolError, api.ParamError, KeyboardInterrupt, SystemExit)
+_PASS_THROUGH = (api.Cancelled, api.ToolError, api.ParamError)
+
+# SystemExit and KeyboardInterrupt from plugin code are the plugin's failure; only the user's Ctrl-C
+# on the command line passes through (see app.crashguard).
+_from_the_user = crashguard.from_the_user
+_describe = crashguard.describe
 
 
 class PluginCallError(Exception):
@@ -74,7 +79,7 @@ class PluginCallError(Exception):
     ``original`` is the exception and ``traceback_text`` its formatted traceback."""
 
     def __init__(self, plugin: str, what: str, original: BaseException, traceback_text: str):
-        super().__init__(f"plugin {plugin!r} failed in {what}: {type(original).__name__}: {original}")
+        super().__init__(f"plugin {plugin!r} failed in {what}: {_describe(original)}")
         self.plugin = plugin
         self.what = what
         self.original = original
@@ -368,9 +373,11 @@ class PluginManager:
         heavy_before = {m for m in HEAVY_IMPORTS if m in sys.modules}
         try:
             plugin = cand.loader()
-        except Exception as exc:  # noqa: BLE001 - isolation boundary
+        except BaseException as exc:  # noqa: BLE001 - isolation boundary (sys.exit at import too)
+            if _from_the_user(exc):
+                raise
             rec.import_ms = (time.perf_counter() - t0) * 1000.0
-            self._fail(rec, FAILED, f"import failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+            self._fail(rec, FAILED, f"import failed: {_describe(exc)}", traceback.format_exc())
             return rec
         rec.import_ms = (time.perf_counter() - t0) * 1000.0
         rec.heavy_imports = [m for m in HEAVY_IMPORTS if m in sys.modules and m not in heavy_before]
@@ -394,8 +401,10 @@ class PluginManager:
                 return rec
         try:
             self.pm.register(plugin, name=cand.name)
-        except Exception as exc:  # noqa: BLE001 - e.g. pluggy.PluginValidationError
-            self._fail(rec, FAILED, f"registration failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+        except BaseException as exc:  # noqa: BLE001 - e.g. pluggy.PluginValidationError
+            if _from_the_user(exc):
+                raise
+            self._fail(rec, FAILED, f"registration failed: {_describe(exc)}", traceback.format_exc())
             return rec
         unknown = [hc.name for hc in (self.pm.get_hookcallers(plugin) or []) if hc.spec is None]
         if unknown:
@@ -424,9 +433,11 @@ class PluginManager:
                 try:
                     items = impl.function()
                     items = list(items) if items is not None else []
-                except Exception as exc:  # noqa: BLE001 - isolation boundary
+                except BaseException as exc:  # noqa: BLE001 - isolation boundary
+                    if _from_the_user(exc):
+                        raise
                     self._unregister(rec.name)
-                    self._fail(rec, FAILED, f"hook {hook_name} raised {type(exc).__name__}: {exc}", traceback.format_exc())
+                    self._fail(rec, FAILED, f"hook {hook_name} raised {_describe(exc)}", traceback.format_exc())
                     return
                 finally:
                     ms = (time.perf_counter() - t0) * 1000.0
@@ -540,23 +551,27 @@ class PluginManager:
 
     def guarded(self, plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call plugin code. :class:`~app.api.Cancelled`, :class:`~app.api.ToolError` and
-        :class:`~app.api.ParamError` pass through; any other exception is logged with its
-        traceback, remembered on the plugin's record and re-raised as :class:`PluginCallError`."""
+        :class:`~app.api.ParamError` pass through; anything else it raises (``SystemExit`` and
+        ``KeyboardInterrupt`` included, unless the user pressed Ctrl-C: see
+        :data:`USER_INTERRUPT`) is logged with its traceback, remembered on the plugin's record
+        and re-raised as :class:`PluginCallError`."""
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         except _PASS_THROUGH:
             raise
-        except Exception as exc:  # noqa: BLE001 - isolation boundary
+        except BaseException as exc:  # noqa: BLE001 - isolation boundary
+            if _from_the_user(exc) or isinstance(exc, GeneratorExit):
+                raise
             tb = traceback.format_exc()
             err = PluginCallError(plugin, what, exc, tb)
             rec = self.records.get(plugin)
             if rec is not None:
-                rec.runtime_errors.append(f"{what}: {type(exc).__name__}: {exc}\n{tb}")
+                rec.runtime_errors.append(f"{what}: {_describe(exc)}\n{tb}")
                 del rec.runtime_errors[:-20]
             if self.history is not None:  # shown again in the next sessions
-                self.history.record_error(plugin, what, f"{type(exc).__name__}: {exc}", tb)
-            _log.error("plugin %r failed in %s: %s: %s\n%s", plugin, what, type(exc).__name__, exc, tb)
+                self.history.record_error(plugin, what, _describe(exc), tb)
+            _log.error("plugin %r failed in %s: %s\n%s", plugin, what, _describe(exc), tb)
             for cb in list(self._error_listeners):
                 try:
                     cb(err)
@@ -714,7 +729,17 @@ class PluginManager:
         if takes_ctx:
             settings = self.settings.plugin_settings() if self.settings is not None else {}
             kwargs["ctx"] = self.context(spec.plugin, settings=settings, tool_id=spec.name)
-        return int(self.guarded(spec.plugin, f"command {spec.name!r}", fn, argv, **kwargs) or 0)
+
+        def command(argv: list[str]) -> Any:
+            try:
+                return fn(argv, **kwargs)
+            except SystemExit as exc:  # a command's own exit status (argparse's --help...)
+                if exc.code is None or isinstance(exc.code, int):
+                    return exc.code or 0
+                print(exc.code, file=sys.stderr)  # sys.exit("message")
+                return 1
+
+        return int(self.guarded(spec.plugin, f"command {spec.name!r}", command, argv) or 0)
 
     def notify(self, event: api.SessionEvent) -> None:
         """Give ``event`` to every ``studio_session_event`` implementation; failures are logged."""
@@ -731,7 +756,8 @@ def _as_path(value: Any) -> Optional[Path]:
 
 
 #: Sub-command names the studio keeps for itself.
-RESERVED_COMMANDS = frozenset({"run", "tools", "plugins", "history", "export", "devices", "new-plugin", "help", "gui"})
+RESERVED_COMMANDS = frozenset({"run", "tools", "plugins", "history", "export", "reproduce", "devices",
+                               "new-plugin", "help", "gui", "session"})
 
 
 _default: Optional[PluginManager] = None

@@ -490,7 +490,8 @@ def _text_chunk(key: str, value: str) -> bytes:
     try:
         return _chunk(b"tEXt", kw + b"\0" + value.encode("latin-1"))
     except UnicodeEncodeError:
-        return _chunk(b"iTXt", kw + b"\0\0\0\0\0" + value.encode("utf-8"))
+        # lone surrogates (from non-UTF-8 file names or text) are written as \\udcff escapes
+        return _chunk(b"iTXt", kw + b"\0\0\0\0\0" + value.encode("utf-8", "backslashreplace"))
 
 
 def add_png_text(png: bytes, texts: dict[str, str]) -> bytes:

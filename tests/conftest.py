@@ -14,9 +14,12 @@
 """
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -34,6 +37,31 @@ PLUGINS_FIXTURE = Path(__file__).resolve().parent / "plugins_fixture"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture
+def make_read_only():
+    """``make_read_only(folder) -> undo``: make a folder and everything in it really read-only,
+    also for root (the immutable attribute; the test is skipped where it cannot be set)."""
+
+    def make(folder: Path):
+        paths = [folder, *sorted(folder.rglob("*"))]
+        if os.geteuid() != 0:
+            modes = {p: p.stat().st_mode for p in paths}
+            for p in reversed(paths):
+                p.chmod(p.stat().st_mode & ~0o222)
+            return lambda: [p.chmod(m) for p, m in modes.items()]
+        done = []
+        for p in paths:
+            r = subprocess.run(["chattr", "+i", str(p)], capture_output=True)
+            if r.returncode != 0:
+                for q in done:
+                    subprocess.run(["chattr", "-i", str(q)])
+                pytest.skip(f"cannot make a read-only folder as root here: {r.stderr.decode()}")
+            done.append(p)
+        return lambda: [subprocess.run(["chattr", "-i", str(q)]) for q in done]
+
+    return make
 
 
 def pytest_configure(config) -> None:

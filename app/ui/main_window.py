@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.error_dialog: QMessageBox | None = None
         self.compare_dialog = self.plugins_dialog = self.preferences_dialog = None  # the last one opened
         self.current_source: tuple[int, int] | None = None  # (run id, result id) of the shown stored result
+        self.crash_notice: QMessageBox | None = None  # "plugin X crashed the last session" offer
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
         if sys.getswitchinterval() > 0.001:
@@ -210,6 +211,7 @@ class MainWindow(QMainWindow):
         if self.session.error:
             self.statusBar().showMessage(f"The session could not be opened; runs will not be recorded ({self.session.error})", 20000)
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
+        window_actions.offer_to_disable_crashed_plugin(self)
         self.sessionReady.emit()
 
     def is_ready(self) -> bool:

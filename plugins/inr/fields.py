@@ -9,7 +9,6 @@ An *evaluator* is any callable ``f(points: (N, d) float32 ndarray) -> (N, k) flo
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from collections import OrderedDict
@@ -21,6 +20,7 @@ import numpy as np
 
 from app.api import Cancelled  # raised inside a chunked loop when its cancel callback says stop
 
+from .memory import available_memory
 from .models import INRConfig
 
 DEFAULT_CHUNK = 65536
@@ -259,21 +259,6 @@ def grid_points(bounds: np.ndarray, res: int) -> np.ndarray:
     axes = [np.linspace(bounds[0, k], bounds[1, k], res, dtype=np.float32) for k in range(bounds.shape[1])]
     mesh = np.meshgrid(*axes, indexing="ij")
     return np.stack([m.reshape(-1) for m in mesh], axis=-1)
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (Linux /proc/meminfo; sysconf elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 * 1024**3
 
 
 def estimate_grid_memory(res: int, dims: int = 3, chunk: int = DEFAULT_CHUNK, width: int = 256) -> int:

@@ -245,10 +245,16 @@ class SDFTarget:
             self.mesh, self.scale, self.centre = normalize_mesh(mesh) if normalize else (mesh, 1.0, np.zeros(3))
         else:
             raise ValueError("Give a shape name or a mesh to fit.")
+        self.source = mesh if shape is None else self.mesh  # the shape in its own frame and units
         self.watertight = bool(self.mesh.is_watertight)
         self.sdf = self.analytic if self.analytic is not None else MeshSDF(self.mesh)
         self.pool_size = pool
         self._pool = None
+
+    def to_source_frame(self, points: np.ndarray) -> np.ndarray:
+        """Points of the fitting frame (the shape centred and scaled into [-0.8, 0.8]^3) in the
+        frame and units of the shape as given."""
+        return np.asarray(points, np.float64) / self.scale + self.centre
 
     def warnings(self) -> list[str]:
         if self.analytic is None and not self.watertight:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.api import FileResult, ImageResult, MeshResult, TableResult, ToolError
+from app.api import FileResult, ImageResult, MeshResult, ParamError, TableResult, ToolError
 
 
 class _CtxAdapter:
@@ -88,6 +88,24 @@ def _arch_overrides(hidden: int, layers: int) -> dict:
 
 
 # ---------------------------------------------------------------------- inr-fit-image
+RENDER_BYTES_PER_VALUE = 16  # coordinates, network outputs and their float copies, per pixel value
+
+
+def _check_render_memory(height: int, width: int, channels: int, scale: int) -> None:
+    """Refuse (before fitting) a render that would not fit in memory, naming the way around."""
+    from .memory import available_memory
+
+    def need(s: int) -> int:
+        return (height * s) * (width * s) * (channels + 2) * RENDER_BYTES_PER_VALUE
+
+    have = int(0.9 * available_memory())
+    if need(scale) <= have:
+        return
+    fits = max((s for s in range(1, scale) if need(s) <= have), default=0)
+    way = f"a render scale of {fits} at most" if fits else "a smaller max side"
+    raise ParamError(f"Render scale: rendering {width * scale}x{height * scale} pixels needs about "
+                     f"{need(scale) / 1e9:.1f} GB of memory, but only {have / 0.9 / 1e9:.1f} GB is available "
+                     f"(free memory, or this process's limit); use {way}, or a smaller max side.", "render_scale")
 def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 64, layers: int = 3,
               lr: float = 0.0, max_side: int = 128, render_scale: int = 2, save_to: str | None = None,
               seed: int = 0):
@@ -101,6 +119,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     torch.manual_seed(seed)
     img = _downscale(_image_array(image), int(max_side))
     H, W, C = img.shape
+    _check_render_memory(H, W, C, int(render_scale))
     overrides = _arch_overrides(hidden, layers)
     if arch == "hashgrid":
         overrides = {"hidden_features": int(hidden), "hidden_layers": 1}
@@ -138,6 +157,9 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
 
 
 # ---------------------------------------------------------------------- inr-fit-sdf
+CHAMFER_METHOD = ("symmetric mean surface distance: 20,000 points sampled on each mesh, each point's exact "
+                  "distance to the nearest triangle of the other, the two means averaged; in the input's units")
+
 def _bake_and_mesh(adapter: _CtxAdapter, model_or_eval, bounds, resolution: int, iso: float = 0.0, inside="negative",
                    weights_key: str | None = None):
     from .fields import GridCache, GridTooLarge, bake_progressive, check_grid_memory, make_evaluator
@@ -167,7 +189,7 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     import torch
 
     from .fit import SDFTarget, fit_sdf_steps, run_fit
-    from .geometry import chamfer_and_normals, export_mesh, load_mesh
+    from .geometry import Mesh, chamfer_and_normals, export_mesh, load_mesh
     from .image2d import save_image
     from .models import count_parameters, save_inr, weights_hash
     from .render import Camera, render
@@ -195,25 +217,34 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     model = result.model
     whash = weights_hash(model)
     bake_adapter = _CtxAdapter(ctx, 0.75, 0.15)
-    ev, grid, m = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash)
+    ev, grid, fitted = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash)
+    # the network works in a frame where the shape is centred and scaled into [-0.8, 0.8]^3; the
+    # mesh goes back to the input's frame and units, and is compared with the input there
+    m = Mesh(target.to_source_frame(fitted.vertices).astype(np.float32), fitted.faces, fitted.normals)
+    frame = {"scale": float(target.scale), "centre": [float(c) for c in target.centre],
+             "meaning": "input = network / scale + centre"}
     folder = _output_folder(ctx, save_to, "sdf", whash)
-    metrics = chamfer_and_normals(m, target.mesh, n=20000, seed=int(seed))
-    cfg_path = save_inr(model, folder / "inr-sdf", extra={"val_error": result.best_metric, **metrics})
+    metrics = chamfer_and_normals(m, target.source, n=20000, seed=int(seed))
+    cfg_path = save_inr(model, folder / "inr-sdf", extra={"val_error": result.best_metric, **metrics,
+                                                           "chamfer_units": "input", "frame": frame})
     export_mesh(m, folder / "mesh.ply")
     export_mesh(m, folder / "mesh.obj")
-    export_mesh(target.mesh, folder / "reference.ply")
+    export_mesh(target.source, folder / "reference.ply")
     cam = Camera.orbit(distance=2.8, azimuth=45, elevation=30, width=192, height=192)
     img, _ = render(ev, cam, mode="shaded", bounds=bounds, max_steps=64, eps=2e-3)
     save_image(img, folder / "render.png")
     _CtxAdapter(ctx).progress(1.0, f"Chamfer {metrics['chamfer']:.4f}")
-    meta = {"inr": str(cfg_path), "reference_mesh": str(folder / "reference.ply"), "bounds": bounds.tolist(),
-            "iso_level": 0.0, "arch": model.config.arch, "chamfer": round(metrics["chamfer"], 6),
+    meta = {"inr": str(cfg_path), "reference_mesh": str(folder / "reference.ply"),
+            "bounds": [target.to_source_frame(b).tolist() for b in bounds], "network_bounds": bounds.tolist(),
+            "frame": frame, "iso_level": 0.0, "arch": model.config.arch, "chamfer": round(metrics["chamfer"], 6),
+            "chamfer_units": "input", "chamfer_method": CHAMFER_METHOD,
             "normal_consistency": round(metrics["normal_consistency"], 5), "source": mesh or shape,
             "normalised_scale": float(target.scale), "warnings": warnings}
     table = TableResult(columns=("metric", "value"), rows=[
         ("architecture", model.config.arch), ("parameters", count_parameters(model)), ("steps", result.steps),
         ("best step", result.best_step), ("validation |error|", round(result.best_metric, 6)),
-        ("Chamfer distance", round(metrics["chamfer"], 6)),
+        ("Chamfer distance (input units)", round(metrics["chamfer"], 6)),
+        ("Chamfer method", CHAMFER_METHOD),
         ("normal consistency", round(metrics["normal_consistency"], 5)), ("faces", int(len(m.faces))),
         ("grid", f"{resolution}^3"), ("evaluator", getattr(ev, "backend", "?")),
         ("seconds", round(time.perf_counter() - t0, 2)), ("cancelled", result.cancelled),

@@ -190,6 +190,9 @@ class Agent:
             else:
                 outs.append(self.net(ob).double().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, self.cfg.n_actions, 1))
+        if not np.isfinite(out).all():
+            raise ValueError(f"agent {self.name or self.algo}: its network produced NaN or infinite values for "
+                             "these observations; its distributions cannot be recorded")
         if self.algo == "c51":
             atoms = np.linspace(self.cfg.v_min, self.cfg.v_max, self.cfg.n_atoms)
             return ReturnDistribution.categorical(atoms, out, validate=False)
@@ -269,22 +272,66 @@ def load_native(p: str | os.PathLike) -> Agent:
     if meta.get("format") != "implicit-studio/rl-agent" or "config" not in meta:
         raise ValueError(f"{p.name}: not an Implicit Studio agent config (format field missing)")
     cfg = AgentConfig(**meta["config"])
-    wpath = p.parent / meta.get("weights", p.with_suffix(".safetensors").name)
-    from safetensors.torch import load_file
-    sd = load_file(str(wpath))
-    agent = Agent(cfg)
-    try:
-        agent.net.load_state_dict(sd)
-    except RuntimeError as e:
-        raise ValueError(f"{wpath.name}: weights do not match the config ({e})") from None
+    wpath = weights_beside(p, meta.get("weights", p.with_suffix(".safetensors").name))
+    agent = _agent_from_weights(cfg, wpath)
     agent.info = meta
     return agent
+
+
+def weights_beside(config_path: Path, name: object) -> Path:
+    """The weights file a config names, which must be a file in the config's own folder: an
+    absolute path or ``..`` in an agent file shared with others would read any file."""
+    folder = config_path.parent.resolve()
+    if not isinstance(name, str) or not name.strip() or Path(name).is_absolute():
+        raise ValueError(f"{config_path.name}: its \"weights\" field must name a file beside it, not {name!r}")
+    path = (folder / name).resolve()
+    if path.parent != folder:
+        raise ValueError(f"{config_path.name}: its \"weights\" field ({name!r}) leaves the folder of the agent "
+                         f"file; give the name of a file next to it")
+    return path
+
+
+def _agent_from_weights(cfg: AgentConfig, wpath: Path) -> Agent:
+    """Build the agent and load ``wpath`` into it, refusing what cannot work before allocating:
+    shapes that differ from the config (a config asking for a huge network), NaN/Inf weights."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not wpath.is_file():
+        raise FileNotFoundError(f"{wpath}: no such weights file")
+    try:
+        with safe_open(str(wpath), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"{wpath.name}: not a safetensors file ({e})") from None
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k: tuple(v.shape) for k, v in build_network(cfg).state_dict().items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        k = wrong[0]
+        size = sum(math.prod(s) for s in expected.values())
+        raise ValueError(f"{wpath.name}: weights do not match the config (tensor {k}: file "
+                         f"{found.get(k, 'missing')}, config {expected.get(k, 'none')}; the config describes "
+                         f"{size:,} weights); nothing was built")
+    sd = load_file(str(wpath))
+    check_finite_weights(sd, wpath.name)
+    agent = Agent(cfg)
+    agent.net.load_state_dict(sd)
+    return agent
+
+
+def check_finite_weights(sd: dict, name: str) -> None:
+    """Refuse NaN/Inf weights (the agent's distributions would be garbage) naming the file."""
+    for key, t in sd.items():
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{name}: tensor {key!r} holds {bad} NaN or infinite value(s); the agent cannot be "
+                             "used. Train or export it again")
 
 
 def _load_single_file(path: Path) -> Agent:
     """An agent from a safetensors file whose header carries the config (as written by save)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such agent file")
@@ -296,10 +343,6 @@ def _load_single_file(path: Path) -> Agent:
     if meta.get("format") != "implicit-studio/rl-agent" or "config" not in meta:
         raise ValueError(f"{path.name}: these weights carry no agent config (and no {path.stem}.json is beside them)")
     cfg = AgentConfig(**json.loads(meta["config"]))
-    agent = Agent(cfg)
-    try:
-        agent.net.load_state_dict(load_file(str(path)))
-    except RuntimeError as e:
-        raise ValueError(f"{path.name}: weights do not match the config ({e})") from None
+    agent = _agent_from_weights(cfg, path)
     agent.info = {"config": json.loads(meta["config"])}
     return agent

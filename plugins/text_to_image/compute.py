@@ -11,6 +11,7 @@ Heavy libraries are imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -249,6 +250,11 @@ class _Reporter:
         if self.is_cancelled is not None and self.is_cancelled():
             raise Cancelled("text-to-image cancelled")
 
+    def alive(self, seconds: float) -> None:
+        """Inside a long step: say it is still working (and give a cancel its chance)."""
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total, f"step {self.done + 1}/{self.total}: working ({seconds:.0f} s)")
+
     def step(self, thumb0: np.ndarray | None) -> None:
         self.done += 1
         if self.on_progress is not None:
@@ -401,7 +407,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    from plugins.diffusion_common.models import apply_loras, remove_loras
+    from plugins.diffusion_common.models import apply_loras, check_finite_output, remove_loras
     from plugins.diffusion_common.preview import fit_latent_rgb, latents_to_rgb, to_uint8_images
     from plugins.diffusion_common.sampling import Trajectory, denoise, set_timesteps
     from plugins.diffusion_common.schedulers import make_scheduler
@@ -422,6 +428,8 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         width, height = params.width or native, params.height or native
     check_size(width, be.size_multiple, "width")
     check_size(height, be.size_multiple, "height")
+    need = _check_memory(loaded, be.name, str(be.device), str(getattr(be, "dtype", "float32")), width, height,
+                         params, warnings)
     scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides, schedule=params.schedule)
     seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
@@ -439,7 +447,10 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
     images: list[np.ndarray] = []
     trajectories = []
+    stack = contextlib.ExitStack()
     try:
+        if be.name == "torch":
+            stack.enter_context(_responsive(loaded.pipe, reporter, width, height, need))
         need_matrix = record_trajectory or on_preview is not None
         matrix = fit_latent_rgb(be, key=f"{loaded.hash}:{be.name}") if need_matrix else None
         t0 = time.perf_counter()
@@ -494,6 +505,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
             timings["denoise"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             decoded = be.decode(latents)
+            check_finite_output(decoded, loaded.info.path, "the decoded image")
             images.extend(list(to_uint8_images(decoded)))
             timings["decode"] += time.perf_counter() - t0
             if record_trajectory and rec["t"]:
@@ -507,6 +519,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
                           "prompt": params.prompt,
                           "thumbnail_decode": "VAE decode" if thumbnail_mode == "vae" else "linear latent->RGB fit"}))
     finally:
+        stack.close()
         if lora_names:
             remove_loras(loaded.pipe, lora_names)
     trajectory = Trajectory.concat(trajectories) if trajectories else None
@@ -516,6 +529,44 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         model={"path": str(loaded.info.path), "hash": loaded.hash, "arch": loaded.info.arch,
                **({"onnx_export": str(be.folder)} if be.name == "onnx" else {})},
         backend=be.name, device=str(be.device) + (f" ({', '.join(be.providers)})" if be.name == "onnx" else ""))
+
+
+def _check_memory(loaded, backend: str, device: str, dtype: str, width: int, height: int,
+                  params: GenerationParams, warnings: list[str]):
+    """Refuse (``ParamError``) a size whose estimated memory does not fit on the device; returns
+    the estimate."""
+    from plugins.diffusion_common import memory
+
+    pipe = getattr(loaded, "pipe", None)
+    config = memory.model_memory_config(pipe) if pipe is not None else memory.folder_memory_config(loaded.info.path)
+    need = memory.check(config, width, height, int(params.batch_size), float(params.guidance) > 1.0, backend,
+                        device.split(" ")[0], dtype.replace("torch.", ""))
+    if backend == "torch" and memory.tiled_decode(width, height):
+        warnings.append(f"the image was decoded by the VAE in {memory.TILE}-pixel tiles (it is large): bounded "
+                        "memory, and a cancel takes effect between tiles")
+    return need
+
+
+#: Above this estimated peak a step is long enough to check for a cancel between layers (the
+#: checks cost about 10 % of a step of a tiny model at its native size, nothing measurable at
+#: large sizes).
+RESPONSIVE_ABOVE = 256 * 1024**2
+
+
+@contextlib.contextmanager
+def _responsive(pipe, reporter: _Reporter, width: int, height: int, need):
+    """At large sizes, cancel within a second inside a step: checks between layers, sliced CPU
+    attention, and images decoded in tiles (see plugins.diffusion_common.responsive)."""
+    from plugins.diffusion_common.memory import tiled_decode
+    from plugins.diffusion_common.responsive import responsive, tiled_vae
+
+    if need.total <= RESPONSIVE_ABOVE and not tiled_decode(width, height):
+        yield  # steps are short: the check between steps is enough
+        return
+    models = [getattr(pipe, name, None) for name in ("unet", "transformer", "vae")]
+    with responsive(models, reporter.check, reporter.alive), \
+            tiled_vae(getattr(pipe, "vae", None), tiled_decode(width, height)):
+        yield
 
 
 def _vae_thumbnails(be, x0, max_side: int = 128) -> np.ndarray:
@@ -556,7 +607,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
 
     import torch
 
-    from plugins.diffusion_common.models import apply_loras, remove_loras
+    from plugins.diffusion_common.models import apply_loras, check_finite_output, remove_loras
     from plugins.diffusion_common.preview import fit_latent_rgb, latents_to_rgb
     from plugins.diffusion_common.sampling import Trajectory
     from plugins.diffusion_common.schedulers import make_scheduler
@@ -573,6 +624,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     height = params.height or (init.shape[0] // multiple * multiple if init is not None else native)
     check_size(width, multiple, "width")
     check_size(height, multiple, "height")
+    need = _check_memory(loaded, "torch", str(loaded.device), str(loaded.dtype), width, height, params, warnings)
     original_scheduler = pipe.scheduler
     scheduler = make_scheduler(params.scheduler, loaded.scheduler_config or original_scheduler.config,
                                flow_matching=flow, overrides=overrides, schedule=params.schedule)
@@ -641,9 +693,11 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
 
                 kwargs.update(image=Image.fromarray(init).resize((width, height)), strength=strength)
             t0 = time.perf_counter()
-            out = runner(**kwargs)
+            with _responsive(pipe, reporter, width, height, need):
+                out = runner(**kwargs)
             timings["denoise"] += time.perf_counter() - t0
             arr = np.asarray(out.images)
+            check_finite_output(arr, loaded.info.path, "the decoded image")
             images.extend(list(np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)))
             if record_trajectory and rec["t"]:
                 thumbs = np.stack(rec["thumbs"]) if all(t is not None for t in rec["thumbs"]) else \

@@ -87,7 +87,7 @@ def test_fit_sdf_tool_with_mesh_and_bad_mesh(data_env):
     assert signed_volume > 0  # outward-wound faces enclose a positive volume
     assert render.image.shape == (192, 192, 3) and (render.image != render.image[0, 0]).any()
     assert (data_env / "sdf" / "mesh.obj").exists() and (data_env / "sdf" / "reference.ply").exists()
-    assert dict(table.rows)["Chamfer distance"] < 0.2
+    assert dict(table.rows)["Chamfer distance (input units)"] < 0.2
     (data_env / "bad.obj").write_text("garbage")
     with pytest.raises(api.ToolError, match="bad.obj"):
         tools.fit_sdf(ctx, mesh=str(data_env / "bad.obj"), steps=1)
@@ -205,3 +205,60 @@ def test_render_tool_takes_deepsdf_latent_codes_and_warns_without_them(data_env,
     # the options exist on the command line (and so in the window's form)
     helptext = studio_cli("run", "inr-render", "--help").stdout
     assert "--latent-codes" in helptext and "--latent-index" in helptext
+
+
+def test_fit_sdf_exports_in_the_input_frame_and_units(data_env):
+    """Issue 27: an off-centre torus in millimetres (major radius 50, minor 20, centred at
+    (300, -200, 75)) comes back in the same place and size, and the Chamfer distance reported is
+    the one measured there."""
+    import trimesh
+
+    from plugins.inr import tools
+    from plugins.inr.geometry import chamfer_and_normals, load_mesh
+
+    torus = trimesh.creation.torus(major_radius=50.0, minor_radius=20.0, major_sections=48, minor_sections=24)
+    torus.apply_translation([300.0, -200.0, 75.0])
+    path = data_env / "torus-mm.ply"
+    torus.export(path)
+    out = tools.fit_sdf(api.RunContext(), mesh=str(path), steps=200, hidden=32, layers=2, points=2048,
+                        resolution=48, save_to=str(data_env / "sdf"))
+    mesh, _render, _weights, table = out
+    lo, hi = np.asarray(mesh.vertices).min(0), np.asarray(mesh.vertices).max(0)
+    assert np.allclose(lo, torus.bounds[0], atol=6.0) and np.allclose(hi, torus.bounds[1], atol=6.0), (lo, hi)
+    exported = load_mesh(data_env / "sdf" / "mesh.ply")
+    assert np.allclose(exported.bounds, [lo, hi], atol=1e-3)
+    reported = dict(table.rows)["Chamfer distance (input units)"]
+    measured = chamfer_and_normals(exported, torus, n=20000, seed=0)["chamfer"]
+    assert reported == pytest.approx(measured, rel=0.05)
+    assert reported < 3.0  # millimetres, against a torus 140 mm across
+    assert mesh.metadata["frame"]["centre"] == pytest.approx([300.0, -200.0, 75.0], abs=1.0)
+    assert np.allclose(load_mesh(data_env / "sdf" / "reference.ply").bounds, torus.bounds, atol=1e-3)
+
+
+def test_memory_bombs_are_refused_before_any_work(data_env):
+    """Issue 27: ``inr-fit-image --max-side 2048 --render-scale 16`` (a 32768x32768 render) and an
+    INR config with hidden layers of 200,000 units are refused with the limit and the way around."""
+    import json
+
+    from plugins.inr import tools
+    from plugins.inr.memory import available_memory
+    from plugins.inr.models import INRConfig, INRConfigError, build_model
+
+    big = api.ImageResult(image=np.zeros((2048, 2048, 3), np.uint8))
+    t0 = __import__("time").monotonic()
+    with pytest.raises(api.ParamError, match=r"Render scale: rendering 32768x32768 pixels needs about .* GB") as exc:
+        tools.fit_image(api.RunContext(), big, steps=1, max_side=2048, render_scale=16)
+    assert exc.value.param == "render_scale" and "render scale of" in str(exc.value)
+    assert __import__("time").monotonic() - t0 < 10  # refused before fitting
+    with pytest.raises(INRConfigError, match=r"40,00\d,\d{3},\d{3} weights .* GB as float32.*narrower"):
+        build_model(INRConfig(arch="relu", in_features=2, out_features=3, widths=[200000, 200000]))
+    assert available_memory() > 0
+    from plugins.inr.models import save_inr
+
+    small = build_model(INRConfig(arch="relu", in_features=2, out_features=3, widths=[8, 8]))
+    js = save_inr(small, data_env / "shared" / "net")  # an INR from someone else, its config edited
+    meta = json.loads(js.read_text())
+    meta["widths"] = [200000, 200000]
+    js.write_text(json.dumps(meta))
+    with pytest.raises(api.ToolError, match="GB as float32"):
+        tools.render_inr(api.RunContext(), str(js))

@@ -285,11 +285,14 @@ def test_readonly_open_refuses_writes(tmp_path, record):
             ro.set_note(rid, "x")
 
 
-def test_recover_interrupted_marks_running_runs_failed(store):
-    rid = store.begin_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=None)
-    assert store.recover_interrupted() == [rid]
-    run = store.get_run(rid)
-    assert run.status == "failed" and "Interrupted" in run.error
+def test_recover_interrupted_marks_running_runs_failed(tmp_path):
+    with SessionStore.open(tmp_path / "s") as first:
+        rid = first.begin_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=None)
+        assert first.recover_interrupted() == []  # its own live run
+    with SessionStore.open(tmp_path / "s") as store:  # the run's owner has closed
+        assert store.recover_interrupted() == [rid]
+        run = store.get_run(rid)
+        assert run.status == "failed" and "Interrupted" in run.error and "'p'" in run.error
 
 
 def test_closed_store_refuses(tmp_path):
