@@ -666,7 +666,7 @@ class JobRunner:
         except api.Cancelled as exc:
             self._cancelled(job, exc)
             return
-        except (api.ToolError, api.ParamError) as exc:  # the user's to act on: the sentence, no traceback
+        except api.ToolError as exc:  # the user's to act on: the sentence, no traceback
             self._fail(job, str(exc), None)
             return
         except api.ParamError as exc:
