@@ -975,7 +975,9 @@ class PathParam(Param):
                 raise self.error(f"folder not found: {path}")
             if self.mode == "open" and not path.is_file():
                 raise self.error(f"file not found: {path}")
-        return _absolute(path)
+        # what is on disk is recorded by its absolute path (Reproduce from another folder finds
+        # it); a value that is not a path here (a dataset id, a file still to write) stays as given
+        return _absolute(path) if path.exists() else str(path)
 
     def parse(self, text: str) -> Optional[str]:
         return self.validate(text)

@@ -733,7 +733,7 @@ class JobRunner:
         error = None
         try:
             kept = _as_results(list(exc.results), job.tool.id)
-            if job.metrics:
+            if kept and job.metrics:  # what the tool kept, with the curves that led to it
                 kept.append(_metrics_table(job.metrics))
             job.results = kept
             self._store_results(job, kept)

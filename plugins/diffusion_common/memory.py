@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ParamError
+from app.api import ParamError
 
 UNET_FACTOR = 14.0  # live activation tensors per stored level activation (measured: 11.8-13.8)
 VAE_FACTOR = 6.0  # the same for the VAE decoder (measured: 4.8-5.5)
