@@ -278,7 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import logging
 
         logging.getLogger("implicit_studio.cli").exception("unexpected error")
-        _err(f"{type(exc).__name__}: {exc} (details in the log file)")
+        from app.settings import log_file_path
+
+        _err(f"{type(exc).__name__}: {exc} (details are in the log file {log_file_path()})")
         return EXIT_FAILED
 
 

@@ -260,6 +260,8 @@ def cmd_run(argv: list[str]) -> int:
                 "device": job.device, "dtype": job.dtype, "elapsed_s": round(job.elapsed_s, 3),
                 "results": [{"kind": r.kind, "id": rid, "file": str(w) if w else None}
                             for r, rid, w in _zip_longest(job.results, job.result_ids, written)],
+                "children": [{"run_id": c.run_id, "tool": c.tool.id, "status": c.state.value}
+                             for c in job.children],
             }))
         elif not args.quiet:
             where = f"run {job.run_id}" if job.run_id is not None else "run"
@@ -268,9 +270,13 @@ def cmd_run(argv: list[str]) -> int:
             for r, rid, w in _zip_longest(job.results, job.result_ids, written):
                 ref = f" result:{rid}" if rid is not None else ""
                 print(f"  {r.kind}{ref}" + (f" -> {w}" if w else ""))
+            if job.children:
+                runs = ", ".join(f"#{c.run_id}" if c.run_id is not None else c.tool.id for c in job.children)
+                print(f"  ran {len(job.children)} other tool run(s): {runs}")
         return EXIT_OK
     if job.state is JobState.CANCELLED:
-        _err(f"run of {tool.id} was cancelled")
+        kept = f"; {len(job.result_ids)} result(s) it kept are recorded with run {job.run_id}" if job.result_ids else ""
+        _err(f"run of {tool.id} was cancelled{kept}")
         return EXIT_INTERRUPTED
     if job.param_error is not None:  # the tool refused a value: bad input, like a parser error
         _err(_param_message(tool, job.param_error) + (f" (run {job.run_id} is recorded as failed)"
@@ -278,10 +284,16 @@ def cmd_run(argv: list[str]) -> int:
         return EXIT_USAGE
     _err(job.error or "the tool failed")
     if job.traceback:
-        print(f"{PROG}: details are in the log file", file=sys.stderr)
+        print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
     if args.json:
         print(json.dumps({"run_id": job.run_id, "status": "failed", "tool": tool.id, "error": job.error}))
     return EXIT_FAILED
+
+
+def _log_file() -> str:
+    from app.settings import log_file_path
+
+    return str(log_file_path())
 
 
 def _param_message(tool: api.ToolSpec, exc: api.ParamError) -> str:
@@ -350,8 +362,9 @@ def _out_failed(job: Any, out_dir: Path, exc: Exception) -> int:
 
 
 def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
-    """Write the job's results into ``out_dir``; a failed write leaves no partial file and raises
-    ``storage.StorageError`` naming the file."""
+    """Write the job's results into ``out_dir``; images carry ``job.run_info`` (the same run
+    record the session's copies carry: tool, plugin and version, parameters, seed, model, device).
+    A failed write leaves no partial file and raises ``storage.StorageError`` naming the file."""
     from storage.filestore import write_file_atomically
 
     from app import results_io
@@ -394,7 +407,8 @@ def cmd_tools(argv: list[str]) -> int:
             "id": t.id, "title": t.title, "plugin": t.plugin, "group": t.group, "results": list(t.results),
             "backends": list(t.backends), "description": t.description,
             "params": [{"name": p.name, "option": p.cli_option, "type": p.type_name,
-                        "default": p.to_json(p.default), "help": p.help} for p in t.params],
+                        "default": p.to_json(p.default), "required": p.required, "help": p.help}
+                       for p in t.params],
         } for t in tools], indent=2))
         return EXIT_OK
     for t in tools:
@@ -432,17 +446,34 @@ def cmd_plugins(argv: list[str]) -> int:
             "name": r.name, "dist": r.dist, "version": r.version, "author": r.author, "status": r.status,
             "builtin": r.builtin, "source": r.source, "tools": r.tools, "error": r.error,
             "traceback": r.traceback, "problems": r.problems, "load_ms": round(r.load_ms, 1),
+            "import_ms": round(r.import_ms, 1), "hook_ms": {k: round(v, 1) for k, v in r.hook_ms.items()},
+            "slow_hooks": sorted(r.slow_hooks), "heavy_imports": r.heavy_imports, "warnings": r.warnings,
+            "earlier_errors": [{k: e.get(k) for k in ("time", "what", "error")} for e in r.earlier_errors],
+            "runtime_errors": [e.splitlines()[0] for e in r.runtime_errors],
         } for r in recs], indent=2))
         return EXIT_OK
+    from app.plugin_history import describe_error
+
     for r in recs:
         kind = "built-in" if r.builtin else (r.dist or r.source)
-        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}")
+        took = f"  {r.load_ms:.0f} ms" if r.ok else ""
+        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}{took}")
         if r.error:
             print(f"    {r.error}")
         for prob in r.problems:
             print(f"    warning: {prob}")
+        for text in r.warnings:
+            print(f"    slow start-up: {text}")
+        for entry in r.earlier_errors[-3:]:
+            print(f"    error in an earlier session: {describe_error(entry)}")
+        if len(r.earlier_errors) > 3:
+            print(f"    ({len(r.earlier_errors) - 3} more errors in earlier sessions; --json lists them)")
         if args.verbose and r.traceback:
             print("    " + r.traceback.rstrip().replace("\n", "\n    "))
+        if args.verbose:
+            for entry in r.earlier_errors:
+                if entry.get("traceback"):
+                    print("    " + str(entry["traceback"]).rstrip().replace("\n", "\n    "))
     return EXIT_OK
 
 
@@ -542,9 +573,12 @@ def cmd_reproduce(argv: list[str]) -> int:
                                                 precision=precision))
     try:
         try:
-            request = replace(controller.reproduce_request(args.run_id), device=device)
+            request, notes = controller.reproduce_plan(args.run_id)
+            request = replace(request, device=device)
         except (LookupError, ValueError) as exc:  # no such run or tool, an input not kept
             raise UsageError(str(exc).strip("'\"")) from None
+        for note in notes:  # recorded parameters the installed tool does not take
+            print(f"{PROG}: note: {note}", file=sys.stderr)
         try:
             job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
                                  around=_ctrl_c_cancels)

@@ -314,7 +314,8 @@ class SessionView:
     # --- PNG parameters, export ---------------------------------------------------------------------
     @staticmethod
     def png_params(path: str) -> dict[str, Any] | None:
-        """Parameters from a PNG's text chunks: ``{"tool", "params", "seed", "source"}`` or None.
+        """Parameters from a PNG's text chunks: ``{"tool", "params", "seed", "source",
+        "plugin_version"}`` or None (the version of the plugin that made it, when the PNG says).
 
         Our own JSON chunk names the tool exactly; an A1111 ``parameters`` text (or a ComfyUI
         graph) maps onto text-to-image."""
@@ -329,7 +330,9 @@ class SessionView:
             tool = "text-to-image"
         if not tool:
             return None
-        return {"tool": str(tool), "params": dict(params), "seed": seed, "source": meta.source}
+        version = (meta.implicit or {}).get("plugin_version") if isinstance(meta.implicit, dict) else None
+        return {"tool": str(tool), "params": dict(params), "seed": seed, "source": meta.source,
+                "plugin_version": str(version) if version else None}
 
     def export(self, result_id: int | None, path: str, result: api.Result | None = None,
                run_id: int | None = None) -> str:
