@@ -110,6 +110,11 @@ def driver_alive(pid: Optional[int], host: Optional[str]) -> bool:
         return True
 
 
+def _has_tables(c: Any) -> bool:
+    """False in a session of revision 0001/0002 opened read-only (not upgraded): it has no batches."""
+    return c.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'").first() is not None
+
+
 def _info(row: Batch, ok: int = 0, failed: int = 0) -> BatchInfo:
     try:
         plan = json.loads(row.plan_json)
@@ -193,7 +198,7 @@ def request_cancel(store: Any, batch_id: int) -> str:
 
 def status_of(store: Any, batch_id: int) -> str:
     with store._read() as c:
-        v = c.execute(select(Batch.status).where(Batch.id == batch_id)).scalar_one_or_none()
+        v = None if not _has_tables(c) else c.execute(select(Batch.status).where(Batch.id == batch_id)).scalar_one_or_none()
     if v is None:
         raise BatchNotFoundError(f"There is no batch {batch_id} in the session {store.folder}.")
     return v
@@ -203,7 +208,7 @@ def get_batch(store: Any, batch_id: int) -> BatchInfo:
     from sqlalchemy.orm import Session
 
     with store._read() as c, Session(bind=c) as s:
-        row = s.get(Batch, batch_id)
+        row = s.get(Batch, batch_id) if _has_tables(c) else None
         if row is None:
             raise BatchNotFoundError(f"There is no batch {batch_id} in the session {store.folder}.")
         counts = _counts(s, [batch_id]).get(batch_id, (0, 0))
@@ -215,6 +220,8 @@ def list_batches(store: Any, limit: int = 50) -> list[BatchInfo]:
     from sqlalchemy.orm import Session
 
     with store._read() as c, Session(bind=c) as s:
+        if not _has_tables(c):
+            return []
         rows = s.execute(select(Batch).order_by(Batch.id.desc()).limit(limit)).scalars().all()
         counts = _counts(s, [r.id for r in rows])
         return [_info(r, *counts.get(r.id, (0, 0))) for r in rows]
@@ -223,6 +230,8 @@ def list_batches(store: Any, limit: int = 50) -> list[BatchInfo]:
 def batch_items(store: Any, batch_id: int) -> list[BatchItemInfo]:
     """The finished items of a batch, in plan order."""
     with store._read() as c:
+        if not _has_tables(c):
+            return []
         rows = c.execute(select(BatchItem.batch_id, BatchItem.key, BatchItem.position, BatchItem.run_id,
                                 BatchItem.status, BatchItem.attempts, BatchItem.error, BatchItem.worker,
                                 BatchItem.finished_at)
@@ -233,6 +242,8 @@ def batch_items(store: Any, batch_id: int) -> list[BatchItemInfo]:
 def batch_of_run(store: Any, run_id: int) -> Optional[tuple[int, str]]:
     """(batch id, item key) of a run recorded as a batch item, else None."""
     with store._read() as c:
+        if not _has_tables(c):
+            return None
         r = c.execute(select(BatchItem.batch_id, BatchItem.key).where(BatchItem.run_id == run_id)).first()
     return (r[0], r[1]) if r is not None else None
 
@@ -275,7 +286,8 @@ def record_item(store: Any, batch_id: int, key: str, position: int, *, status: s
                                     seed=run.get("seed"), model_ref=run.get("model_ref"),
                                     model_hash=run.get("model_hash"), device=run.get("device", "cpu"),
                                     backend=run.get("backend"), inputs=run.get("inputs", ()),
-                                    parent_run_id=run.get("parent_run_id"), started_at=started)
+                                    parent_run_id=run.get("parent_run_id"), started_at=started,
+                                    dtype=run.get("dtype"))
             for pos, (spec, st) in enumerate(zip(specs, stored)):
                 s.add(store._result_row(row.id, pos, spec, st))
             end = time.time() if finished is None else float(finished)

@@ -263,7 +263,8 @@ class BatchDriver:
         run = {"tool_id": payload.get("tool_id") or tool.id, "plugin": payload.get("plugin") or tool.plugin or "unregistered",
                "plugin_version": payload.get("plugin_version") or "", "params": recorded, "seed": payload.get("seed"),
                "model_ref": payload.get("model_ref"), "model_hash": payload.get("model_hash"),
-               "device": payload.get("device") or "cpu", "backend": payload.get("backend"), "inputs": inputs,
+               "device": payload.get("device") or "cpu", "dtype": payload.get("dtype"),
+               "backend": payload.get("backend"), "inputs": inputs,
                "started_at": payload.get("started_at"), "finished_at": payload.get("finished_at")}
         results = [NewResult(r["kind"], r["data"], r["ext"], r.get("width"), r.get("height"),
                              tuple(r["shape"]) if r.get("shape") is not None else None, r.get("metadata"))

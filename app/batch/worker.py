@@ -66,7 +66,7 @@ class ItemRunner:
         model_ref = next((job.recorded_params.get(p.name) for p in self.tool.params
                           if isinstance(p, api.ModelParam)), None)
         payload = {**base, "params": job.recorded_params or _json_params(item["params"]), "seed": job.seed,
-                   "device": job.device or "cpu", "model_ref": job.run_info.get("model", model_ref),
+                   "device": job.device or "cpu", "dtype": job.dtype, "model_ref": job.run_info.get("model", model_ref),
                    "model_hash": job.run_info.get("model_hash"),
                    "started_at": job.started_at or t0, "finished_at": job.finished_at or time.time(),
                    "metrics": {k: v[-1][1] for k, v in job.metrics.items() if v}, "results": []}

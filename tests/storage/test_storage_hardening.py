@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import storage.filestore as filestore
+from storage.migrations import HEAD_REVISION
 from storage import (
     CorruptDatabaseError,
     InvalidSessionError,

@@ -6,7 +6,6 @@ import threading
 import pytest
 
 from storage.migrations import HEAD_REVISION
-
 from storage import (
     InvalidParamsError,
     MissingFileError,

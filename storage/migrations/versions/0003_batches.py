@@ -1,19 +1,22 @@
 """Batches: a batch record (its plan, engine, state) and one row per finished item, linked to its run.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-07
 
 ``batch_items`` has one row per item key of a batch: a second recording of the same item is
 refused by the primary key, so an item is never written twice. Deleting an item's run deletes its
 row (the item is then left to do again); deleting a batch deletes its rows, never its runs.
+
+New tables only: this version reads a 0001 or 0002 session opened read-only without upgrading it
+(it has no batches then; ``storage.batches`` reads that as none).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
