@@ -31,6 +31,6 @@ def test_readme_has_exactly_two_setup_commands():
     assert len(blocks) == 2, blocks
     launch, test = (b.strip() for b in blocks)
     assert "pip install -e ." in launch and launch.endswith("implicit-studio")
-    assert 'pip install -e ".[test,installer]"' in test and "pytest" in test
+    assert 'pip install -e ".[test,installer,ray]"' in test and "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test in ci, ".ci/run must run exactly the README test command"
