@@ -28,6 +28,9 @@ log = logging.getLogger("implicit_studio.batch")
 
 MAX_ATTEMPTS = 3
 CANCEL_POLL_S = 1.0
+#: a batch none of whose workers is ready after this time stops (a Ray cluster without the
+#: resources an actor asks for, say, would otherwise wait for ever)
+READY_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class BatchDriver:
         init_failures: list[str] = []
         last_poll = 0.0
         cancelled = False
+        any_ready = False
         try:
             engine.start()
             while pending or inflight:
@@ -181,6 +185,7 @@ class BatchDriver:
                         self._emit("sent", batch_id, slot=slot, key=item.key, attempt=attempts + 1)
                 for ev in engine.poll(0.25):
                     if ev.kind == "ready":
+                        any_ready = True
                         self._emit("worker", batch_id, slot=ev.slot, state="ready", info=ev.data)
                     elif ev.kind == "done":
                         held = inflight.pop(ev.slot, None)
@@ -221,6 +226,9 @@ class BatchDriver:
                         if ev.kind == "lost" and restarts_left > 0 and (pending or inflight):
                             restarts_left -= 1
                             engine.replace(ev.slot)
+                if not any_ready and time.monotonic() - t_start > READY_TIMEOUT_S:
+                    return ok, failed, "stopped", (f"no worker was ready after {READY_TIMEOUT_S:.0f} s (on Ray: does the "
+                                                   "cluster have a free CPU, and a GPU for a cuda device?)")
                 if engine.alive() == 0 and (pending or inflight):
                     why = init_failures[0] if init_failures else "every worker was lost"
                     return ok, failed, "stopped", f"no worker left: {why}"
