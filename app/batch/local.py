@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _worker_main(conn: Any, tool_id: str, device: Optional[str], parent_pid: int, niceness: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the driver decides (it stops sending and
+    # closes the workers); an item must not be recorded as failed by a KeyboardInterrupt here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-driver").start()
     if niceness > 0 and hasattr(os, "nice"):
         try:
