@@ -13,7 +13,7 @@ In one run, on the bundled model, prompt "a red circle in the center on a white 
   model loads left out), so their ratio is Ray's overhead per item (target <= 15 %).
 
     python benchmarks/bench_batch.py [--items 32] [--steps 10] [--workers 1] [--ray-items 16]
-        [--skip-loop] [--json out.json]
+        [--skip-loop] [--engines-only] [--json out.json]
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ray-items", type=int, default=16)
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--engines-only", action="store_true", help="only the local vs ray per-item comparison")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     out: dict = {"items": args.items, "steps": args.steps, "workers": args.workers}
@@ -123,9 +124,10 @@ def main(argv=None) -> int:
         os.environ.setdefault("IMPLICIT_STUDIO_CONFIG_DIR", str(tmp / "cfg"))
         os.environ.setdefault("IMPLICIT_STUDIO_LOG_DIR", str(tmp / "log"))
         plan = _plan(tmp / "plan.toml", args.items, args.steps)
-        out["batch_s"] = _batch(tmp, plan, args.workers)
-        print(f"batch ({args.workers} worker(s)): {out['batch_s']:.1f} s for {args.items} items", flush=True)
-        if not args.skip_loop:
+        if not args.engines_only:
+            out["batch_s"] = _batch(tmp, plan, args.workers)
+            print(f"batch ({args.workers} worker(s)): {out['batch_s']:.1f} s for {args.items} items", flush=True)
+        if not (args.skip_loop or args.engines_only):
             out["loop_s"] = _loop(tmp, args.items, args.steps)
             out["speedup"] = out["loop_s"] / out["batch_s"]
             print(f"shell loop: {out['loop_s']:.1f} s; batch is {out['speedup']:.2f}x faster (target >= 3x)",

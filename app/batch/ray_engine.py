@@ -70,7 +70,8 @@ class RayEngine:
 
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address or None, include_dashboard=False, log_to_driver=False,
+                # "local": a new Ray for this batch, never a cluster `ray start` left running here
+                ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
                          logging_level="WARNING", configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -116,6 +117,12 @@ def ray_cluster(cli_env: dict, tmp_path: Path):
         left: set[int] = set()
         for p in reversed(procs):
             left |= _stop_node(p, seen)
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # what `ray stop` would remove
+        try:
+            if current.read_text().strip().endswith(f":{port}"):
+                current.unlink()
+        except OSError:
+            pass
         assert not left, f"Ray processes were left running: {sorted(left)}"
 
 
