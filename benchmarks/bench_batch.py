@@ -75,7 +75,10 @@ def _per_item(tmp: Path, plan_path: Path, engine: str, workers: int) -> dict:
 
     manager = get_manager()
     with SessionStore.open(tmp / f"per-item-{engine}") as store:
-        driver = BatchDriver(store, manager.tool, engine=engine, workers=workers, listener=on_event)
+        # the same CPU threads per worker on both engines: a local worker's torch uses every core, a
+        # Ray actor's as many as the CPUs it asks for
+        cpus = max(1, (os.cpu_count() or 1) // workers)
+        driver = BatchDriver(store, manager.tool, engine=engine, workers=workers, listener=on_event, ray_cpus=cpus)
         bid = driver.create(load_plan(plan_path))
         t0 = time.perf_counter()
         summary = driver.run(bid)

@@ -32,6 +32,8 @@ def _engine_options(parser: Any) -> None:
                         help="local: worker processes on this machine (default); ray: Ray actors on a cluster")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="the Ray cluster to use (e.g. 10.0.0.5:6379 or auto); default: start a local Ray")
+    parser.add_argument("--ray-cpus", type=float, default=1, metavar="N",
+                        help="CPUs each Ray actor asks for (default 1; torch uses that many threads in it)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="worker processes / actors, each holding the loaded model (default 1)")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: the plan's, else settings)")
@@ -134,11 +136,13 @@ def _driver(store: Any, manager: Any, args: Any) -> Any:
             devices.parse_device(args.device)
         except devices.DeviceError as exc:
             raise UsageError(str(exc)) from None
+    if args.ray_cpus <= 0:
+        raise UsageError(f"--ray-cpus: more than 0, got {args.ray_cpus}")
     if args.max_attempts < 1:
         raise UsageError(f"--max-attempts: at least 1, got {args.max_attempts}")
     return BatchDriver(store, _lookup(manager), engine=args.engine, workers=_workers(args.workers),
                        ray_address=args.ray_address, device=args.device or os.environ.get("IMPLICIT_STUDIO_DEVICE"),
-                       max_attempts=args.max_attempts, listener=_printer(args.quiet or args.json))
+                       max_attempts=args.max_attempts, ray_cpus=args.ray_cpus, listener=_printer(args.quiet or args.json))
 
 
 def _printer(quiet: bool):

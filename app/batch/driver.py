@@ -73,13 +73,14 @@ class BatchDriver:
 
     def __init__(self, store: Any, tool_lookup: Callable[[str], api.ToolSpec], *, engine: str = "local",
                  workers: int = 1, ray_address: Optional[str] = None, device: Optional[str] = None,
-                 max_attempts: int = MAX_ATTEMPTS, niceness: int = 0,
+                 max_attempts: int = MAX_ATTEMPTS, niceness: int = 0, ray_cpus: float = 1,
                  listener: Optional[Callable[[BatchEvent], None]] = None):
         self.store = store
         self.tool_lookup = tool_lookup
         self.engine_name, self.workers, self.ray_address = engine, int(workers), ray_address
         self.device, self.max_attempts, self.niceness = device, max(1, int(max_attempts)), niceness
         self.listener = listener
+        self.ray_cpus = ray_cpus
         self._cancel = threading.Event()
         self.engine: Any = None  # the running engine (tests reach its workers)
 
@@ -150,7 +151,7 @@ class BatchDriver:
         inflight: dict[str, tuple[BatchItem, int]] = {}
         engine = make_engine(self.engine_name, tool.id, min(self.workers, len(todo)),
                              device=self.device or plan.device, ray_address=self.ray_address,
-                             niceness=self.niceness)
+                             niceness=self.niceness, ray_cpus=self.ray_cpus)
         self.engine = engine
         t_start = time.monotonic()
         done_now = 0

@@ -45,7 +45,7 @@ def ray_available() -> bool:
 
 
 def make_engine(name: str, tool_id: str, workers: int, *, device: Optional[str] = None,
-                ray_address: Optional[str] = None, niceness: int = 0) -> Any:
+                ray_address: Optional[str] = None, niceness: int = 0, ray_cpus: float = 1) -> Any:
     """The engine called ``name`` (``EngineUnavailable`` with a sentence when it cannot run)."""
     if name == "local":
         from app.batch.local import LocalEngine
@@ -56,5 +56,5 @@ def make_engine(name: str, tool_id: str, workers: int, *, device: Optional[str] 
             raise EngineUnavailable(RAY_INSTALL_HINT)
         from app.batch.ray_engine import RayEngine
 
-        return RayEngine(tool_id, workers, device=device, address=ray_address)
+        return RayEngine(tool_id, workers, device=device, address=ray_address, cpus_per_worker=ray_cpus)
     raise EngineUnavailable(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")

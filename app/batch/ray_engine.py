@@ -8,8 +8,9 @@ objects (plain dicts with bytes); the driver records them. An actor that dies, o
 lost, surfaces as a ``lost`` event; the driver sends its item again and asks for a new actor,
 which Ray places on a node that is still there.
 
-Each actor asks Ray for one CPU (and one GPU when the device is CUDA), so ``--workers N`` spreads
-over the cluster's nodes as their resources allow.
+Each actor asks Ray for ``--ray-cpus`` CPUs (default 1; Ray gives torch that many threads in it)
+and one GPU when the device is CUDA, so ``--workers N`` spreads over the cluster's nodes as their
+resources allow.
 """
 
 from __future__ import annotations
@@ -53,10 +54,14 @@ class _Actor:
 class RayEngine:
     name = "ray"
 
-    def __init__(self, tool_id: str, workers: int = 1, device: Optional[str] = None, address: Optional[str] = None):
+    def __init__(self, tool_id: str, workers: int = 1, device: Optional[str] = None, address: Optional[str] = None,
+                 cpus_per_worker: float = 1):
         if workers < 1:
             raise ValueError(f"a batch needs at least one worker, got {workers}")
+        if cpus_per_worker <= 0:
+            raise ValueError(f"each worker needs some CPU, got {cpus_per_worker}")
         self.tool_id, self.size, self.device, self.address = tool_id, workers, device, address
+        self.cpus = cpus_per_worker
         self._actors: dict[str, Any] = {}
         self._ready: set[str] = set()
         self._busy: set[str] = set()
@@ -78,7 +83,8 @@ class RayEngine:
                 raise EngineUnavailable(f"cannot start or reach {where}: {exc}") from None
             self._own_ray = True
         gpus = 1 if (self.device or "").startswith("cuda") else 0
-        self._cls = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=0, max_task_retries=0)(_Actor)
+        # Ray also sets the actor's OMP_NUM_THREADS (torch's CPU threads) to its CPUs
+        self._cls = ray.remote(num_cpus=self.cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(_Actor)
         for _ in range(self.size):
             self._spawn()
 
@@ -107,7 +113,11 @@ class RayEngine:
         if not self._refs:
             time.sleep(min(timeout, 0.1))
             return []
-        done, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout, fetch_local=True)
+        refs = list(self._refs)
+        done, rest = ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=True)
+        if done and rest:  # and whatever else is ready now
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True)
+            done += more
         events: list[EngineEvent] = []
         for ref in done:
             slot, what = self._refs.pop(ref)
