@@ -113,7 +113,7 @@ register_subcommand("devices", "show the compute devices and the one chosen", "a
 register_subcommand("new-plugin", "write a new plugin project from the template", "app.cli_commands:cmd_new_plugin")
 register_subcommand("session", "check, repair or back up a session", "app.cli_session:cmd_session")
 register_subcommand("batch", "run a batch plan (sweeps, folders of inputs) locally or on Ray; status, resume, "
-                    "cancel, export", "app.batch.cli:cmd_batch")
+                    "cancel, export", "app.cli_batch:cmd_batch")
 
 
 # ---------------------------------------------------------------------------------------------

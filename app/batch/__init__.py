@@ -5,5 +5,5 @@
 - :mod:`app.batch.local` and :mod:`app.batch.ray_engine`: the engines;
 - :mod:`app.batch.driver`: the loop that hands items to an engine and records every one in the
   session (only the driver writes it);
-- :mod:`app.batch.cli`: ``implicit-studio batch``.
+- :mod:`app.cli_batch`: ``implicit-studio batch``.
 """

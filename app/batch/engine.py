@@ -16,23 +16,15 @@ lost slots (bounded) and records every payload; engines never touch the session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
+
+from app.batch.events import EngineEvent, EngineUnavailable
+
+__all__ = ["ENGINES", "RAY_INSTALL_HINT", "EngineEvent", "EngineUnavailable", "make_engine", "ray_available"]
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = ("the ray engine needs Ray, which is not installed: pip install -e \".[ray]\" "
                     "(or pip install \"implicit-studio[ray]\"); the local engine needs nothing")
-
-
-@dataclass(frozen=True)
-class EngineEvent:
-    kind: str  # ready, done, lost, init-failed
-    slot: str
-    data: Any = None
-
-
-class EngineUnavailable(RuntimeError):
-    """The engine cannot be used here (Ray not installed, no cluster at the address)."""
 
 
 def ray_available() -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Optional
 
-from app.batch.engine import EngineEvent
+from app.batch.events import EngineEvent
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from app.batch.engine import EngineEvent, EngineUnavailable
+from app.batch.events import EngineEvent, EngineUnavailable
 
 
 class _Actor:
