@@ -1,9 +1,11 @@
 """What a batch worker runs (no Qt, no session): the tool's own run path, items in, bytes out.
 
 An :class:`ItemRunner` is made once per worker (a local process or a Ray actor): it loads the
-plugins and keeps one :class:`app.jobs.JobRunner` with no session, so a tool's in-process model
-cache (the text-to-image pipeline, ONNX sessions...) is filled by the first item and reused by
-every later one. :meth:`ItemRunner.run` takes an item (a plain dict) and returns a payload (a
+plugins and keeps one :class:`app.controller.RunController` (the one path every run request takes)
+on a job runner with no session, so a tool's in-process model cache (the text-to-image pipeline,
+ONNX sessions...) is filled by the first item and reused by every later one. A tool that runs
+other tools (``ctx.run_tool``) runs them here too; only the item's own run is recorded.
+:meth:`ItemRunner.run` takes an item (a plain dict) and returns a payload (a
 plain dict of JSON-safe values and ``bytes``): the run's record and its results encoded as the
 session stores them. The worker never opens the session; the driver records the payload.
 """
@@ -27,6 +29,7 @@ class ItemRunner:
     """Runs the items of one tool in this process."""
 
     def __init__(self, tool_id: str, device: Optional[str] = None):
+        from app.controller import RunController
         from app.jobs import JobRunner
         from app.plugins import get_manager
         from app.settings import Settings
@@ -38,6 +41,7 @@ class ItemRunner:
         except LookupError as exc:
             raise api.ToolError(f"on worker {worker_name()}: {exc}") from None
         self.runner = JobRunner(self.manager, None, settings=settings, device=device)
+        self.controller = RunController(self.manager, None, settings=settings, runner=self.runner)
         self.device = device
         self.name = worker_name()
         self.items_run = 0
@@ -55,11 +59,11 @@ class ItemRunner:
                 "plugin_version": self._plugin_version(), "backend": ",".join(self.tool.backends),
                 "started_at": t0}
         try:
-            job = self.runner.prepare(self.tool, item["params"], self.device)
-        except api.ParamError as exc:
+            request = self.controller.request(self.tool, item["params"], device=self.device)
+            job = self.controller.run(request)
+        except ValueError as exc:  # ParamError, DeviceError: a value refused (the plan was checked before)
             return {**base, "status": "failed", "error": str(exc), "params": _json_params(item["params"]),
                     "seed": None, "device": self.device or "cpu", "finished_at": time.time(), "results": []}
-        self.runner.run_job(job)
         self.items_run += 1
         from app.jobs import JobState
 

@@ -440,8 +440,15 @@ class BatchDock(QWidget):
         return not self.is_running(batch_id)
 
     def shutdown(self) -> None:
+        """Stop the timers; batches driven here send no more items (they can be resumed)."""
+        for timer in (self._check_timer, self._refresh_timer, self._grid_timer):
+            timer.stop()
         for d in list(self._drivers.values()):
             d.cancel()
+
+    def closeEvent(self, ev) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(ev)
 
     def _on_driver_event(self, ev: Any) -> None:
         if ev.kind == "item":
@@ -541,9 +548,13 @@ class BatchDock(QWidget):
         from app.batch.driver import get_batch
         from app.batch.plan import BatchPlan, grid_axes
 
-        info = get_batch(store, bid)
-        down, across = grid_axes(BatchPlan.from_dict(info.plan))
-        rows, cols, cells = grid_cells(store, bid)
+        try:
+            info = get_batch(store, bid)
+            down, across = grid_axes(BatchPlan.from_dict(info.plan))
+            rows, cols, cells = grid_cells(store, bid)
+        except Exception as exc:  # noqa: BLE001 - a session closed or busy meanwhile: the grid waits
+            log.info("cannot show the grid of batch %s: %s", bid, exc)
+            return
         self.grid_title.setText(f"#{bid}: {down.name if down else ''}{' down, ' if down else ''}"
                                 f"{across.name + ' across' if across else ''}")
         self.grid.setRowCount(len(rows))
