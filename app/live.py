@@ -24,12 +24,13 @@ drawing uses (a fixed seed, the live step count).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from app import api
 
@@ -42,6 +43,8 @@ log = logging.getLogger("implicit_studio.live")
 STEPS_PARAM = "steps"
 #: Parameters that multiply the work of one run and make no sense live (set to one / off).
 SINGLE_PICTURE = {"batch_size": 1, "batch_count": 1, "sweep": "none", "record_trajectory": False}
+#: Torch threads of a live drawing (see :func:`torch_threads`).
+LIVE_TORCH_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -294,9 +297,10 @@ class ToolDrawer:
 
     def __init__(self, manager: PluginManager, tool: api.ToolSpec, *,
                  load_input: Callable[[Any, str], api.Result], settings: Optional[Mapping[str, Any]] = None,
-                 device: Optional[str] = None):
+                 device: Optional[str] = None, threads: int = LIVE_TORCH_THREADS):
         self.manager = manager
         self.tool = tool
+        self.threads = int(threads)
         self._load_input = load_input
         self.settings = dict(settings or {})
         self.device = device
@@ -347,5 +351,30 @@ class ToolDrawer:
         ctx = self.manager.context(tool.plugin, device=choice.device, dtype=choice.dtype, seed=seed,
                                    ort_providers=choice.ort_providers, tool_id=tool.id, settings=self.settings,
                                    input_loader=lambda ref: self._input(ref, "image"))
-        out = self.manager.guarded(tool.plugin, f"live drawing of {tool.id!r}", self._fn, ctx, **params)
+        with torch_threads(self.threads if "torch" in tool.backends else 0):
+            out = self.manager.guarded(tool.plugin, f"live drawing of {tool.id!r}", self._fn, ctx, **params)
         return first_image(out)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Compute with ``n`` torch threads in this thread for the block (0: leave them as they are).
+
+    A live picture is a few small layers; on a busy 2-core machine two OpenMP threads spin against
+    the window's thread and the other processes (the bundled student's picture: 39 ms with one
+    thread, 0.3-2.6 s with two, measured while the machine was shared), and on a quiet one one
+    thread is as fast (benchmarks/RESULTS.md, the one-step student)."""
+    if n <= 0:
+        yield
+        return
+    import torch  # noqa: PLC0415 - the tool has imported it already
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
