@@ -16,8 +16,8 @@ The scheduling (debounce, latest wins, stale frames dropped, the worker thread) 
   controller, so the session records a normal run that makes the same picture; **Generate** runs
   the form as always. Nothing else is recorded.
 
-Frames are shown in the centre's preview, or, for a tool whose panel has a canvas to paint on, in
-the live view under the switch (the canvas stays where the person paints).
+Frames are shown in the centre's preview, or, when the panel has given its canvas to the window's
+centre (the person paints there), in the live view under the switch.
 """
 
 from __future__ import annotations
@@ -199,6 +199,9 @@ class LiveMode(QObject):
             sched.stop(timeout=0)
         self.bar.keep.setEnabled(False)
         self.bar.view.hide()
+        area = self.window.result_area
+        if sched is not None and area.current_viewer() is area.preview and area.caption.text().startswith("Live ·"):
+            area.sub.setText("live preview, stopped: not recorded")
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop and wait for the worker (the window is closing)."""
@@ -213,7 +216,11 @@ class LiveMode(QObject):
         return getattr(form, "widget", None)
 
     def _has_canvas(self) -> bool:
-        return getattr(self._panel(), "editor", None) is not None
+        """Whether the panel paints on a canvas shown outside it (the window's centre): frames
+        then go to the live view under the switch, so the canvas stays in sight."""
+        panel = self._panel()
+        canvas = getattr(getattr(panel, "editor", None), "canvas", None)
+        return canvas is not None and not panel.isAncestorOf(canvas)
 
     def _connect_inputs(self) -> None:
         form = self.window.tool_panel.form
@@ -280,6 +287,8 @@ class LiveMode(QObject):
             self.window.result_area.show_preview(frame.image, caption)
             self.window.result_area.sub.setText(f"live preview · {frame.draw_s * 1000:.0f} ms · Keep to record it")
         self.bar.keep.setEnabled(True)
+        if self.window.statusBar().currentMessage().startswith("Live: loading"):
+            self.window.statusBar().clearMessage()
         ms = (time.monotonic() - frame.asked_at) * 1000
         self.bar.say(f"Live · {frame.draw_s * 1000:.0f} ms a picture ({ms:.0f} ms from the change) · seed "
                      f"{frame.payload.get('seed', self.seed)}")
