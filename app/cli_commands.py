@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,9 +90,29 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
     common.add_argument("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
     common.add_argument("--no-session", action="store_true", help="do not record the run in a session")
     common.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    common.add_argument("--precision", metavar="P", help=PRECISION_HELP)
     common.add_argument("--json", action="store_true", help="print the outcome as JSON")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return parser
+
+
+PRECISION_HELP = ("arithmetic: auto (float16 on CUDA, float32 elsewhere), fp32, fp16 (on the CPU: float32, "
+                  "said on stderr) or bf16 (refused on a GPU without it) (default: IMPLICIT_STUDIO_PRECISION, "
+                  "else settings, else auto)")
+
+
+def _device_and_precision(args: Any, settings: Any) -> tuple[str, str]:
+    """The device and precision a command's run asks for: its options, else the environment's
+    (precision), else the settings'; a malformed name is a usage error."""
+    from app import devices
+
+    try:
+        device = devices.parse_device(args.device or settings.device)
+        precision = devices.parse_precision(args.precision or os.environ.get("IMPLICIT_STUDIO_PRECISION")
+                                            or settings.precision)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    return device, precision
 
 
 def _progress_printer(quiet: bool) -> Callable[[Any], None]:
@@ -99,6 +120,9 @@ def _progress_printer(quiet: bool) -> Callable[[Any], None]:
     last = [0.0]
 
     def on_event(event: Any) -> None:
+        if event.kind == "started" and not quiet:
+            for note in event.data.get("notes") or ():  # what became of the precision asked for
+                print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
         if quiet or event.kind != "progress":
             return
         d = event.data
@@ -156,7 +180,8 @@ def _params_from_png(path: str, tool: api.ToolSpec) -> dict[str, Any]:
 def cmd_run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         manager = _manager()
-        print(f"usage: {PROG} run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D]\n")
+        print(f"usage: {PROG} run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D] "
+              "[--precision P]\n")
         print(f"Run a tool headless. '{PROG} run TOOL --help' lists its parameters.\n\ntools:")
         for t in sorted(manager.tools.values(), key=lambda t: t.id):
             print(f"  {t.id:24s} {t.title}")
@@ -187,17 +212,13 @@ def cmd_run(argv: list[str]) -> int:
     except api.ParamError as exc:
         raise UsageError(_param_message(tool, exc)) from None
 
-    from app import devices
     from app.controller import RunController
     from app.jobs import JobRunner, JobState
     from app.session_view import SessionView
     from app.settings import Settings
 
     settings = Settings()
-    try:
-        device = devices.parse_device(args.device or settings.device)
-    except devices.DeviceError as exc:
-        raise UsageError(str(exc)) from None
+    device, precision = _device_and_precision(args, settings)
     out_dir = Path(args.out).expanduser() if args.out else None
     if out_dir is not None:
         try:
@@ -211,7 +232,8 @@ def cmd_run(argv: list[str]) -> int:
     # the same controller the window submits to: one run request, one path to the runner
     session = SessionView(store, session_dir) if store is not None else None
     controller = RunController(manager, session, settings=settings,
-                               runner=JobRunner(manager, store, settings=settings, device=device))
+                               runner=JobRunner(manager, store, settings=settings, device=device,
+                                                precision=precision))
     try:
         request = controller.request(tool, values, device=device)
         try:
@@ -235,20 +257,26 @@ def cmd_run(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({
                 "run_id": job.run_id, "status": "finished", "tool": tool.id, "seed": job.seed,
-                "device": job.device, "elapsed_s": round(job.elapsed_s, 3),
+                "device": job.device, "dtype": job.dtype, "elapsed_s": round(job.elapsed_s, 3),
                 "results": [{"kind": r.kind, "id": rid, "file": str(w) if w else None}
                             for r, rid, w in _zip_longest(job.results, job.result_ids, written)],
+                "children": [{"run_id": c.run_id, "tool": c.tool.id, "status": c.state.value}
+                             for c in job.children],
             }))
         elif not args.quiet:
             where = f"run {job.run_id}" if job.run_id is not None else "run"
-            print(f"{where} finished: {tool.id}, seed {job.seed}, {job.device}, {job.elapsed_s:.2f} s, "
+            print(f"{where} finished: {tool.id}, seed {job.seed}, {job.device} {job.dtype}, {job.elapsed_s:.2f} s, "
                   f"{len(job.results)} result(s)")
             for r, rid, w in _zip_longest(job.results, job.result_ids, written):
                 ref = f" result:{rid}" if rid is not None else ""
                 print(f"  {r.kind}{ref}" + (f" -> {w}" if w else ""))
+            if job.children:
+                runs = ", ".join(f"#{c.run_id}" if c.run_id is not None else c.tool.id for c in job.children)
+                print(f"  ran {len(job.children)} other tool run(s): {runs}")
         return EXIT_OK
     if job.state is JobState.CANCELLED:
-        _err(f"run of {tool.id} was cancelled")
+        kept = f"; {len(job.result_ids)} result(s) it kept are recorded with run {job.run_id}" if job.result_ids else ""
+        _err(f"run of {tool.id} was cancelled{kept}")
         return EXIT_INTERRUPTED
     if job.param_error is not None:  # the tool refused a value: bad input, like a parser error
         _err(_param_message(tool, job.param_error) + (f" (run {job.run_id} is recorded as failed)"
@@ -256,10 +284,16 @@ def cmd_run(argv: list[str]) -> int:
         return EXIT_USAGE
     _err(job.error or "the tool failed")
     if job.traceback:
-        print(f"{PROG}: details are in the log file", file=sys.stderr)
+        print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
     if args.json:
         print(json.dumps({"run_id": job.run_id, "status": "failed", "tool": tool.id, "error": job.error}))
     return EXIT_FAILED
+
+
+def _log_file() -> str:
+    from app.settings import log_file_path
+
+    return str(log_file_path())
 
 
 def _param_message(tool: api.ToolSpec, exc: api.ParamError) -> str:
@@ -328,15 +362,16 @@ def _out_failed(job: Any, out_dir: Path, exc: Exception) -> int:
 
 
 def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
-    """Write the job's results into ``out_dir``; a failed write leaves no partial file and raises
-    ``storage.StorageError`` naming the file."""
+    """Write the job's results into ``out_dir``; images carry ``job.run_info`` (the same run
+    record the session's copies carry: tool, plugin and version, parameters, seed, model, device).
+    A failed write leaves no partial file and raises ``storage.StorageError`` naming the file."""
     from storage.filestore import write_file_atomically
 
     from app import results_io
 
     written = []
     info = job.run_info or {"tool": job.tool.id, "params": job.recorded_params, "seed": job.seed,
-                            "device": job.device, "run_id": job.run_id}
+                            "device": job.device, "dtype": job.dtype, "run_id": job.run_id}
     stem = f"{job.tool.id}-{job.run_id}" if job.run_id is not None else f"{job.tool.id}-seed{job.seed}"
     for i, res in enumerate(job.results, 1):
         enc = results_io.encode(res, info)
@@ -372,7 +407,8 @@ def cmd_tools(argv: list[str]) -> int:
             "id": t.id, "title": t.title, "plugin": t.plugin, "group": t.group, "results": list(t.results),
             "backends": list(t.backends), "description": t.description,
             "params": [{"name": p.name, "option": p.cli_option, "type": p.type_name,
-                        "default": p.to_json(p.default), "help": p.help} for p in t.params],
+                        "default": p.to_json(p.default), "required": p.required, "help": p.help}
+                       for p in t.params],
         } for t in tools], indent=2))
         return EXIT_OK
     for t in tools:
@@ -410,29 +446,50 @@ def cmd_plugins(argv: list[str]) -> int:
             "name": r.name, "dist": r.dist, "version": r.version, "author": r.author, "status": r.status,
             "builtin": r.builtin, "source": r.source, "tools": r.tools, "error": r.error,
             "traceback": r.traceback, "problems": r.problems, "load_ms": round(r.load_ms, 1),
+            "import_ms": round(r.import_ms, 1), "hook_ms": {k: round(v, 1) for k, v in r.hook_ms.items()},
+            "slow_hooks": sorted(r.slow_hooks), "heavy_imports": r.heavy_imports, "warnings": r.warnings,
+            "earlier_errors": [{k: e.get(k) for k in ("time", "what", "error")} for e in r.earlier_errors],
+            "runtime_errors": [e.splitlines()[0] for e in r.runtime_errors],
         } for r in recs], indent=2))
         return EXIT_OK
+    from app.plugin_history import describe_error
+
     for r in recs:
         kind = "built-in" if r.builtin else (r.dist or r.source)
-        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}")
+        took = f"  {r.load_ms:.0f} ms" if r.ok else ""
+        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}{took}")
         if r.error:
             print(f"    {r.error}")
         for prob in r.problems:
             print(f"    warning: {prob}")
+        for text in r.warnings:
+            print(f"    slow start-up: {text}")
+        for entry in r.earlier_errors[-3:]:
+            print(f"    error in an earlier session: {describe_error(entry)}")
+        if len(r.earlier_errors) > 3:
+            print(f"    ({len(r.earlier_errors) - 3} more errors in earlier sessions; --json lists them)")
         if args.verbose and r.traceback:
             print("    " + r.traceback.rstrip().replace("\n", "\n    "))
+        if args.verbose:
+            for entry in r.earlier_errors:
+                if entry.get("traceback"):
+                    print("    " + str(entry["traceback"]).rstrip().replace("\n", "\n    "))
     return EXIT_OK
 
 
 def cmd_devices(argv: list[str]) -> int:
     parser = new_parser(prog=f"{PROG} devices", description="Show the compute devices found and the one chosen.")
     parser.add_argument("--device", help="preference to resolve (default: settings, else auto)")
+    parser.add_argument("--precision", help="precision to resolve on it (default: IMPLICIT_STUDIO_PRECISION, "
+                                            "else settings, else auto)")
     args = parser.parse_args(argv)
     from app import devices
     from app.settings import Settings
 
+    settings = Settings()
     try:
-        for line in devices.summary(args.device or Settings().device):
+        for line in devices.summary(args.device or settings.device,
+                                    args.precision or os.environ.get("IMPLICIT_STUDIO_PRECISION") or settings.precision):
             print(line)
     except devices.DeviceError as exc:
         raise UsageError(str(exc)) from None
@@ -494,33 +551,34 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("run_id", type=int)
     parser.add_argument("--session", metavar="PATH")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    parser.add_argument("--precision", metavar="P", help=PRECISION_HELP)
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
     manager = _manager()
     from dataclasses import replace
 
-    from app import devices
     from app.controller import RunController
     from app.jobs import JobRunner, JobState
     from app.session_view import SessionView
     from app.settings import Settings
 
     settings = Settings()
-    try:
-        device = devices.parse_device(args.device or settings.device)
-    except devices.DeviceError as exc:
-        raise UsageError(str(exc)) from None
+    device, precision = _device_and_precision(args, settings)
     session_dir = _session_path(args.session)
     store = _open_store(session_dir, create=False, recover=True, readonly=False)
     _note_interrupted_runs(store)
     controller = RunController(manager, SessionView(store, session_dir), settings=settings,
-                               runner=JobRunner(manager, store, settings=settings, device=device))
+                               runner=JobRunner(manager, store, settings=settings, device=device,
+                                                precision=precision))
     try:
         try:
-            request = replace(controller.reproduce_request(args.run_id), device=device)
+            request, notes = controller.reproduce_plan(args.run_id)
+            request = replace(request, device=device)
         except (LookupError, ValueError) as exc:  # no such run or tool, an input not kept
             raise UsageError(str(exc).strip("'\"")) from None
+        for note in notes:  # recorded parameters the installed tool does not take
+            print(f"{PROG}: note: {note}", file=sys.stderr)
         try:
             job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
                                  around=_ctrl_c_cancels)

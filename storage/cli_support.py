@@ -36,20 +36,53 @@ def _summary(run) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items() if not isinstance(v, (dict, list)))
 
 
+def _as_tree(runs: list) -> list[tuple[int, object]]:
+    """``(depth, run)`` with each run listed under its parent when the parent is listed too:
+    newest trees first, a parent's children in the order they ran (a tool that ran other tools,
+    a run and its edits)."""
+    listed = {r.id for r in runs}
+    children: dict[int, list] = {}
+    roots = []
+    for r in runs:
+        if r.parent_run_id is not None and r.parent_run_id in listed and r.parent_run_id != r.id:
+            children.setdefault(r.parent_run_id, []).append(r)
+        else:
+            roots.append(r)
+    out: list[tuple[int, object]] = []
+    seen: set[int] = set()
+
+    def walk(run, depth: int) -> None:
+        if run.id in seen:
+            return
+        seen.add(run.id)
+        out.append((depth, run))
+        for child in sorted(children.get(run.id, []), key=lambda c: c.id):
+            walk(child, depth + 1)
+
+    for root in roots:
+        walk(root, 0)
+    out += [(0, r) for r in runs if r.id not in seen]  # a parent loop cannot hide a run
+    return out
+
+
 def format_history(store, limit: int = 20, **filters) -> str:
-    """The newest ``limit`` runs as a plain-text table (tree parent in its own column)."""
+    """The newest ``limit`` runs as a plain-text table: a run another run started (or derived
+    from another run's result) is listed under it, indented, its parent also in its own column."""
     runs = store.list_runs(limit=limit, **filters)
     if not runs:
         return f"No runs in the session {printable(str(store.folder))}."
-    header = ("ID", "Parent", "Status", "Tool", "Started", "Time", "Results", "Tags", "Prompt / parameters")
+    header = ("ID", "Parent", "Status", "Tool", "Started", "Time", "Results", "Tags", "Device",
+              "Prompt / parameters")
     rows = []
-    for r in runs:
+    for depth, r in _as_tree(runs):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
         dur = "" if r.duration_s is None else f"{r.duration_s:.1f}s"
         seed = "" if r.seed is None else f" (seed {r.seed})"
+        tool = ("  " * (depth - 1) + "└ " if depth else "") + _short(r.tool_id, 24)
         rows.append((str(r.id), "" if r.parent_run_id is None else str(r.parent_run_id),
-                     r.status + ("*" if r.damaged else ""), _short(r.tool_id, 24), started, dur,
+                     r.status + ("*" if r.damaged else ""), tool, started, dur,
                      str(len(r.results)), _short(",".join(r.tags), 20),
+                     _short(f"{r.device} {r.dtype}" if r.dtype else r.device, 24),
                      _short(_summary(r) + seed, 60)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
@@ -98,7 +131,7 @@ def export_run(store, run_id: int, out_dir: str | os.PathLike) -> list[Path]:
     record = {
         "run_id": run.id, "tool_id": run.tool_id, "plugin": run.plugin,
         "plugin_version": run.plugin_version, "params": run.params, "seed": run.seed,
-        "model_ref": run.model_ref, "model_hash": run.model_hash, "device": run.device,
+        "model_ref": run.model_ref, "model_hash": run.model_hash, "device": run.device, "dtype": run.dtype,
         "backend": run.backend, "status": run.status, "error": run.error,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "duration_s": run.duration_s, "parent_run_id": run.parent_run_id,

@@ -270,9 +270,13 @@ class _Repair:
         return data if hashlib.sha256(data).hexdigest() == sha else None
 
     def run(self) -> RepairReport:
-        from .store import SessionStore
+        from .store import SessionStore, run_columns
 
-        run_cols = SessionStore._RUN_COLS
+        try:  # a session of revision 0001 has no dtype column
+            has_dtype = any(r[1] == "dtype" for r in self.conn.execute("PRAGMA table_info(runs)"))
+        except sqlite3.DatabaseError:
+            has_dtype = False
+        run_cols = run_columns(has_dtype)
         res_rows = self._read("results", SessionStore._RES_COLS)
         run_rows = self._read("runs", run_cols, hint_ids={r[1] for r in res_rows
                                                             if isinstance(r[1], int)})
@@ -321,7 +325,8 @@ class _Repair:
                       seed=jsonutil.check_seed(info.seed) if _fits_seed(info.seed) else None,
                       model_ref=jsonutil.safe_text(info.model_ref),
                       model_hash=jsonutil.safe_text(info.model_hash),
-                      device=jsonutil.safe_text(info.device), backend=jsonutil.safe_text(info.backend),
+                      device=jsonutil.safe_text(info.device), dtype=jsonutil.safe_text(info.dtype),
+                      backend=jsonutil.safe_text(info.backend),
                       started_at=info.started_at, finished_at=info.finished_at,
                       duration_s=info.duration_s, status=status, error=jsonutil.safe_text(error),
                       parent_run_id=None, rating=info.rating, note=jsonutil.safe_text(note)))

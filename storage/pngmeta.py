@@ -546,7 +546,7 @@ def png_for_run(png: bytes, run, result=None) -> bytes:
     implicit = our_json(tool_id=run.tool_id, params=run.params, seed=run.seed, plugin=run.plugin,
                         plugin_version=run.plugin_version, model_ref=run.model_ref,
                         model_hash=run.model_hash, device=run.device, backend=run.backend,
-                        **extra)
+                        **({"dtype": run.dtype} if getattr(run, "dtype", None) else {}), **extra)
     width = getattr(result, "width", None)
     height = getattr(result, "height", None)
     text = format_parameters(run.params, seed=run.seed, width=width, height=height,

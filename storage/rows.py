@@ -143,7 +143,8 @@ def run_info(r: tuple, results: list[ResultInfo], inputs: list, tags: list[str],
         status=status, error=rd.text(r[14], "error text", None),
         parent_run_id=rd.number(r[15], "parent run", int), rating=rating,
         note=rd.text(r[17], "note", None), tags=tuple(tags), results=tuple(results),
-        inputs=tuple(inputs), damage=tuple(rd.damage + damage))
+        inputs=tuple(inputs), dtype=rd.text(r[18], "dtype", None) if len(r) > 18 else None,
+        damage=tuple(rd.damage + damage))
 
 
 def result_info(r: tuple, files_root: str, damage: list[str]) -> ResultInfo:

@@ -41,7 +41,7 @@ from .errors import (
     StorageError,
 )
 from .filestore import TEMP_PREFIX, FileStore, normalise_ext, os_error_to_storage
-from .migrations import HEAD_REVISION, KNOWN_REVISIONS
+from .migrations import HEAD_REVISION, KNOWN_REVISIONS, READABLE_REVISIONS
 from .models import (
     FTS_TABLE,
     CanvasEdit,
@@ -208,6 +208,13 @@ def _check_name(value: Any, what: str) -> str:
 _text = jsonutil.safe_text  # every other text column: valid UTF-8, surrogates escaped
 
 
+def run_columns(has_dtype: bool = True) -> str:
+    """The columns of a ``runs`` row as :func:`storage.rows.run_info` reads them; a database of
+    revision 0001 has no ``dtype`` column (``has_dtype`` False): it reads as NULL."""
+    return SessionStore._RUN_COLS if has_dtype else SessionStore._RUN_COLS.replace(", dtype", ", NULL AS dtype")
+
+
+
 class SessionStore:
     """A session folder. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
@@ -283,13 +290,15 @@ class SessionStore:
                 )
         revision = self._read_revision()
         self._check_revision(revision)
+        # a session of an older readable revision, opened read-only, lacks the later columns
+        self._run_cols = run_columns(revision in (None, HEAD_REVISION) or not self.readonly)
         if self.readonly:
             if revision is None:
                 raise InvalidSessionError(
                     f"There is no session in {folder} yet: its creation was interrupted before "
                     "anything was saved. Opening it for writing (a run) finishes creating it."
                 )
-            if revision != HEAD_REVISION:
+            if revision not in READABLE_REVISIONS:
                 raise StorageError(
                     f"The session in {folder} uses an older database schema ({revision!r}) and "
                     "must be upgraded before it can be read: open it once for writing (for "
@@ -607,11 +616,12 @@ class SessionStore:
         inputs: Sequence[int] = (),
         parent_run_id: int | None = None,
         started_at: float | None = None,
+        dtype: str | None = None,
     ) -> int:
         """Record the start of a run (status ``running``) and return its id.
 
         ``inputs`` are result ids the run takes; the run becomes a child of the run that made the
-        first one (override with ``parent_run_id``).
+        first one (override with ``parent_run_id``). ``dtype``: what it computes in (float32...).
         """
         lock = None
         try:
@@ -619,7 +629,7 @@ class SessionStore:
                 run = self._insert_run(s, tool_id=tool_id, plugin=plugin,
                                        plugin_version=plugin_version, params=params, seed=seed,
                                        model_ref=model_ref, model_hash=model_hash, device=device,
-                                       backend=backend, inputs=inputs,
+                                       dtype=dtype, backend=backend, inputs=inputs,
                                        parent_run_id=parent_run_id, started_at=started_at)
                 # locked before the commit: a recovery in another process (which must wait for
                 # this transaction) never sees the run running without its owner's lock
@@ -638,7 +648,7 @@ class SessionStore:
             raise os_error_to_storage(exc, f"The lock file of run {run_id}") from exc
 
     def _insert_run(self, s: Session, *, tool_id, plugin, plugin_version, params, seed, model_ref,
-                    model_hash, device, backend, inputs, parent_run_id, started_at) -> Run:
+                    model_hash, device, backend, inputs, parent_run_id, started_at, dtype=None) -> Run:
         tool_id = _check_name(tool_id, "The tool id")
         plugin = _check_name(plugin, "The plugin name")
         if not isinstance(plugin_version, str):
@@ -661,7 +671,8 @@ class SessionStore:
             raise RunNotFoundError(f"Parent run {parent_run_id} does not exist in {self.folder}.")
         run = Run(tool_id=tool_id, plugin=plugin, plugin_version=_text(plugin_version),
                   params_json=params_json, seed=seed, model_ref=_text(model_ref),
-                  model_hash=_text(model_hash), device=_text(device or "cpu"), backend=_text(backend),
+                  model_hash=_text(model_hash), device=_text(device or "cpu"), dtype=_text(dtype),
+                  backend=_text(backend),
                   started_at=time.time() if started_at is None else float(started_at),
                   status="running", parent_run_id=parent_run_id)
         s.add(run)
@@ -770,6 +781,7 @@ class SessionStore:
         started_at: float | None = None,
         finished_at: float | None = None,
         duration_s: float | None = None,
+        dtype: str | None = None,
     ) -> int:
         """Begin + results + finish in one transaction; returns the run id once committed."""
         if status not in FINISHED_STATUSES:
@@ -789,8 +801,8 @@ class SessionStore:
                 run = self._insert_run(s, tool_id=tool_id, plugin=plugin,
                                        plugin_version=plugin_version, params=params, seed=seed,
                                        model_ref=model_ref, model_hash=model_hash, device=device,
-                                       backend=backend, inputs=inputs, parent_run_id=parent_run_id,
-                                       started_at=started_at)
+                                       dtype=dtype, backend=backend, inputs=inputs,
+                                       parent_run_id=parent_run_id, started_at=started_at)
                 for pos, (spec, st) in enumerate(zip(specs, stored)):
                     s.add(self._result_row(run.id, pos, spec, st))
                 end = time.time() if finished_at is None else float(finished_at)
@@ -892,7 +904,7 @@ class SessionStore:
     # keeps listing 100 runs within a few milliseconds.
     _RUN_COLS = ("id, tool_id, plugin, plugin_version, params_json, seed, model_ref, model_hash, "
                  "device, backend, started_at, finished_at, duration_s, status, error, "
-                 "parent_run_id, rating, note")
+                 "parent_run_id, rating, note, dtype")
     _RES_COLS = ("id, run_id, position, kind, sha256, ext, size, width, height, shape_json, "
                  "metadata_json, created_at")
 
@@ -903,7 +915,7 @@ class SessionStore:
 
     def _runs_where(self, c, where: str, params: Sequence = (), order: str = "id DESC",
                     limit: int | None = None, offset: int = 0) -> list[RunInfo]:
-        sql = f"SELECT {self._RUN_COLS} FROM runs WHERE {where} ORDER BY {order}"
+        sql = f"SELECT {self._run_cols} FROM runs WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {max(0, int(limit))} OFFSET {max(0, int(offset))}"
         return self._run_infos(c, self._rows(c, sql, params))

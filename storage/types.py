@@ -53,6 +53,7 @@ class RunInfo:
     results: tuple[ResultInfo, ...] = ()
     inputs: tuple[int | None, ...] = ()  # result ids, in order; None if that result was deleted
     damage: tuple[str, ...] = ()  # what could not be read from a damaged row ("parameters: ...")
+    dtype: str | None = None  # what it computed in (float32, float16, bfloat16); None: not recorded
 
     @property
     def damaged(self) -> bool:

@@ -71,3 +71,33 @@ def pytest_configure(config) -> None:
         return
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
+
+
+@pytest.fixture
+def torch_ops():
+    """``with torch_ops() as ops:`` records the dtype and device of every tensor torch's
+    operators make inside the block (a ``TorchDispatchMode``: below autocast, so it sees the
+    arithmetic really done). ``ops.dtypes("mm", "addmm")`` -> the set of dtypes those made;
+    ``ops.devices()`` -> the set of device types. It observes; it changes nothing."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[tuple[str, object, str]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.seen.append((func.overloadpacket.__name__, t.dtype, t.device.type))
+            return out
+
+        def dtypes(self, *names: str) -> set:
+            return {d for n, d, _ in self.seen if not names or n in names}
+
+        def devices(self) -> set:
+            return {dev for _, _, dev in self.seen}
+
+    return Ops

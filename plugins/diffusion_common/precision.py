@@ -14,17 +14,25 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def resolve_precision(precision: str, device: str = "cpu") -> str:
-    """The arithmetic a run uses on ``device``: "bf16" or "fp32" ("auto": bf16 where it pays)."""
+    """The arithmetic a run uses on ``device``: "bf16" or "fp32" ("auto": bf16 where it pays; an
+    explicit "bf16" on a GPU that does not compute bfloat16 is a ValueError naming the GPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not bf16_ok:
+            name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else str(device)
+            raise ValueError(f"{name} does not compute bfloat16; use --precision fp32 (or auto)")
+        return precision if precision != "auto" else ("bf16" if bf16_ok else "fp32")
     if precision != "auto":
         return precision
+    if kind != "cpu":  # MPS: float32 (its bfloat16 was not measured)
+        return "fp32"
     import torch
 
-    if str(device).startswith("cuda"):
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if str(device) != "cpu":
-        return "fp32"
     try:  # AMX multiplies bfloat16 tiles in hardware; AVX-512's bf16 dot products alone were not faster
         return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
     except AttributeError:  # a torch without the probe
@@ -63,8 +71,9 @@ def mixed_precision(precision: str, device: str = "cpu"):
         return
     import torch
 
-    if str(device).startswith("cuda"):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    kind = str(device).split(":")[0]
+    if kind != "cpu":  # on a GPU attention stays in bfloat16, the point of it there
+        with torch.autocast(kind, dtype=torch.bfloat16):
             yield
         return
     import torch.nn.functional as F

@@ -621,7 +621,7 @@ def interpolate_weights(a: INRField, b: INRField, t: float) -> INRField:
     state = {}
     for k in sa:
         if sa[k].is_floating_point():
-            state[k] = (1.0 - t) * sa[k] + t * sb[k]
+            state[k] = (1.0 - t) * sa[k] + t * sb[k].to(sa[k].device)  # b may sit on another device
         else:
             state[k] = sa[k].clone()
     out.load_state_dict(state)

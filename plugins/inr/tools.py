@@ -2,7 +2,9 @@
 
 Each takes the :class:`app.api.RunContext` first and returns api result records. The fitting
 loops themselves live in :mod:`plugins.inr.fit`; this module adapts the run context to them,
-writes the fitted network to disk and turns outputs into results.
+writes the fitted network to disk and turns outputs into results. Everything computes where the
+run says: fits on ``ctx.device`` in ``ctx.dtype`` (mixed precision below float32), renders and
+bakes on ``ctx.device`` (ONNX Runtime on ``ctx.ort_providers`` for ONNX files and CPU bakes).
 """
 
 from __future__ import annotations
@@ -127,12 +129,12 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     try:
         gen = fit_image_steps(img, arch, steps=int(steps), lr=lr or None, ctx=adapter, seed=int(seed),
                               preview_every=max(1, int(steps) // 20), config_overrides=overrides,
-                              batch_size=None if H * W <= 262144 else 65536)
+                              batch_size=None if H * W <= 262144 else 65536, device=ctx.device, dtype=ctx.dtype)
         result = run_fit(gen)
     except (ValueError, FloatingPointError) as exc:
         raise ToolError(str(exc)) from exc
     model = result.model
-    ev = TorchEvaluator(model, device="cpu")
+    ev = TorchEvaluator(model, device=ctx.device)
     native = render_image(ev, H, W)
     big = render_image(ev, H * int(render_scale), W * int(render_scale)) if render_scale > 1 else native
     p, s = psnr(native, img), ssim(native, img)
@@ -161,7 +163,7 @@ CHAMFER_METHOD = ("symmetric mean surface distance: 20,000 points sampled on eac
                   "distance to the nearest triangle of the other, the two means averaged; in the input's units")
 
 def _bake_and_mesh(adapter: _CtxAdapter, model_or_eval, bounds, resolution: int, iso: float = 0.0, inside="negative",
-                   weights_key: str | None = None):
+                   weights_key: str | None = None, device: str = "cpu"):
     from .fields import GridCache, GridTooLarge, bake_progressive, check_grid_memory, make_evaluator
     from .geometry import marching_cubes
 
@@ -169,7 +171,7 @@ def _bake_and_mesh(adapter: _CtxAdapter, model_or_eval, bounds, resolution: int,
         check_grid_memory(int(resolution))
     except GridTooLarge as exc:
         raise ToolError(str(exc)) from exc
-    ev = make_evaluator(model_or_eval, backend="auto")
+    ev = make_evaluator(model_or_eval, backend="auto", device=device)
     levels = sorted({r for r in (32, 64, 128, 256) if r < resolution} | {int(resolution)})
     grid = None
     for level in bake_progressive(ev, bounds, levels, iso=iso, cache=GridCache() if weights_key else None,
@@ -211,13 +213,15 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     try:
         result = run_fit(fit_sdf_steps(target, arch, steps=int(steps), lr=lr or None, points_per_step=int(points),
                                        eikonal_weight=float(eikonal), bounds=bounds, ctx=adapter, seed=int(seed),
-                                       preview_every=max(1, int(steps) // 20), config_overrides=overrides))
+                                       preview_every=max(1, int(steps) // 20), config_overrides=overrides,
+                                       device=ctx.device, dtype=ctx.dtype))
     except (ValueError, FloatingPointError) as exc:
         raise ToolError(str(exc)) from exc
     model = result.model
     whash = weights_hash(model)
     bake_adapter = _CtxAdapter(ctx, 0.75, 0.15)
-    ev, grid, fitted = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash)
+    ev, grid, fitted = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash,
+                                      device=ctx.device)
     # the network works in a frame where the shape is centred and scaled into [-0.8, 0.8]^3; the
     # mesh goes back to the input's frame and units, and is compared with the input there
     m = Mesh(target.to_source_frame(fitted.vertices).astype(np.float32), fitted.faces, fitted.normals)
@@ -270,7 +274,8 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
 
     try:
         cfg = INRConfig.from_json(Path(config).read_text()) if config else None
-        loaded = open_inr(inr, config=cfg, latent_codes=latent_codes or None, latent_index=int(latent_index))
+        loaded = open_inr(inr, config=cfg, latent_codes=latent_codes or None, latent_index=int(latent_index),
+                          providers=ctx.ort_providers)
     except (INRLoadError, INRConfigError, ValueError, FileNotFoundError) as exc:
         raise ToolError(str(exc)) from exc
     c = loaded.config
@@ -287,7 +292,8 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
         meta["guess"] = loaded.guess.summary()
         ctx.logger.info("architecture guessed: %s", loaded.guess.summary())
     if c.in_features == 2:
-        ev = make_evaluator(loaded.model, backend="torch") if hasattr(loaded.model, "parameters") else loaded.model
+        ev = (make_evaluator(loaded.model, backend="torch", device=ctx.device) if hasattr(loaded.model, "parameters")
+              else loaded.model)
         win = zoom_window((center_x, center_y), zoom, aspect=width / height)
         img = render_image(ev, int(height), int(width), window=win)
         if img.shape[2] == 1:
@@ -300,7 +306,7 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
     inside = "positive" if c.kind in ("occupancy", "density") else "negative"
     key = weights_hash(loaded.model) if hasattr(loaded.model, "state_dict") else None
     ev, grid, m = _bake_and_mesh(_CtxAdapter(ctx, 0.0, 0.8), loaded.model, bounds, int(resolution),
-                                 iso=c.iso_level, inside=inside, weights_key=key)
+                                 iso=c.iso_level, inside=inside, weights_key=key, device=ctx.device)
     results = [MeshResult(vertices=m.vertices, faces=m.faces, normals=m.normals, label="mesh",
                           metadata={**meta, "bounds": bounds.tolist(), "iso_level": c.iso_level})]
     if c.kind == "sdf":
@@ -334,8 +340,9 @@ def read_inr(path: str):
     if loaded.guess is not None and p.suffix != ".json":
         raise ValueError(f"{p.name} carries no INR config; use the inr-render tool to open it with a guessed architecture")
 
-    class _Quiet:
+    class _Quiet:  # a reader runs outside any run: on the CPU
         cancelled = False
+        device, dtype, ort_providers = "cpu", "float32", ("CPUExecutionProvider",)
         logger = __import__("logging").getLogger("implicit_studio.inr")
 
         def progress(self, *a):

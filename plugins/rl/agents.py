@@ -133,7 +133,8 @@ class IQNNet(nn.Module):
 
     def q(self, obs, taus=None):
         if taus is None:
-            taus = torch.as_tensor(midpoint_taus(self.n_tau_policy), dtype=torch.float32).expand(obs.shape[0], -1)
+            taus = torch.as_tensor(midpoint_taus(self.n_tau_policy), dtype=torch.float32,
+                                   device=obs.device).expand(obs.shape[0], -1)
         return self(obs, taus).mean(-1)
 
 
@@ -154,8 +155,13 @@ class Agent:
     def algo(self) -> str:
         return self.cfg.algo
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network is (the CPU unless it is being trained elsewhere); inputs go there."""
+        return next((p.device for p in self.net.parameters()), torch.device("cpu"))
+
     def _obs(self, obs) -> torch.Tensor:
-        o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         if o.ndim == 1:
             o = o[None]
         if o.shape[-1] != self.cfg.obs_dim:
@@ -184,11 +190,11 @@ class Agent:
                 else:
                     t = np.broadcast_to(np.asarray(taus, dtype=np.float64), (B, np.shape(taus)[-1]))[s:s + batch]
                 tau_l.append(t)
-                outs.append(self.net(ob, torch.as_tensor(t, dtype=torch.float32)).double().numpy())
+                outs.append(self.net(ob, torch.as_tensor(t, dtype=torch.float32, device=ob.device)).double().cpu().numpy())
             elif self.algo == "c51":
-                outs.append(torch.softmax(self.net(ob).double(), dim=-1).numpy())
+                outs.append(torch.softmax(self.net(ob).double(), dim=-1).cpu().numpy())
             else:
-                outs.append(self.net(ob).double().numpy())
+                outs.append(self.net(ob).double().cpu().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, self.cfg.n_actions, 1))
         if not np.isfinite(out).all():
             raise ValueError(f"agent {self.name or self.algo}: its network produced NaN or infinite values for "
@@ -208,19 +214,19 @@ class Agent:
 
     @torch.no_grad()
     def q_values(self, obs) -> np.ndarray:
-        return self.net.q(self._obs(obs)).double().numpy()
+        return self.net.q(self._obs(obs)).double().cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs, risk: Distortion | None = None) -> np.ndarray:
         """Greedy action (or the action maximising a distortion risk measure)."""
         o = self._obs(obs)
         if risk is None or risk.name == "neutral":
-            return self.net.q(o).argmax(-1).numpy()
+            return self.net.q(o).argmax(-1).cpu().numpy()
         if self.algo == "iqn":  # IQN's own way: evaluate at distorted levels beta(tau)
             t = risk.beta(midpoint_taus(self.cfg.n_tau_policy))
-            tt = torch.as_tensor(t, dtype=torch.float32).expand(o.shape[0], -1)
-            return self.net(o, tt).mean(-1).argmax(-1).numpy()
-        return self.distribution(o.numpy()).risk(risk).argmax(-1)
+            tt = torch.as_tensor(t, dtype=torch.float32, device=o.device).expand(o.shape[0], -1)
+            return self.net(o, tt).mean(-1).argmax(-1).cpu().numpy()
+        return self.distribution(o.cpu().numpy()).risk(risk).argmax(-1)
 
     # ---------------- persistence ----------------
 

@@ -22,8 +22,9 @@ def studio_tools():
         ToolSpec(
             id="rl-train",
             title="Train a distributional RL agent",
-            description="Train C51, QR-DQN or IQN on a classic-control task on the CPU, with live episode-return "
-                        "curves; saves the agent (safetensors + JSON) and records an evaluation episode.",
+            description="Train C51, QR-DQN or IQN on a classic-control task on the chosen device and precision, with "
+                        "live episode-return curves; saves the agent (safetensors + JSON) and records an evaluation "
+                        "episode.",
             group="rl",
             run="plugins.rl.tools:run_train",
             results=("table", "file", "distribution"),

@@ -116,3 +116,13 @@ def subprocess_env(site: Path, **extra: str) -> dict:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A new session store in the test's folder (closed afterwards)."""
+    from storage import SessionStore
+
+    s = SessionStore.open(tmp_path / "session")
+    yield s
+    s.close()

@@ -206,15 +206,6 @@ def test_mesh_and_table_results(runner):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path):
-    from storage import SessionStore
-
-    s = SessionStore.open(tmp_path / "session")
-    yield s
-    s.close()
-
-
 def test_runs_are_recorded_in_the_session(manager, store):
     from app import results_io
 

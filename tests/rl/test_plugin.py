@@ -27,17 +27,27 @@ def ctx_with_metrics():
     return ctx, metrics, progress
 
 
-def test_train_then_record_then_read(tmp_path):
-    ctx, metrics, progress = ctx_with_metrics()
-    res = tools.run_train(ctx, algo="c51", env="CartPole-v1", steps=1200, seed=1, save_to=str(tmp_path / "agent"),
-                          record_episodes=1, hidden=16)
-    table, weights, series, traj_file = res
+def test_train_then_record_then_read(tmp_path, run_tool):
+    # through the studio (the run_tool fixture): rl-train records its episodes by running rl-record
+    res = run_tool("rl-train", algo="c51", env="CartPole-v1", steps=1200, seed=1, save_to=str(tmp_path / "agent"),
+                   record_episodes=1, hidden=16)
+    table, weights, series, traj_file, metrics_table = res
     assert isinstance(table, api.TableResult) and isinstance(series, api.DistributionSeries)
     assert weights.path.endswith("cartpole-c51.safetensors") and traj_file.path.endswith(".npz")
     assert series.representation == "categorical" and series.weights.shape[1:] == (2, 51)
-    assert any(n == "episode return" for n, _, _ in metrics) and progress[-1] == (1000, 1200)
+    assert metrics_table.label == "metrics" and any(r[0] == "episode return" for r in metrics_table.rows)
     agent_json = tmp_path / "agent" / "cartpole-c51.json"
     assert agent_json.exists() and (tmp_path / "agent" / "cartpole-c51.safetensors").exists()
+    # the recording is a child run of the training, with the agent file and its own seed recorded
+    job = run_tool.last_job
+    (child,) = run_tool.session.children(job.run_id)
+    assert child.tool_id == "rl-record" and child.status == "ok" and child.seed == 1001
+    assert child.params["agent"] == weights.path and child.params["episodes"] == 1
+    assert read_trajectory(traj_file.path).n_episodes == 1
+    # a plain context (no studio) says what it cannot do instead of failing obscurely
+    with pytest.raises(api.ToolError, match="cannot run the tool 'rl-record'"):
+        tools.run_train(api.RunContext(), algo="c51", steps=500, seed=1, save_to=str(tmp_path / "plain"),
+                        record_episodes=1, hidden=8)
 
     ctx2, _, _ = ctx_with_metrics()
     out = tools.run_record(ctx2, agent=str(agent_json), episodes=2, seed=4, save_to=str(tmp_path / "rec"),

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import storage.filestore as filestore
+from storage.migrations import HEAD_REVISION
 from storage import (
     CorruptDatabaseError,
     InvalidSessionError,
@@ -134,7 +135,7 @@ def test_a_rollback_journal_left_by_a_kill_during_creation_is_recovered(tmp_path
     with pytest.raises(InvalidSessionError, match="no session in .* yet"):
         SessionStore.open(folder, readonly=True)  # rolled back: nothing was ever saved
     with SessionStore.open(folder) as s:  # and it becomes a normal new session
-        assert s.count_runs() == 0 and s.info().schema_revision == "0001"
+        assert s.count_runs() == 0 and s.info().schema_revision == HEAD_REVISION
         s.record_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=1)
     with SessionStore.open(folder, readonly=True) as s:
         assert s.count_runs() == 1

@@ -131,7 +131,8 @@ def test_format_history_and_export_run(store, record, png, tmp_path):
     table = format_history(store, limit=10)
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["ID", "Parent", "Status", "Tool"]
-    assert lines[2].split()[:4] == [str(child), str(rid), "ok", "h-edit"]
+    assert lines[2].split()[:4] == [str(rid), "ok", "text-to-image", lines[2].split()[3]]  # no parent
+    assert lines[3].split()[:5] == [str(child), str(rid), "ok", "└", "h-edit"]  # listed under its parent
     assert "a red circle (seed 1)" in table and "best" in table
     assert "1 newest of 2" in format_history(store, limit=1)
 

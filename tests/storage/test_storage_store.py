@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from storage.migrations import HEAD_REVISION
 from storage import (
     InvalidParamsError,
     MissingFileError,
@@ -22,7 +23,7 @@ def test_open_creates_session_in_wal_with_foreign_keys(tmp_path):
     with SessionStore.open(folder, name="My session", app_version="9.9") as s:
         info = s.info()
         assert info.name == "My session" and info.app_version == "9.9"
-        assert info.schema_revision == "0001"
+        assert info.schema_revision == HEAD_REVISION
         with s._writer.connect() as c:
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
