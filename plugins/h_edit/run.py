@@ -52,7 +52,10 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
     mask = region.mask if isinstance(region, MaskResult) else region
     student = onestep.student_route(model, steps, ctx.resolve_model)
     if student is not None:  # a preview of the edit by a one-step student (live mode draws this way)
-        prompt = (target_prompt or source_prompt or "").strip()
+        prompt = (target_prompt or "").strip()
+        if not prompt:
+            raise ParamError("the target prompt is empty: describe what the edited image should show (a one-step "
+                             "preview draws the target prompt; rewards need the h-Edit itself)", "target_prompt")
         try:
             picture, used = onestep.redraw_region(student, prompt, seed, arr, mask, device=ctx.device, dtype=ctx.dtype,
                                                   resize_mask=resize_mask)

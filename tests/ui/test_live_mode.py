@@ -86,14 +86,16 @@ def diffusion_window(qtbot, studio_env):
     from app.plugins import PluginManager
     from app.settings import Settings
     from app.ui.main_window import MainWindow
+    from plugins.h_edit import plugin as h_edit
     from plugins.inpaint import plugin as inpaint
     from plugins.text_to_image import plugin as t2i
 
     torch.set_num_threads(1)
     settings = Settings()
     settings.set("device", "cpu")
-    pm = PluginManager(settings, entry_points=[], env={"IMPLICIT_STUDIO_LOAD_PLUGINS": "text_to_image,inpaint"}).load()
+    pm = PluginManager(settings, entry_points=[], env={"IMPLICIT_STUDIO_LOAD_PLUGINS": "text_to_image,inpaint,h_edit"}).load()
     pm.register_plugin(t2i, "text_to_image", version="1")
+    pm.register_plugin(h_edit, "h_edit", version="1")
     pm.register_plugin(inpaint, "inpaint", version="1")
     win = MainWindow(session_dir=studio_env / "session", manager=pm, settings=settings)
     qtbot.addWidget(win)
@@ -192,3 +194,28 @@ def test_a_mask_stroke_redraws_only_the_masked_region_while_it_is_painted(qtbot,
     QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(47, 32))
     assert canvas.stroke_mask() is None
     assert _runs(win) == []
+
+
+@needs_storage
+def test_hedit_live_previews_the_edit_with_the_one_step_student(qtbot, diffusion_window, tmp_path):
+    from PIL import Image
+
+    win = diffusion_window
+    assert win.select_tool("h-edit")
+    img = np.full((64, 64, 3), 245, np.uint8)
+    img[20:44, 20:44] = (230, 30, 30)
+    path = tmp_path / "picture.png"
+    Image.fromarray(img).save(path)
+    panel = win.form.widget
+    assert panel.open_image(str(path))
+    win.form.set_values({"source_prompt": "a red square on a white background", "target_prompt": "",
+                         "steps": 25, "model": "default"}, record_undo=False)
+    win.live.bar.toggle.setChecked(True)
+    # an empty target prompt is the tool's own bad input: said on the live line, no dialog
+    qtbot.waitUntil(lambda: "target prompt" in win.live.bar.status.text(), timeout=TIMEOUT)
+    with qtbot.waitSignal(win.live.frameShown, timeout=TIMEOUT,
+                          check_params_cb=lambda f: f.payload["target_prompt"] == "a blue square"):
+        _type(qtbot, win, "a blue square", name="target_prompt")
+    out = np.asarray(win.live.shown.image)[..., :3]
+    assert out.shape == img.shape and not np.array_equal(out, img)
+    assert win.live.shown.payload["steps"] == 1 and _runs(win) == []
