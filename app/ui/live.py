@@ -27,7 +27,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from app import api
@@ -117,6 +117,7 @@ class LiveMode(QObject):
         self.bar.toggle.toggled.connect(self.set_enabled)
         self.bar.steps.valueChanged.connect(lambda _v: self.request())
         self.bar.keep.clicked.connect(self.keep)
+        window.installEventFilter(self)  # the window closing stops the worker
         window.tool_panel.toolSelected.connect(self._on_tool)
         window.tool_panel.toolCleared.connect(lambda: self._on_tool(None))
         self._on_tool(window.tool_panel.current_tool)
@@ -130,6 +131,11 @@ class LiveMode(QObject):
             lay.insertWidget(max(0, lay.count() - 1), bar)
         else:  # a layout this module does not know: under the panel
             tool_panel.layout().addWidget(bar)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 - Qt API
+        if obj is self.window and ev.type() == QEvent.Type.Close:
+            self.shutdown()
+        return False
 
     # -- on and off -----------------------------------------------------------------------------
     @property

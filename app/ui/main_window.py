@@ -376,8 +376,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         window_state.save_state(self)
-        if self.live is not None:
-            self.live.shutdown()
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()

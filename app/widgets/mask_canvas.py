@@ -31,9 +31,9 @@ TOOLS = ("brush", "eraser", "rect", "lasso")
 class MaskCanvas(QWidget):
     """Paint a mask over an image."""
 
+    strokeMoved = Signal()  # a brush stroke grew while painted: stroke_mask() is the mask with it
     maskChanged = Signal()
     viewChanged = Signal()
-    strokeMoved = Signal()  # a brush stroke grew while painted: stroke_mask() is the mask with it
 
     def __init__(self, image: Optional[np.ndarray] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
