@@ -170,8 +170,10 @@ def test_a_mask_stroke_redraws_only_the_masked_region_while_it_is_painted(qtbot,
     canvas.fit()
     with qtbot.waitSignal(win.live.frameShown, timeout=TIMEOUT):
         win.live.bar.toggle.setChecked(True)
-    # the canvas is in the panel: the pictures go to the centre
-    assert not win.live.bar.view.isVisible() and win.result_area.current_viewer() is win.result_area.preview
+    if panel.isAncestorOf(canvas):  # the canvas is in the panel: the pictures go to the centre
+        assert not win.live.bar.view.isVisible() and win.result_area.current_viewer() is win.result_area.preview
+    else:  # the canvas is in the centre, where the person paints: the pictures go under the switch
+        assert win.live.bar.view.isVisible() and win.live.bar.view.has_image()
     first = win.live.shown.payload["mask"]
     assert not np.asarray(first).any()  # nothing painted yet: the picture is the input's
 
