@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     settle()
     panel = win.form.widget
     assert panel.open_image(str(src))
-    win.tool_panel.set_values({"prompt": "a blue square on a white background", "model": "default", "steps": 25, "seed": 3},
+    win.tool_panel.set_values({"prompt": "a big blue square", "model": "default", "steps": 25, "seed": 3},
                               record_undo=False)
     settle()
     win.live.bar.toggle.setChecked(True)
