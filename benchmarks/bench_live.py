@@ -47,6 +47,15 @@ def keystrokes():
                 yield "\b", prompt[:i]
 
 
+def isolated_studio(prefix: str) -> Path:
+    """A new temporary folder holding the studio's settings, data and logs for this process."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_DATA_DIR", "data"),
+                     ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
+        os.environ[key] = str(tmp / sub)
+    return tmp
+
+
 def pct(values, q):
     s = sorted(values)
     return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))] if s else float("nan")
@@ -136,10 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     os.environ["QT_QPA_PLATFORM"] = args.platform
-    tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_DATA_DIR", "data"),
-                     ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
-        os.environ[key] = str(tmp / sub)
+    tmp = isolated_studio("bench-live-")
     from app.plugins import PluginManager
     from app.settings import Settings
     from app.ui import main_window as mw

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench_live import isolated_studio  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,10 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--theme", default="dark")
     args = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    tmp = Path(tempfile.mkdtemp(prefix="live-shots-"))
-    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_DATA_DIR", "data"),
-                     ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
-        os.environ[key] = str(tmp / sub)
+    tmp = isolated_studio("live-shots-")
     os.environ["IMPLICIT_STUDIO_THEME"] = args.theme
     import numpy as np
     from PIL import Image

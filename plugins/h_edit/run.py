@@ -40,7 +40,6 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
                w_src_edit=0.0, w_orig=-1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
                self_replace=-1.0, skip=-1, edit_stop=-1, feather=2, model="default", seed=0) -> list[Any]:
     from plugins.diffusion_common import onestep
-    from plugins.diffusion_common.errors import ModelError
     from plugins.diffusion_common.models import load_sd_model
 
     from . import compute as C
@@ -56,11 +55,9 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
         if not prompt:
             raise ParamError("the target prompt is empty: describe what the edited image should show (a one-step "
                              "preview draws the target prompt; rewards need the h-Edit itself)", "target_prompt")
-        try:
-            picture, used = onestep.redraw_region(student, prompt, seed, arr, mask, device=ctx.device, dtype=ctx.dtype,
-                                                  resize_mask=resize_mask)
-        except ModelError as exc:
-            raise ToolError(str(exc)) from None
+        # a ModelError (an image or mask that does not fit) is a ToolError: its sentence is the message
+        picture, used = onestep.redraw_region(student, prompt, seed, arr, mask, device=ctx.device, dtype=ctx.dtype,
+                                              resize_mask=resize_mask)
         note = (f"one-step preview by the student {Path(student).name}: the {'region' if mask is not None else 'picture'} "
                 f"redrawn from the target prompt (no inversion, reward or attention control; give more than "
                 f"{onestep.STUDENT_STEPS} steps for the h-Edit itself)")

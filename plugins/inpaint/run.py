@@ -12,7 +12,6 @@ def run_inpaint(ctx, image, mask, prompt="", negative_prompt="", method="copaint
                 resize_mask=False, feather=2, lr=0.02, grad_steps=2, reg=1e-4, tt_length=0, tt_interval=0,
                 tt_repeats=2, jump_length=0, resamplings=10, mask_history="", model="default", seed=0) -> list[Any]:
     from plugins.diffusion_common import onestep
-    from plugins.diffusion_common.errors import ModelError
     from plugins.diffusion_common.models import load_sd_model
 
     from . import compute as C
@@ -21,11 +20,9 @@ def run_inpaint(ctx, image, mask, prompt="", negative_prompt="", method="copaint
     m = mask.mask if isinstance(mask, MaskResult) else mask
     student = onestep.student_route(model, steps, ctx.resolve_model)
     if student is not None:  # a one-step student redraws the region (live mode draws this way)
-        try:
-            picture, used = onestep.redraw_region(student, prompt, seed, arr, m, device=ctx.device, dtype=ctx.dtype,
-                                                  resize_mask=resize_mask)
-        except ModelError as exc:
-            raise ToolError(str(exc)) from None
+        # a ModelError (an image or mask that does not fit) is a ToolError: its sentence is the message
+        picture, used = onestep.redraw_region(student, prompt, seed, arr, m, device=ctx.device, dtype=ctx.dtype,
+                                              resize_mask=resize_mask)
         note = (f"drawn in one step by the student {Path(student).name} (no guidance; method, feather and the "
                 f"advanced settings are not used)")
         ctx.logger.info(note)

@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
+from .conftest import diffusion_window as open_diffusion_window
 from .conftest import needs_storage
 
 TIMEOUT = 120000  # the first live picture loads the model on a busy 2-core machine
@@ -81,27 +82,12 @@ def test_a_picture_superseded_while_drawn_is_never_shown(qtbot, window):
 @pytest.fixture
 def diffusion_window(qtbot, studio_env):
     pytest.importorskip("diffusers")
-    import torch
-
-    from app.plugins import PluginManager
-    from app.settings import Settings
-    from app.ui.main_window import MainWindow
     from plugins.h_edit import plugin as h_edit
     from plugins.inpaint import plugin as inpaint
     from plugins.text_to_image import plugin as t2i
 
-    torch.set_num_threads(1)
-    settings = Settings()
-    settings.set("device", "cpu")
-    pm = PluginManager(settings, entry_points=[], env={"IMPLICIT_STUDIO_LOAD_PLUGINS": "text_to_image,inpaint,h_edit"}).load()
-    pm.register_plugin(t2i, "text_to_image", version="1")
-    pm.register_plugin(h_edit, "h_edit", version="1")
-    pm.register_plugin(inpaint, "inpaint", version="1")
-    win = MainWindow(session_dir=studio_env / "session", manager=pm, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    qtbot.waitUntil(win.is_ready, timeout=30000)
+    win = open_diffusion_window(qtbot, studio_env / "session",
+                                {"text_to_image": t2i, "inpaint": inpaint, "h_edit": h_edit})
     yield win
     win.close()
 
