@@ -114,6 +114,7 @@ class LiveMode(QObject):
         self.shown: Optional[Frame] = None
         self.last_error = ""
         self._connected: list[tuple[Any, Any]] = []
+        self._waiting = False  # for the session to open before starting
         self.bar.toggle.toggled.connect(self.set_enabled)
         self.bar.steps.valueChanged.connect(lambda _v: self.request())
         self.bar.keep.clicked.connect(self.keep)
@@ -174,7 +175,9 @@ class LiveMode(QObject):
             return False
         if not w.is_ready() or w.controller is None or w.controller.runner is None:
             self.bar.say("The session is still opening; live drawing starts when it is open.")
-            w.sessionReady.connect(self._start_when_ready, Qt.ConnectionType.UniqueConnection)
+            if not self._waiting:
+                self._waiting = True
+                w.sessionReady.connect(self._start_when_ready)
             return False
         runner = w.controller.runner
         settings = w.settings.plugin_settings() if w.settings is not None else {}
@@ -189,11 +192,13 @@ class LiveMode(QObject):
                                        debounce_s=DEBOUNCE_S, name=f"live-{tool.id}").start()
         self._connect_inputs()
         self.bar.view.setVisible(self._has_canvas())
-        self.bar.say(f"Live: drawing {tool.title} as you work (seed {self.seed})…")
+        self.bar.say(f"Live: drawing {tool.title} as you work…")
         self.request()
         return True
 
     def _start_when_ready(self) -> None:
+        self._waiting = False
+        self.window.sessionReady.disconnect(self._start_when_ready)
         if self.bar.toggle.isChecked() and not self.active:
             self.start()
 
