@@ -55,11 +55,13 @@ class _Bridge(QObject):
 class LiveBar(QWidget):
     """The Live switch, the live step count, Keep, a status line and the live view."""
 
+    TOGGLE_TIP = ("Redraw as you type, change a value or paint (1-4 steps of the default model are drawn by its "
+                  "one-step student). Nothing is recorded until you press Keep or Generate.")
+
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.toggle = QCheckBox("Live", self)
-        self.toggle.setToolTip("Redraw as you type, change a value or paint (with the one-step model at 1-4 steps "
-                               "of the default model). Nothing is recorded until you press Keep or Generate.")
+        self.toggle.setToolTip(self.TOGGLE_TIP)
         self.steps = QSpinBox(self)
         self.steps.setRange(1, LIVE_STEPS_MAX)
         self.steps.setValue(1)
@@ -150,7 +152,8 @@ class LiveMode(QObject):
         ok = tool is not None and live_capable(tool)
         self.bar.toggle.setEnabled(ok)
         self.bar.steps.setEnabled(ok)
-        self.bar.toggle.setToolTip(self.bar.toggle.toolTip() if ok else "This tool cannot draw live")
+        self.bar.toggle.setToolTip(LiveBar.TOGGLE_TIP if ok else "This tool cannot draw live: it makes no picture "
+                                   "or has no steps to lower")
         if not ok:
             self.bar.toggle.setChecked(False)
             self.bar.say("")
