@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         self.tool_panel = ToolPanel(self.undo_stack, session_images=self.session.image_choices)
         self.tool_panel.result_file = self.session.result_file
         self.history = self.queue = self.log_view = None
+        self.live = None  # app.ui.live.LiveMode, made after the first paint
         window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
 
         self.feedback = RunFeedback(self)
@@ -181,6 +182,9 @@ class MainWindow(QMainWindow):
         h.exportRequested.connect(acts.export_result)
         h.set_known_tools(list(self.manager.tools))
         window_actions.report_failed_plugins(self)
+        from app.ui.live import LiveMode  # noqa: PLC0415 - live mode (its switch under the form)
+
+        self.live = LiveMode(self)
         from app.ui import batch_dock  # noqa: PLC0415
 
         batch_dock.install(self)  # self.batch, self.batch_dock
