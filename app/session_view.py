@@ -48,8 +48,10 @@ def run_when(run: RunInfo) -> str:
     return datetime.fromtimestamp(run.started_at).strftime("%d %b %H:%M:%S")
 
 
-def run_subtitle(run: RunInfo) -> str:
-    parts = [f"seed {run.seed}" if run.seed is not None else "", run_when(run),
+def run_subtitle(run: RunInfo, seed: bool = True) -> str:
+    """"seed 3  ·  06 Dec 14:02:11  ·  1.2s  ·  cpu" (without the seed when ``seed`` is False:
+    the window shows it apart, whole)."""
+    parts = [f"seed {run.seed}" if seed and run.seed is not None else "", run_when(run),
              f"{run.duration_s:.1f}s" if run.duration_s else "", run.device]
     return "  ·  ".join(p for p in parts if p)
 

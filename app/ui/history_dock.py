@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QStackedWidget,
     QTabBar,
-    QToolBar,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -37,8 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session_view import RunInfo, SessionView, result_label, run_tooltip, run_when
+from app.session_view import INPUT_TOOL_ID, RunInfo, SessionView, result_label, run_tooltip, run_when
 from app.ui.thumbs import THUMB, ThumbnailLoader
+from app.widgets.flow import FlowLayout
 from app.widgets.icons import std
 
 log = logging.getLogger("implicit_studio.ui.history")
@@ -174,12 +174,13 @@ class HistoryDock(QWidget):
         self.use_btn = self._button("Use", "ArrowBack", "Put this run's tool and parameters into the form", self._use_selected)
         self.repro_btn = self._button("Reproduce", "BrowserReload", "Run again with identical parameters and seed, and check the output matches bit for bit", self._repro_selected)
         self.compare_btn = self._button("Compare", "FileDialogContentsView", "Compare two selected results side by side", self._compare_selected)
-        self.send_targets: list = []  # app.ui.send_to.SendTarget, set by the window
+        # (run id, result id) -> where it can be sent (app.ui.send_to.Target); set by the window
+        self._targets_of: Callable[[int, Optional[int]], list] = lambda _run, _res: []
         self.send_btn = QToolButton()
         self.send_btn.setText("Send to")
         self.send_btn.setIcon(std("ArrowRight"))
         self.send_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.send_btn.setToolTip("Open a tool that takes an image with the selected result as its input")
+        self.send_btn.setToolTip("Open a tool that takes the selected result (an image, an agent, a trajectory…) as its input")
         self.send_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.send_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
         self.send_menu = QMenu(self.send_btn)
@@ -206,15 +207,14 @@ class HistoryDock(QWidget):
         top.addWidget(self.mode)
         top.addStretch(1)
         top.addWidget(self.count_label)
-        # a tool bar folds buttons that do not fit into its extension menu, so the dock stays narrow
-        self.actions_bar = QToolBar()
-        self.actions_bar.setIconSize(QSize(16, 16))
-        self.actions_bar.setStyleSheet("QToolBar { padding: 0; spacing: 2px; }")
+        # the buttons wrap onto a second line in a narrow dock: every one stays whole and visible
+        # (a tool bar folded Reproduce and Compare into an extension menu that was clipped away)
+        self.actions_bar = QWidget()
+        actions_flow = FlowLayout(self.actions_bar, spacing=2)
         for b in (self.open_btn, self.use_btn, self.send_btn, self.repro_btn, self.compare_btn, self.more_btn):
-            self.actions_bar.addWidget(b)
-        actions = QHBoxLayout()
-        actions.setContentsMargins(0, 0, 0, 0)
-        actions.addWidget(self.actions_bar, 1)
+            b.setIconSize(QSize(16, 16))
+            b.setAutoRaise(True)
+            actions_flow.addWidget(b)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(6)
@@ -222,7 +222,7 @@ class HistoryDock(QWidget):
         lay.addLayout(filters)
         lay.addLayout(top)
         lay.addWidget(self.stack, 1)
-        lay.addLayout(actions)
+        lay.addWidget(self.actions_bar)
         self._show_view()
 
     def _button(self, text: str, icon: str, tip: str, slot) -> QToolButton:
@@ -328,6 +328,10 @@ class HistoryDock(QWidget):
             return
         runs, tags = data
         self._seen_tools = sorted({r.tool_id for r in runs} | set(self._seen_tools))
+        if self.filters()["tool"] != INPUT_TOOL_ID:
+            # inputs kept for reproducibility (a painted mask) are not runs an artist made: they
+            # show in the tooltip of the run that used them, and under the "input" tool filter
+            runs = [r for r in runs if r.tool_id != INPUT_TOOL_ID]
         self._fill_combo(self.tool_filter, sorted(set(self._known_tools) | set(self._seen_tools)), "All tools")
         self._fill_combo(self.tag_filter, list(tags), "All tags")
         sel = self.selected()
@@ -467,26 +471,27 @@ class HistoryDock(QWidget):
         self.compare_btn.setEnabled(len(sel) == 2)
         self.send_btn.setEnabled(self.sendable() is not None)
 
-    def set_send_targets(self, targets: list) -> None:
-        """The tools "Send to" offers (:func:`app.controller.send_targets`)."""
-        self.send_targets = list(targets)
+    def set_targets_provider(self, targets_of: Callable[[int, Optional[int]], list]) -> None:
+        """Where a selected result can be sent: ``targets_of(run id, result id)`` gives the
+        :class:`app.ui.send_to.Target` s (the window finds them from the tools and the run)."""
+        self._targets_of = targets_of
+        self._selection_changed()
 
     def sendable(self) -> tuple | None:
-        """(run id, result id) of the one selected result when it is a stored image, else None."""
+        """(run id, result id) of the one selected run when some tool takes one of its results
+        (an image, an agent, a trajectory), else None."""
         sel = self.selected()
-        if len(sel) != 1 or sel[0][1] is None:
+        if len(sel) != 1:
             return None
         run_id, result_id = sel[0]
-        run = self.runs.get(run_id)
-        kinds = {r.id: r.kind for r in (run.results if run is not None else ())}
-        return (run_id, result_id) if kinds.get(result_id) == "image" else None
+        return (run_id, result_id) if self._targets_of(run_id, result_id) else None
 
     def _fill_send_menu(self, menu: QMenu) -> None:
         from app.ui.send_to import fill_menu  # noqa: PLC0415
 
         src = self.sendable()
-        fill_menu(menu, self.send_targets,
-                  lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
+        found = self._targets_of(*src) if src else []
+        fill_menu(menu, found, lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
                   enabled=src is not None)
 
     def _open_item(self, it: QListWidgetItem | QTreeWidgetItem) -> None:

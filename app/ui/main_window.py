@@ -68,6 +68,9 @@ class MainWindow(QMainWindow):
         self.error_dialog: QMessageBox | None = None
         self.compare_dialog = self.plugins_dialog = self.preferences_dialog = None  # the last one opened
         self.current_source: tuple[int, int] | None = None  # (run id, result id) of the shown stored result
+        self.current_file: str | None = None  # the file the shown result was opened from (not stored)
+        self.current_file_kind = ""
+        self.current_file_params: dict | None = None  # the parameters an opened PNG carries
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
         if sys.getswitchinterval() > 0.001:
@@ -109,6 +112,7 @@ class MainWindow(QMainWindow):
         self.tool_panel.toolSelected.connect(self._on_tool_selected)
         self.tool_panel.toolCleared.connect(self._update_run_enabled)
         self.tool_panel.runRequested.connect(self.run_current)
+        self.tool_panel.canvasChanged.connect(self.result_area.set_canvas)
         self.result_area.send_menu.aboutToShow.connect(self._fill_send_menu)
         window_actions.build_actions(self)
         self.status_label = QLabel("")
@@ -172,7 +176,7 @@ class MainWindow(QMainWindow):
         self.queue.set_paused(self.controller.paused)
         h, acts = self.history, self.run_actions
         h.sendToRequested.connect(self.send_to)
-        h.set_send_targets(self.controller.send_targets())
+        h.set_targets_provider(lambda run_id, result_id: acts.targets_for(acts.sources_of(run_id, result_id)))
         h.openRequested.connect(self.feedback.open_result)
         h.useParamsRequested.connect(acts.use_run_params)
         h.reproduceRequested.connect(acts.reproduce)
@@ -239,7 +243,6 @@ class MainWindow(QMainWindow):
         self.tool_panel.set_tools(list(self.manager.tools.values()), {n: _plugin_title(n) for n in self.manager.records})
         if self.history is not None:
             self.history.set_known_tools(list(self.manager.tools))
-            self.history.set_send_targets(self.controller.send_targets())
 
     def _on_tool_selected(self, tool: ToolSpec) -> None:
         last = self.settings.last_params(tool.id)
@@ -271,7 +274,7 @@ class MainWindow(QMainWindow):
         form.clear_errors()
         values = form.values()
         try:
-            request = self.controller.request(tool, values)
+            request = self.controller.request(tool, values, parents=self.tool_panel.sent_parents(values))
         except ParamError as exc:
             self.statusBar().showMessage(f"Cannot run {tool.title}: {exc.message}", 10000)
             log.warning("run refused: %s", exc.message)
@@ -319,9 +322,17 @@ class MainWindow(QMainWindow):
     def _fill_send_menu(self) -> None:
         from app.ui.send_to import fill_menu  # noqa: PLC0415
 
-        src = self.current_source
-        fill_menu(self.result_area.send_menu, self.controller.send_targets(),
-                  lambda t: self.send_to(src[0], src[1], t.tool_id) if src else None, enabled=src is not None)
+        acts = self.run_actions
+        fill_menu(self.result_area.send_menu, acts.targets_for(acts.shown_sources()), acts.send_target)
+
+    def settings_value(self, key: str, default: str = "") -> str:
+        """A value the window keeps between starts (the export folder)."""
+        return str(window_state.window_settings().value(key, default) or default)
+
+    def set_settings_value(self, key: str, value: str) -> None:
+        s = window_state.window_settings()
+        s.setValue(key, value)
+        s.sync()
 
     # --- what the history, the menus and drops ask for (app.ui.run_actions) -----------------
     def send_to(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.flow import ElidedLabel, FlowLayout
 from app.widgets.icons import std
 from app.widgets.image_view import ImageView
 
@@ -76,34 +77,6 @@ class JobState:
             return None
         rate = (now - self.first_step_at) / done
         return max(0.0, rate * (self.total - self.step))
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that cuts its text with an ellipsis to the width it is given; the whole text
-    is its tooltip. A job's title is its prompt, which is often wider than the dock: as a plain label
-    it widened the row and the queue scrolled sideways with the status and cancel button out of sight."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None):
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-        self.set_full_text(text)
-
-    def set_full_text(self, text: str) -> None:
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 10)))
 
 
 class JobRow(QWidget):
@@ -199,18 +172,20 @@ class QueueDock(QWidget):
         self.pause_btn.setIconSize(QSize(16, 16))
         self.pause_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.pause_btn.toggled.connect(self._pause_toggled)
-        self.summary = QLabel("Idle")
+        self.summary = ElidedLabel("Idle")
         self.summary.setObjectName("muted")
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(self.summary, 1)
+        # wraps in a narrow dock rather than widening it
+        bar_box = QWidget()
+        bar = FlowLayout(bar_box, spacing=4)
+        bar.addWidget(self.summary)
+        bar.addStretch()
         for b in (self.pause_btn, self.up_btn, self.down_btn, self.remove_btn, self.clear_btn):
             bar.addWidget(b)
         listbox = QWidget()
         lv = QVBoxLayout(listbox)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.setSpacing(4)
-        lv.addLayout(bar)
+        lv.addWidget(bar_box)
         lv.addWidget(self.list, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.preview)
@@ -357,7 +332,7 @@ class QueueDock(QWidget):
             text = f"{running} running · {queued} waiting"
         else:
             text = "Idle"
-        self.summary.setText(("Paused · " + text) if self.paused else text)
+        self.summary.set_full_text(("Paused · " + text) if self.paused else text)
 
     # --- user requests ------------------------------------------------------------------
     def selected_job(self) -> int | None:

@@ -33,6 +33,7 @@ class MaskCanvas(QWidget):
 
     maskChanged = Signal()
     viewChanged = Signal()
+    brushChanged = Signal(float)  # the brush radius (image pixels), changed with [ and ]
 
     def __init__(self, image: Optional[np.ndarray] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -46,6 +47,7 @@ class MaskCanvas(QWidget):
         self.mask_colour = QColor(255, 0, 200)
         self.zoom = 1.0
         self.offset = QPointF(0, 0)
+        self._fit_mode = True  # the view follows the widget's size until zoomed or panned
         self._drag: list[tuple[float, float]] = []
         self._pan_from: Optional[QPointF] = None
         self._space = False
@@ -70,6 +72,7 @@ class MaskCanvas(QWidget):
         if not (keep_mask and self.doc is not None and (self.doc.width, self.doc.height) == (w, h)):
             self.doc = MaskDocument(w, h)
         self._refresh_overlay()
+        self._update_cursor()
         self.fit()
 
     def mask(self) -> np.ndarray:
@@ -100,7 +103,18 @@ class MaskCanvas(QWidget):
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}")
         self.tool = tool
+        self._update_cursor()
         self.update()
+
+    def _update_cursor(self) -> None:
+        # the painted circle is the brush's cursor; the rectangle and lasso get a cross hair
+        brush = self.tool in ("brush", "eraser") and self.image is not None
+        self.setCursor(Qt.CursorShape.BlankCursor if brush else Qt.CursorShape.CrossCursor)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._cursor_img = None
+        self.update()
+        super().leaveEvent(event)
 
     def set_opacity(self, value: float) -> None:
         self.opacity = float(np.clip(value, 0.0, 1.0))
@@ -124,21 +138,38 @@ class MaskCanvas(QWidget):
 
     # -- view --------------------------------------------------------------------------------
     def fit(self) -> None:
+        self._fit_mode = True
         if self.image is None:
             return
         h, w = self.image.shape[:2]
-        self.zoom = max(min(self.width() / w, self.height() / h), 0.05)
+        margin = 8 if min(self.width(), self.height()) > 64 else 0
+        self.zoom = max(min((self.width() - 2 * margin) / w, (self.height() - 2 * margin) / h), 0.05)
         self.offset = QPointF((self.width() - w * self.zoom) / 2, (self.height() - h * self.zoom) / 2)
         self.viewChanged.emit()
         self.update()
 
     def set_zoom(self, zoom: float, anchor: Optional[QPointF] = None) -> None:
         zoom = float(np.clip(zoom, 0.05, 64.0))
+        self._fit_mode = False
         anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
         img_pt = self.to_image(anchor)
         self.zoom = zoom
         self.offset = QPointF(anchor.x() - img_pt.x() * zoom, anchor.y() - img_pt.y() * zoom)
         self.viewChanged.emit()
+        self.update()
+
+    def actual_size(self) -> None:
+        """Image pixels 1:1, centred."""
+        if self.image is None:
+            return
+        h, w = self.image.shape[:2]
+        self.set_zoom(1.0)
+        self.offset = QPointF((self.width() - w) / 2, (self.height() - h) / 2)
+        self.update()
+
+    def set_brush_size(self, radius: float) -> None:
+        self.brush_size = float(np.clip(radius, 1.0, 512.0))
+        self.brushChanged.emit(self.brush_size)
         self.update()
 
     def to_image(self, p: QPointF) -> QPointF:
@@ -149,7 +180,8 @@ class MaskCanvas(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
-        self.fit()
+        if self._fit_mode:
+            self.fit()
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
@@ -179,13 +211,22 @@ class MaskCanvas(QWidget):
             for x, y in self._drag[1:]:
                 path.lineTo(self.to_widget(QPointF(x, y)))
             p.drawPath(path)
-        if self._cursor_img is not None and self.tool in ("brush", "eraser"):
+        if self._cursor_img is not None and self.tool in ("brush", "eraser") and self.underMouse():
+            # the brush as it will paint: its radius at this zoom, the hard core dotted, its size
             c = self.to_widget(self._cursor_img)
             r = self.brush_size * self.zoom
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            p.setPen(QPen(QColor(0, 0, 0, 160), 3))
+            p.drawEllipse(c, r, r)
             p.setPen(QPen(QColor(255, 255, 255), 1))
             p.drawEllipse(c, r, r)
-            p.setPen(QPen(QColor(0, 0, 0), 1, Qt.PenStyle.DotLine))
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1, Qt.PenStyle.DotLine))
             p.drawEllipse(c, r * max(self.hardness, 0.05), r * max(self.hardness, 0.05))
+            p.drawLine(c + QPointF(-3, 0), c + QPointF(3, 0))
+            p.drawLine(c + QPointF(0, -3), c + QPointF(0, 3))
+            label = f"{self.brush_size:.0f} px" + (" eraser" if self.tool == "eraser" else "")
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(c + QPointF(r + 6, -r - 2 if r > 10 else -6), label)
 
     # -- input -------------------------------------------------------------------------------
     def _pos(self, event) -> QPointF:
@@ -212,6 +253,7 @@ class MaskCanvas(QWidget):
             d = pos - self._pan_from
             self.offset += d
             self._pan_from = pos
+            self._fit_mode = False
             self.viewChanged.emit()
         elif self._drag:
             ip = self.to_image(pos)
@@ -256,9 +298,9 @@ class MaskCanvas(QWidget):
         if event.key() == Qt.Key.Key_Space:
             self._space = True
         elif event.key() == Qt.Key.Key_BracketLeft:
-            self.brush_size = max(1.0, self.brush_size / 1.25)
+            self.set_brush_size(max(1.0, self.brush_size / 1.25))
         elif event.key() == Qt.Key.Key_BracketRight:
-            self.brush_size = min(512.0, self.brush_size * 1.25)
+            self.set_brush_size(min(512.0, self.brush_size * 1.25))
         else:
             super().keyPressEvent(event)
         self.update()
@@ -325,8 +367,9 @@ class MaskEditor(QWidget):
             return s
 
         brush_row.addWidget(QLabel("Size", self))
-        self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius (pixels of the image)",
+        self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius in pixels of the image ([ and ])",
                                   lambda v: setattr(self.canvas, "brush_size", float(v)))
+        self.canvas.brushChanged.connect(self._brush_from_canvas)
         brush_row.addWidget(self.size_slider, 1)
         brush_row.addWidget(QLabel("Hard", self))
         self.hardness_slider = slider(0, 100, int(self.canvas.hardness * 100), "brush hardness",
@@ -383,6 +426,18 @@ class MaskEditor(QWidget):
             frac = float(doc.as_bool().mean())
             self.status.setText(f"{doc.width}x{doc.height} — mask covers {frac:.0%}" + (
                 f" — {self.message}" if self.message else ""))
+
+    def _brush_from_canvas(self, radius: float) -> None:
+        self.size_slider.blockSignals(True)
+        self.size_slider.setValue(int(round(radius)))
+        self.size_slider.blockSignals(False)
+
+    def detach_canvas(self) -> MaskCanvas:
+        """Take the canvas out of this editor (to show it elsewhere, e.g. the window's centre);
+        the tool bar goes on acting on it."""
+        self.layout().removeWidget(self.canvas)
+        self.canvas.setParent(None)
+        return self.canvas
 
     def _forget_source(self) -> None:
         self.loaded_from = None

@@ -387,7 +387,7 @@ def test_a_run_with_several_results_offers_each(qtbot, window):
     with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
         click_run(qtbot, window)
     picker = window.result_area.picker
-    assert picker.isVisible() and [picker.itemText(i) for i in range(picker.count())] == ["1. image", "2. table — row means"]
+    assert picker.isVisible() and [picker.itemText(i) for i in range(picker.count())] == ["1. image", "2. row means (table)"]
     picker.setCurrentIndex(1)
     with qtbot.waitSignal(window.resultShown, timeout=5000):
         picker.activated.emit(1)
