@@ -13,6 +13,7 @@ The dock reads the session through :class:`app.session_view.SessionView` (its ru
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable, Optional
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
@@ -50,7 +51,10 @@ STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
 def _centred_square(img: QImage, size: int) -> QPixmap:
     """The picture scaled to fit a transparent ``size`` square, centred: a wide filmstrip sits in the
     middle of its tile like a square image does, not as a sliver along the top. (Thumbnails of small
-    pictures come at their own size, 64x64 for the bundled model, and are scaled up here.)"""
+    pictures come at their own size, 64x64 for the bundled model, and are scaled up here.) A strip
+    much wider than high (a denoising filmstrip) is folded into rows first, so its frames are seen
+    rather than a thin line."""
+    img = _fold_strip(img)
     pm = QPixmap(size, size)
     pm.fill(Qt.GlobalColor.transparent)
     scaled = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
@@ -58,6 +62,29 @@ def _centred_square(img: QImage, size: int) -> QPixmap:
     p.drawImage((size - scaled.width()) // 2, (size - scaled.height()) // 2, scaled)
     p.end()
     return pm
+
+
+def _fold_strip(img: QImage, max_aspect: float = 2.5) -> QImage:
+    """A strip of square frames (width a multiple of its height) folded into a near-square grid of
+    whole frames; any other strip wider than ``max_aspect`` into rows of equal width."""
+    w, h = img.width(), img.height()
+    if h <= 0 or w / h <= max_aspect:
+        return img
+    frames = w // h if w % h == 0 else 0
+    if frames:
+        cols = max(1, math.ceil(math.sqrt(frames)))
+        chunk = cols * h
+    else:
+        rows = max(1, round(math.sqrt(w / h)))
+        chunk = math.ceil(w / rows)
+    rows = math.ceil(w / chunk)
+    out = QImage(chunk, rows * h, QImage.Format.Format_ARGB32)
+    out.fill(Qt.GlobalColor.transparent)
+    p = QPainter(out)
+    for r in range(rows):
+        p.drawImage(0, r * h, img, r * chunk, 0, min(chunk, w - r * chunk), h)
+    p.end()
+    return out
 
 
 class _FetchSignals(QObject):

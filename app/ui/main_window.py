@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         # applies to all four from the start.
         self.tool_panel = ToolPanel(self.undo_stack, session_images=self.session.image_choices)
         self.tool_panel.result_file = self.session.result_file
+        self.tool_panel.result_caption = self._result_caption
         self.history = self.queue = self.log_view = None
         window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
 
@@ -215,6 +216,18 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"The session could not be opened; runs will not be recorded ({self.session.error})", 20000)
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
         self.sessionReady.emit()
+
+    def _result_caption(self, result_id: int) -> str:
+        """"run #3 text-to-image, image": how a stored result is named in input fields."""
+        from app.session_view import result_label  # noqa: PLC0415
+
+        run_id = self.session.run_of_result(result_id)
+        if run_id is None:
+            return ""
+        run = self.session.run(run_id)
+        res = next((r for r in run.results if r.id == result_id), None)
+        what = (result_label(res) or res.kind) if res is not None else f"result {result_id}"
+        return f"run #{run.id} {run.tool_id}, {what}"
 
     def is_ready(self) -> bool:
         """True once the session is open (or failed to open) and runs can be submitted."""

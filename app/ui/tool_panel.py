@@ -63,10 +63,12 @@ class PanelFormAdapter:
     file; the run gets the reference back (so lineage is recorded) while the panel still shows
     that file."""
 
-    def __init__(self, widget: QWidget, tool: api.ToolSpec, result_file: Optional[ResultFile] = None):
+    def __init__(self, widget: QWidget, tool: api.ToolSpec, result_file: Optional[ResultFile] = None,
+                 result_caption: Optional[Callable[[int], str]] = None):
         self.widget = widget
         self.tool = tool
         self._result_file = result_file
+        self._result_caption = result_caption  # result id -> "run #3 text-to-image, image"
         self._refs: dict[str, tuple[str, str]] = {}  # parameter -> (file shown, result reference)
         embedded = getattr(widget, "form", None)
         # the editors of the generated form a panel embeds (``widget.form``), by parameter
@@ -117,6 +119,15 @@ class PanelFormAdapter:
         else:
             bad += [k for k, v in values.items() if not self._set_one(k, v)]
         self._refs.update({k: r for k, r in refs.items() if k not in bad})
+        show = getattr(self.widget, "show_source", None)
+        for k, (_path, ref) in refs.items():
+            if k not in bad and callable(show) and self._result_caption is not None:
+                try:
+                    caption = self._result_caption(int(ref[len(api.RESULT_REF_PREFIX):]))
+                except (ValueError, LookupError, OSError):
+                    caption = ""
+                if caption:
+                    show(k, caption)  # the result's name, not its file's content hash
         return bad
 
     def _set_one(self, key: str, value: Any) -> bool:
@@ -163,6 +174,7 @@ class ToolPanel(QWidget):
         self.form: Optional[ParamForm | PanelFormAdapter] = None
         self.panel_errors: dict[str, str] = {}
         self.result_file: Optional[ResultFile] = None  # session result id -> file (set by the window)
+        self.result_caption: Optional[Callable[[int], str]] = None  # result id -> its name (set by the window)
         self.canvas: Optional[QWidget] = None  # the centre widget of the selected panel
         self._sent: dict[str, tuple[str, Optional[int]]] = {}  # parameter -> (file sent, its run)
 
@@ -336,7 +348,7 @@ class ToolPanel(QWidget):
                 w = load_ref(panel_ref)(tool=tool, parent=None)
                 if not hasattr(w, "values"):
                     raise TypeError(f"panel {panel_ref} has no values() method")
-                form = PanelFormAdapter(w, tool, self.result_file)
+                form = PanelFormAdapter(w, tool, self.result_file, self.result_caption)
                 embedded = getattr(w, "form", None)
                 if isinstance(embedded, ParamForm):  # the panel's generated form joins the window's undo
                     embedded.undo_stack = self.undo_stack

@@ -324,6 +324,9 @@ class SeedEditor(ParamEditor):
 
 
 class PathEditor(ParamEditor):
+    """A file or folder path, typed or browsed. A file sent from a session result is shown by the
+    result's name (:meth:`show_source`), not by its content-hash file name."""
+
     param: api.PathParam
 
     def __init__(self, param: api.PathParam, parent: QWidget | None = None):
@@ -337,26 +340,43 @@ class PathEditor(ParamEditor):
         self.browse.setToolTip("Browse…")
         self._directory = directory
         self._filters = ";;".join(param.filters)
+        self._shown: tuple[str, str] | None = None  # (label shown, the path it stands for)
         self.browse.clicked.connect(self._pick)
         self.edit.textChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.edit, self.browse))
 
     def _pick(self) -> None:
+        start = self.value() or ""
         if self._directory:
-            p = _file_dialog().getExistingDirectory(self, f"Choose {self.param.label}", self.edit.text())
+            p = _file_dialog().getExistingDirectory(self, f"Choose {self.param.label}", start)
         elif self._save:
-            p, _ = _file_dialog().getSaveFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getSaveFileName(self, f"Choose {self.param.label}", start, self._filters)
         else:
-            p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", start, self._filters)
         if p:
-            self.edit.setText(p)
+            self.set_value(p)
 
     def value(self) -> str | None:
         t = self.edit.text().strip()
+        if self._shown is not None and t == self._shown[0]:
+            return self._shown[1]
         return t or None
 
     def set_value(self, v: Any) -> None:
+        self._shown = None
+        self.edit.setToolTip("")
         self.edit.setText("" if v is None else str(v))
+
+    def show_source(self, label: str) -> None:
+        """Show ``label`` ("run #9 rl-record, trajectory") for the path set; the value stays the
+        path (its tooltip) until the field is edited."""
+        path = self.value()
+        if path:
+            self._shown = (label, path)
+            self.edit.blockSignals(True)
+            self.edit.setText(label)
+            self.edit.blockSignals(False)
+            self.edit.setToolTip(path)
 
     def focus_widget(self) -> QWidget:
         return self.edit
