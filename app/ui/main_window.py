@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
     reproduceChecked = Signal(object, bool, str)  # run id, matched, message
     errorShown = Signal(str, str)  # message, details
     sessionReady = Signal()  # the session store is open and runs can be recorded
+    sessionChanged = Signal()  # another connection (the command line…) committed to the session
     _sessionOpened = Signal()
 
     def __init__(self, session_dir: str | os.PathLike | None = None, manager: Optional[PluginManager] = None,
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
         # the session opens after the first paint on a worker thread (SQLAlchemy alone takes ~0.5 s to import)
         self.session = SessionView.pending(session_dir)
         self._session_thread: Optional[threading.Thread] = None
+        self._watcher = None  # app.session_view.SessionWatcher, once the session is open
         self._runner_given = runner
         # the run controller and its Qt bridge are made right after the first paint (_build_run_side)
         self.controller: Optional[RunController] = None
@@ -209,6 +211,13 @@ class MainWindow(QMainWindow):
     def _on_session_opened(self) -> None:
         self.controller.attach(self._runner_given)
         self.history.set_source(self.session)
+        # runs recorded by another process (the command line) appear without a manual refresh
+        self._changes = QTimer(self)
+        self._changes.setSingleShot(True)
+        self._changes.setInterval(400)
+        self._changes.timeout.connect(lambda: self.history.refresh(keep_limit=True))
+        self.sessionChanged.connect(self._changes.start, Qt.ConnectionType.QueuedConnection)
+        self._watcher = self.session.watch(self._session_committed)
         self._ready = True
         self.update_status_right()
         self._update_run_enabled()
@@ -228,6 +237,12 @@ class MainWindow(QMainWindow):
         res = next((r for r in run.results if r.id == result_id), None)
         what = (result_label(res) or res.kind) if res is not None else f"result {result_id}"
         return f"run #{run.id} {run.tool_id}, {what}"
+
+    def _session_committed(self) -> None:  # on the watcher's thread
+        try:
+            self.sessionChanged.emit()
+        except RuntimeError:  # the window is gone
+            pass
 
     def is_ready(self) -> bool:
         """True once the session is open (or failed to open) and runs can be submitted."""
@@ -394,6 +409,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         window_state.save_state(self)
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()

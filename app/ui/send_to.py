@@ -70,12 +70,17 @@ def _patterns(p: api.PathParam) -> list[str]:
 
 
 def _takes_file(p: api.PathParam, src: Source) -> bool:
-    if p.mode != "open" or not src.path or src.kind == "image":
+    """A file input takes a file result (the file a tool wrote: the studio's own encodings of
+    other kinds are not files for tools) or an opened file, by extension; a stored one must also
+    be named for the input (its label or a key of its metadata)."""
+    if p.mode != "open" or not src.path or src.kind != "file":
         return False
     pats = _patterns(p)
     name = Path(src.path).name.lower()
     if pats and not any(fnmatch.fnmatch(name, pat) for pat in pats):
         return False
+    if src.run_id is None and src.result_id is None:
+        return True  # a file the artist opened
     return src.label == p.name or p.name in src.metadata
 
 

@@ -9,26 +9,34 @@ The window guards every tool panel it shows; a plugin's own widgets can call it 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox, QWidget
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox,
+                               QWidget)
 
 GUARDED = (QAbstractSpinBox, QAbstractSlider, QComboBox)
 
 
 class _WheelGuard(QObject):
-    """Passes a wheel event over an unfocused control on to the control's parent (and so to the
-    scroll area the control sits in)."""
+    """Hands a wheel event over an unfocused control to the scroll area the control sits in."""
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 - Qt API
         if ev.type() != QEvent.Type.Wheel or not isinstance(obj, QWidget) or obj.hasFocus():
             return False
-        parent = obj.parentWidget()
-        # a spin box's line edit has the focus while the spin box is being edited
-        if isinstance(parent, QAbstractSpinBox) and parent.hasFocus():
-            return False
-        if parent is not None:
-            ev.ignore()
-            QApplication.sendEvent(parent, ev)
+        inner = obj.focusProxy() or obj.findChild(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly)
+        if isinstance(obj, QAbstractSpinBox) and inner is not None and inner.hasFocus():
+            return False  # being edited: its line edit has the focus
+        area = obj.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            # Qt does not pass a wheel event on to the parents of the widget that ignored it when
+            # the event was sent (not spontaneous), so it goes to the scroll area's viewport here
+            viewport = area.viewport()
+            pos = QPointF(viewport.mapFromGlobal(ev.globalPosition().toPoint()))
+            fwd = QWheelEvent(pos, ev.globalPosition(), ev.pixelDelta(), ev.angleDelta(), ev.buttons(),
+                              ev.modifiers(), ev.phase(), ev.inverted())
+            QApplication.sendEvent(viewport, fwd)
         return True
 
 

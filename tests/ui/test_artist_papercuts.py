@@ -1,0 +1,263 @@
+"""Issue 28, the window as an artist meets it, with real widgets: the mask painted on the big canvas
+(2), the wheel over a panel's controls (4), the History buttons in a narrow dock (5), exports that
+keep the run's parameters (6), Send to for opened files and RL runs (7), runs made by the command
+line appearing live (8), and seeds shown whole (10)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from .builtin_window import TIMEOUT, builtin_window, picture, run_tool
+from .conftest import needs_storage
+from .test_main_window import choose, click_run, settle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wheel(widget, dy: int = -120) -> None:
+    """A mouse wheel turn over the middle of ``widget``, sent to it (a spin box gets it from its
+    line edit, which ignores it)."""
+    pos = QPointF(widget.rect().center())
+    ev = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, dy),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def menu_action(menu, text):
+    menu.aboutToShow.emit()  # the menus are filled when they open
+    acts = {a.text(): a for a in menu.actions()}
+    assert text in acts, f"{text!r} not in {sorted(acts)}"
+    return acts[text]
+
+
+# --- 2: the mask is painted on the big canvas -----------------------------------------------------
+
+def test_inpainting_paints_its_mask_on_the_centre_canvas(qtbot, studio_env, tmp_path):
+    pytest.importorskip("torch")
+    win = builtin_window(qtbot, studio_env, 1400, 880)
+    assert win.select_tool("inpaint")
+    panel = win.tool_panel.scroll.widget()
+    area = win.result_area
+    page = area.canvas
+    assert page is not None and area.canvas_shown() and area.canvas_btn.isVisible()
+    canvas = page.canvas
+    # the canvas is in the centre, not in the side panel, and the panel keeps the mask tools
+    assert not panel.isAncestorOf(canvas) and area.isAncestorOf(canvas)
+    assert panel.isAncestorOf(panel.editor.grow_button) and panel.editor.grow_button.isVisible()
+    assert panel.open_image(picture(tmp_path))
+    qtbot.waitUntil(lambda: canvas.width() > 500)
+    # the image fills the view: a 64x64 picture is shown about 8x or more
+    assert canvas.zoom * 64 > 0.8 * min(canvas.width(), canvas.height())
+    # a stroke of the brush on the canvas paints the mask the run will use
+    c = canvas.rect().center()
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=c)
+    qtbot.mouseMove(canvas, c + QPoint(40, 0))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=c + QPoint(40, 0))
+    mask = win.form.values()["mask"]
+    assert mask is not None and mask[32, 32] > 0 and mask[2, 2] == 0
+    # [ and ] change the brush, and the panel's size slider follows
+    size = canvas.brush_size
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketRight)
+    assert canvas.brush_size > size and panel.editor.size_slider.value() == round(canvas.brush_size)
+    # the wheel zooms about the cursor; Fit brings the whole image back
+    canvas.set_zoom(canvas.zoom * 2)
+    assert canvas.zoom * 64 > min(canvas.width(), canvas.height())
+    area.fit_btn.click()
+    assert canvas.zoom * 64 <= min(canvas.width(), canvas.height())
+    # switching to the result side and back
+    area.result_btn.click()
+    assert not area.canvas_shown()
+    area.canvas_btn.click()
+    assert area.canvas_shown()
+    # another tool: the canvas leaves the centre with its panel
+    assert win.select_tool("text-to-image")
+    assert area.canvas is None and not area.canvas_btn.isVisible()
+
+
+# --- 4: the wheel scrolls the panel, not the value under the pointer -----------------------------
+
+def test_the_wheel_over_an_unfocused_spin_box_scrolls_the_panel(qtbot, studio_env, tmp_path):
+    pytest.importorskip("torch")
+    win = builtin_window(qtbot, studio_env, 1280, 640)
+    assert win.select_tool("inpaint")
+    panel = win.tool_panel.scroll.widget()
+    assert panel.open_image(picture(tmp_path))
+    amount = panel.editor.amount  # the grow / shrink / feather pixels of the issue
+    amount.setValue(2)
+    bar = win.tool_panel.scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    win.tool_panel.search.setFocus()
+    before = bar.value()
+    wheel(amount, -120)
+    assert amount.value() == 2
+    assert bar.value() > before  # the panel scrolled instead
+    steps = win.form.editors["steps"]  # a slider and a spin box of the generated form
+    slider_value = steps.slider.value()
+    wheel(steps.slider, -120)
+    wheel(steps.spin, -120)
+    assert steps.slider.value() == slider_value and steps.value() == slider_value
+    # once focused (clicked, or Tab), the spin box takes the wheel
+    amount.setFocus()
+    qtbot.waitUntil(amount.hasFocus)
+    wheel(amount, 120)
+    assert amount.value() == 3
+
+
+# --- 5: History's buttons wrap, never clip --------------------------------------------------------
+
+def test_history_buttons_stay_whole_in_a_narrow_dock(qtbot, window):
+    hist = window.history
+    buttons = [hist.open_btn, hist.use_btn, hist.send_btn, hist.repro_btn, hist.compare_btn, hist.more_btn]
+    for width in (460, 300, 200):
+        window.resizeDocks([window.history_dock], [width], Qt.Orientation.Horizontal)
+        qtbot.wait(30)
+        bar = hist.actions_bar
+        for b in buttons:
+            assert b.isVisible(), (width, b.text())
+            geo = b.geometry()
+            assert bar.rect().contains(geo), (width, b.text(), geo, bar.rect())
+            assert geo.width() >= b.sizeHint().width(), (width, b.text())
+        assert bar.mapTo(hist, QPoint(0, bar.height())).y() <= hist.height()
+    assert hist.repro_btn.y() > hist.open_btn.y()  # at 200 px the row wrapped
+
+
+# --- 6: an export keeps the run's parameters and is named -----------------------------------------
+
+def _text_chunks(path) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return dict(im.text)
+
+
+@needs_storage
+def test_export_keeps_the_parameters_and_reopens_them(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    form = choose(window, "toy-gradient")
+    form.editors["prompt"].set_value("a blue square for export")
+    form.editors["seed"].set_value(4083813968)
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        click_run(qtbot, window)
+    run = window.session.list_runs(limit=1)[0]
+    asked = {}
+    out = tmp_path / "exported.png"
+
+    def save_dialog(parent, caption, suggested, filters):
+        asked["name"], asked["filters"] = suggested, filters
+        return str(out), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_dialog))
+    window.act_export.trigger()  # the tool bar's Export: the result shown
+    assert Path(asked["name"]).name == f"toy-gradient-run{run.id}-seed4083813968.png"
+    assert "*.png" in asked["filters"]
+    chunks = _text_chunks(out)
+    assert "implicit_studio" in chunks and "parameters" in chunks
+    assert "a blue square for export" in chunks["parameters"]
+    # the next export suggests the folder of this one
+    window.act_export.trigger()
+    assert Path(asked["name"]).parent == tmp_path
+    # reopened, the export restores its tool and parameters
+    choose(window, "toy-invert")
+    assert window.open_path(out)
+    assert window.tool_panel.current_tool.id == "toy-gradient"
+    vals = window.form.values()
+    assert vals["prompt"] == "a blue square for export" and vals["seed"] == 4083813968
+    # and exporting the opened file again keeps its chunks too
+    out2 = tmp_path / "again.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a: (str(out2), "")))
+    window.act_export.trigger()
+    assert _text_chunks(out2) == chunks
+
+
+# --- 7: anything shown goes to any tool that takes it ----------------------------------------------
+
+@needs_storage
+def test_an_opened_png_can_be_sent_to_a_tool(qtbot, window, tmp_path):
+    path = picture(tmp_path)
+    assert window.open_path(path) is not None
+    assert window.current_source is None and window.current_file == path
+    assert window.result_area.send_btn.isVisible()
+    menu_action(window.result_area.send_menu, "Toy invert").trigger()
+    assert window.tool_panel.current_tool.id == "toy-invert"
+    assert window.form.values()["image"] == path
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT) as blocker:
+        click_run(qtbot, window)
+    assert blocker.args[1] == "ok"
+
+
+@needs_storage
+def test_an_rl_run_can_be_sent_to_calibration(qtbot, studio_env):
+    pytest.importorskip("gymnasium")
+    win = builtin_window(qtbot, studio_env)
+    assert run_tool(qtbot, win, "rl-record", {"episodes": 1, "seed": 4}) == "ok"
+    record = win.session.list_runs(limit=1)[0]
+    trajectory = next(r for r in record.results if r.kind == "file")
+    # the header offers the run's trajectory to the tools that take one, not to image tools
+    menu = win.result_area.send_menu
+    act = menu_action(menu, "Calibration of predicted returns")
+    assert "h-Edit (edit an image)" not in [a.text() for a in menu.actions()]
+    act.trigger()
+    assert win.tool_panel.current_tool.id == "rl-calibration"
+    assert win.form.values()["trajectory"] == str(trajectory.path)
+    # the field names the run, not the file's content hash
+    shown = win.form.editors["trajectory"].edit.text()
+    assert f"run #{record.id}" in shown and trajectory.path.name not in shown
+    with qtbot.waitSignal(win.jobFinished, timeout=TIMEOUT) as blocker:
+        assert win.run_current() is not None
+    assert blocker.args[1] == "ok"
+    child = win.session.list_runs(limit=1)[0]
+    assert child.tool_id == "rl-calibration" and child.parent_run_id == record.id
+    # History's Send to offers the same for the RL run
+    hist = win.history
+    settle(qtbot, hist)
+    assert hist.select(record.id)
+    assert hist.sendable() is not None and hist.send_btn.isEnabled()
+    assert "Calibration of predicted returns" in [a.text() for a in (hist.send_menu.aboutToShow.emit(),
+                                                                     hist.send_menu.actions())[1]]
+
+
+# --- 8: runs of the command line appear live ------------------------------------------------------
+
+@needs_storage
+def test_a_run_made_by_the_command_line_appears_in_the_open_window(qtbot, window, studio_env):
+    hist = window.history
+    settle(qtbot, hist)
+    assert not hist.runs
+    env = dict(os.environ, IMPLICIT_STUDIO_NO_PLUGINS="1")
+    sample = REPO / "resources" / "samples" / "rl" / "cartpole-c51.npz"
+    proc = subprocess.run([sys.executable, "-m", "app", "run", "rl-calibration", "--trajectory", str(sample),
+                           "--session", str(window.session.folder), "--quiet"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # no refresh asked for: the window noticed the other process's commit
+    qtbot.waitUntil(lambda: any(r.tool_id == "rl-calibration" for r in hist.runs.values()), timeout=15000)
+
+
+# --- 10: seeds whole --------------------------------------------------------------------------------
+
+def test_a_long_seed_is_shown_whole_and_copied(qtbot, window):
+    window.resize(900, 700)
+    form = choose(window, "toy-gradient")
+    form.editors["seed"].set_value(4083813968)
+    with qtbot.waitSignal(window.resultShown, timeout=TIMEOUT):
+        click_run(qtbot, window)
+    qtbot.wait(50)
+    seed = window.result_area.seed_btn
+    assert seed.isVisible() and seed.text() == "seed 4083813968"
+    assert seed.width() >= seed.sizeHint().width()  # never cut short
+    header = window.result_area.header
+    assert header.rect().contains(seed.geometry())
+    qtbot.mouseClick(seed, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "4083813968"
+    # the run details beside it do not repeat the seed (elided, they could cut it)
+    assert "4083813968" not in window.result_area.sub.full_text()
