@@ -134,6 +134,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
         ImageResult(image=big, label="render", metadata=meta),
         FileResult(path=str(cfg_path.with_suffix(".safetensors")), ext=".safetensors", label="weights", metadata=meta),
         table,
+        _curves(result.history, (("loss", "loss"), ("psnr", "PSNR (dB)"))),
     ]
 
 
@@ -223,7 +224,20 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
         ImageResult(image=img, label="render", metadata=meta),
         FileResult(path=str(cfg_path.with_suffix(".safetensors")), ext=".safetensors", label="weights", metadata=meta),
         table,
+        _curves(result.history, (("loss", "loss"),)),
     ]
+
+
+def _curves(history: dict, columns: tuple[tuple[str, str], ...], max_rows: int = 500) -> TableResult:
+    """The fit's curves as a table of steps (the window draws such a table as curves): every
+    step, or ``max_rows`` evenly spaced ones and the last for a long fit."""
+    n = min(len(history.get(key, ())) for key, _ in columns)
+    every = max(1, -(-n // max_rows))
+    steps = list(range(0, n, every))
+    if n and steps[-1] != n - 1:
+        steps.append(n - 1)
+    rows = [(i + 1, *(round(float(history[key][i]), 6) for key, _ in columns)) for i in steps]
+    return TableResult(columns=("step", *(title for _, title in columns)), rows=rows, label="curves")
 
 
 # ---------------------------------------------------------------------- inr-render (open any INR)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPus
                                QTabWidget, QVBoxLayout, QWidget)
 
 from .sdf_panels import GalleryPanel, ImageLabel, InterpolatePanel, RenderPanel, SlicePanel
-from .view2d import BackgroundTask
+from .view2d import BackgroundTask, is_3d
 
 BACKGROUND = (30, 30, 36)
 
@@ -158,6 +158,14 @@ class SDFViewer(QWidget):
         lay.addWidget(self.status)
 
     # ------------------------------------------------------------------ inputs
+    @classmethod
+    def accepts(cls, result: Any) -> bool:
+        """Meshes, and the weights file of a 3D INR (an SDF fit's ``weights`` result)."""
+        if getattr(result, "kind", "") == "file":
+            meta = getattr(result, "metadata", None) or {}
+            return bool(meta.get("inr")) and is_3d(meta)
+        return True
+
     def set_result(self, result: Any) -> None:
         meta = getattr(result, "metadata", {}) or {}
         from .geometry import Mesh

@@ -261,3 +261,34 @@ def test_a_long_seed_is_shown_whole_and_copied(qtbot, window):
     assert QGuiApplication.clipboard().text() == "4083813968"
     # the run details beside it do not repeat the seed (elided, they could cut it)
     assert "4083813968" not in window.result_area.sub.full_text()
+
+
+# --- 9: each result in a viewer for it; a fit's curves drawn ---------------------------------------
+
+def _show(qtbot, win, label: str):
+    picker = win.result_area.picker
+    i = next(i for i in range(picker.count()) if label in picker.itemText(i))
+    with qtbot.waitSignal(win.resultShown, timeout=10000):
+        picker.setCurrentIndex(i)
+        picker.activated.emit(i)
+    return win.result_area.current_viewer()
+
+
+@needs_storage
+def test_each_result_opens_in_a_viewer_for_it(qtbot, studio_env, tmp_path):
+    pytest.importorskip("diffusers")
+    from app.ui.viewers import TableResultViewer
+    from plugins.inr.view2d import INRImageViewer
+    from plugins.text_to_image.trajectory_view import TrajectoryViewer
+
+    win = builtin_window(qtbot, studio_env)
+    assert run_tool(qtbot, win, "inr-fit-image", {"image": picture(tmp_path), "steps": 30, "hidden": 16,
+                                                  "layers": 2, "max_side": 16, "render_scale": 1}) == "ok"
+    weights = _show(qtbot, win, "weights")
+    assert isinstance(weights, INRImageViewer)  # not the denoising-trajectory viewer
+    curves = _show(qtbot, win, "curves")
+    assert isinstance(curves, TableResultViewer) and curves.plot.isVisible()
+    assert set(curves.plot.series) == {"loss", "PSNR (dB)"} and len(curves.plot.x) == 30
+    assert curves.plot.series["loss"][-1] < curves.plot.series["loss"][0]
+    assert run_tool(qtbot, win, "text-to-image", {"prompt": "a red star", "steps": 2, "seed": 1}) == "ok"
+    assert isinstance(_show(qtbot, win, "trajectory data"), TrajectoryViewer)
