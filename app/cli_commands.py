@@ -99,9 +99,11 @@ def _progress_printer(quiet: bool) -> Callable[[Any], None]:
         if not tty and not final and now - last[0] < 2.0:
             return
         last[0] = now
+        # one progress model: the share of the tool's own units, its own words, the runner's ETA
         eta = f" ETA {d['eta_s']:.1f}s" if d.get("eta_s") is not None else ""
-        msg = f" {d['message']}" if d.get("message") else ""
-        line = f"[{d['step']}/{d['total']}]{msg}{eta}"
+        pct = f"{100 * d['step'] // d['total']:3d}%" if d["total"] > 0 else "  …"
+        msg = d.get("message") or f"{d['step']}/{d['total']}"
+        line = f"[{pct}] {msg}{eta}"
         if tty:
             print("\r" + line.ljust(60), end="\n" if final else "", file=sys.stderr, flush=True)
         else:

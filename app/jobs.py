@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -75,7 +74,7 @@ class Job:
     traceback: Optional[str] = None
     recorded_params: dict[str, Any] = field(default_factory=dict)
     parent_run_id: Optional[int] = None  # recorded lineage when given; else the run of the first input
-    _step_times: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
+    _step_times: list = field(default_factory=list, repr=False)  # (step, time): the first and the last
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -91,7 +90,10 @@ class Job:
 
     @property
     def eta_s(self) -> Optional[float]:
-        """Seconds left, from the mean time of the recent steps; ``None`` until two steps are seen."""
+        """Seconds left: the mean time per unit since the first report past step 0 (what came before
+        it, such as loading a model, is not counted) times the units left. A mean over the whole run so far,
+        not over the last few steps, so the estimate converges as the run goes on; the window and
+        the command line both show this one. ``None`` until two reports are seen."""
         if self.total <= 0 or len(self._step_times) < 2:
             return None
         (s0, t0), (s1, t1) = self._step_times[0], self._step_times[-1]
@@ -504,7 +506,9 @@ class JobRunner:
 
         def on_progress(step: int, total: int, message: str) -> None:
             job.step, job.total, job.message = step, total, message
-            job._step_times.append((step, time.monotonic()))
+            mark = (step, time.monotonic())
+            if step > 0:  # the first report past step 0 (a model loaded, a step made) and the latest
+                job._step_times[1:] = [mark]
             self._emit("progress", job, step=step, total=total, message=message, eta_s=job.eta_s)
 
         def on_preview(image: api.ImageResult) -> None:
@@ -585,7 +589,9 @@ class JobRunner:
                     rid = self.store.add_result(job.run_id, enc.kind, enc.data, enc.ext, width=enc.width,
                                                 height=enc.height, shape=enc.shape, metadata=enc.metadata)
                     job.result_ids.append(rid)
-                self.store.finish_run(job.run_id, "ok")
+                # one duration: the job's own, recorded as the run's (history and CLI agree)
+                job.finished_at = time.time()
+                self.store.finish_run(job.run_id, "ok", finished_at=job.finished_at, duration_s=job.elapsed_s)
         except api.Cancelled:
             job.state = JobState.CANCELLED
             job.finished_at = time.time()
@@ -606,7 +612,7 @@ class JobRunner:
                 self._fail(job, f"tool {tool.id!r} failed: {type(original).__name__}: {original}", tb)
             return
         job.state = JobState.FINISHED
-        job.finished_at = time.time()
+        job.finished_at = job.finished_at or time.time()
         job._done.set()
         self._emit("finished", job, results=list(job.results), result_ids=list(job.result_ids))
         self._notify("run-finished", job)
@@ -615,7 +621,8 @@ class JobRunner:
         if self.store is None or job.run_id is None:
             return
         try:
-            self.store.finish_run(job.run_id, status, error=error)
+            self.store.finish_run(job.run_id, status, error=error, finished_at=job.finished_at,
+                                  duration_s=job.elapsed_s if job.finished_at is not None else None)
         except Exception:  # noqa: BLE001 - do not hide the original outcome
             _log.exception("could not record the end of run %s", job.run_id)
 

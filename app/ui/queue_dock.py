@@ -51,6 +51,12 @@ def format_eta(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+def progress_text(step: int, total: int, message: str = "") -> str:
+    """"42% · step 24/25": how far a job is, in the tool's own words when it gave some."""
+    pct = f"{100 * step // total}%" if total > 0 else ""
+    return " · ".join(x for x in (pct, message.strip()) if x) or "running"
+
+
 @dataclass
 class JobState:
     job_id: int
@@ -63,15 +69,22 @@ class JobState:
     first_step_at: float | None = None
     first_step: int = 0
     finished: float | None = None
+    eta_s: float | None = None  # the job runner's estimate, when it was received
+    eta_at: float | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left, from the pace of the steps seen so far (the first step, which often
-        includes loading a model, is not counted)."""
-        if self.status != "running" or self.total <= 0 or self.step <= 0 or self.first_step_at is None:
+        """Seconds left: the job runner's estimate (the one the command line prints too), less
+        the time since it came; before one comes, the pace of the steps seen here (the first step,
+        which often includes loading a model, is not counted)."""
+        if self.status != "running" or self.total <= 0 or self.step <= 0:
             return None
         now = time.monotonic() if now is None else now
+        if self.eta_s is not None and self.eta_at is not None:
+            return max(0.0, self.eta_s - (now - self.eta_at))
+        if self.first_step_at is None:
+            return None
         done = self.step - self.first_step
         if done <= 0:
             return None
@@ -119,7 +132,7 @@ class JobRow(QWidget):
                 self.bar.setRange(0, st.total)
                 self.bar.setValue(min(st.step, st.total))
                 eta = format_eta(st.eta())
-                self.bar.setFormat(f"step {st.step}/{st.total}" + (f" · ETA {eta}" if eta else ""))
+                self.bar.setFormat(f"{100 * min(st.step, st.total) // st.total}%" + (f" · ETA {eta}" if eta else ""))
             else:
                 self.bar.setRange(0, 0)  # busy indicator until the first progress report
                 self.bar.setFormat("starting…")
@@ -262,7 +275,8 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         self._trim()
 
-    def set_progress(self, job_id: int, step: int, total: int, message: str = "") -> None:
+    def set_progress(self, job_id: int, step: int, total: int, message: str = "",
+                     eta_s: float | None = None) -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
@@ -273,6 +287,8 @@ class QueueDock(QWidget):
         if st.first_step_at is None and step > 0:
             st.first_step_at, st.first_step = now, step
         st.step, st.total, st.message = step, total, message
+        if eta_s is not None:
+            st.eta_s, st.eta_at = eta_s, now
         self._refresh(job_id)
 
     def set_preview(self, job_id: int, image: QImage | api.ImageResult) -> None:

@@ -39,16 +39,19 @@ class RunFeedback:
         st = self.win.queue.jobs.get(job_id)
         self.win.statusBar().showMessage(f"Running {st.title if st else job_id}…")
 
-    def on_progress(self, job_id: int, step: int, total: int, message: str) -> None:
+    def on_progress(self, job_id: int, step: int, total: int, message: str, eta_s: float = -1.0) -> None:
+        """One progress model: the tool's own units (step of total, its message) and the job
+        runner's one ETA, shown alike in the queue, the status bar and the command line."""
         queue = self.win.queue
-        queue.set_progress(job_id, step, total, message)
+        queue.set_progress(job_id, step, total, message, None if eta_s < 0 else eta_s)
         st = queue.jobs.get(job_id)
         if st is not None and st.status == "cancelling":
             return
-        from app.ui.queue_dock import format_eta  # noqa: PLC0415
+        from app.ui.queue_dock import format_eta, progress_text  # noqa: PLC0415
 
         eta = format_eta(st.eta()) if st is not None else ""
-        self.win.statusBar().showMessage(f"{st.title if st else ''}: step {step}/{total}" + (f", about {eta} left" if eta else ""))
+        self.win.statusBar().showMessage(f"{st.title if st else ''}: {progress_text(step, total, message)}"
+                                         + (f", about {eta} left" if eta else ""))
 
     def on_preview(self, job_id: int, image: Any) -> None:
         win = self.win

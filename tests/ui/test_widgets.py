@@ -181,8 +181,11 @@ def test_queue_dock_eta_and_states(qtbot):
     q.add_job(1, "one")
     q.add_job(2, "two")
     assert q.summary.text() == "0 running · 2 waiting"
-    q.set_progress(1, 3, 10)
-    assert q.jobs[1].status == "running" and q.row_widget(1).bar.format().startswith("step 3/10")
+    q.set_progress(1, 3, 10, "step 3/10", eta_s=70.0)
+    # one progress model: the bar's share and the tool's own words agree; the ETA is the runner's
+    assert q.jobs[1].status == "running" and q.row_widget(1).bar.format().startswith("30% · ETA 1m 1")
+    assert q.row_widget(1).status.text() == "step 3/10"
+    assert 69.0 < q.jobs[1].eta() <= 70.0
     q.set_status(1, "failed", "boom")
     assert q.row_widget(1).status.text() == "failed" and q.row_widget(1).toolTip() == "boom"
     q.list.setCurrentItem(q._items[2])
