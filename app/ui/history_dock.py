@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 
 from app.session_view import INPUT_TOOL_ID, RunInfo, SessionView, result_label, run_tooltip, run_when
 from app.ui.thumbs import THUMB, ThumbnailLoader
-from app.widgets.flow import FlowLayout
+from app.widgets.flow import ElidedLabel, FlowLayout
 from app.widgets.icons import std
 
 log = logging.getLogger("implicit_studio.ui.history")
@@ -138,9 +138,17 @@ class HistoryDock(QWidget):
         # filters
         self.tool_filter = QComboBox()
         self.tool_filter.addItem("All tools", None)
+        # the filters keep a short width (their lists name long tool ids), so the dock stays narrow
+        for combo in (self.tool_filter,):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(4)
+            combo.setMinimumWidth(64)  # an explicit minimum: the layout may narrow it below its hint
         self.tool_filter.setToolTip("Show runs of one tool")
         self.tag_filter = QComboBox()
         self.tag_filter.addItem("All tags", None)
+        self.tag_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.tag_filter.setMinimumContentsLength(4)
+        self.tag_filter.setMinimumWidth(64)
         self.tag_filter.setToolTip("Show runs with this tag")
         self.text_filter = QLineEdit()
         self.text_filter.setPlaceholderText("Search prompts…")
@@ -221,8 +229,9 @@ class HistoryDock(QWidget):
         more.aboutToShow.connect(lambda: self._fill_menu(more))
         self.more_btn.setMenu(more)
         self.more_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
-        self.count_label = QLabel("")
+        self.count_label = ElidedLabel("", min_width=30)
         self.count_label.setObjectName("muted")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         filters = QHBoxLayout()
         filters.setContentsMargins(0, 0, 0, 0)
@@ -232,8 +241,7 @@ class HistoryDock(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.mode)
-        top.addStretch(1)
-        top.addWidget(self.count_label)
+        top.addWidget(self.count_label, 1)
         # the buttons wrap onto a second line in a narrow dock: every one stays whole and visible
         # (a tool bar folded Reproduce and Compare into an extension menu that was clipped away)
         self.actions_bar = QWidget()
@@ -350,7 +358,7 @@ class HistoryDock(QWidget):
         self._pending = False
         if error is not None:
             log.error("history: listing runs failed: %s", error)
-            self.count_label.setText(f"cannot list runs: {error}")
+            self.count_label.set_full_text(f"cannot list runs: {error}")
             self.refreshed.emit()
             return
         runs, tags = data
@@ -365,7 +373,7 @@ class HistoryDock(QWidget):
         self.runs = {r.id: r for r in runs}
         self._fill_gallery(runs)
         self._fill_tree(runs)
-        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + ("+" if len(runs) >= self._limit else ""))
+        self.count_label.set_full_text(f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + ("+" if len(runs) >= self._limit else ""))
         filtered = any(v for v in self.filters().values())
         self.empty.setText("No runs match these filters." if filtered else
                            "No runs yet.\nResults you make appear here, newest first.")

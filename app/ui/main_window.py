@@ -107,6 +107,8 @@ class MainWindow(QMainWindow):
         self.tool_panel = ToolPanel(self.undo_stack, session_images=self.session.image_choices)
         self.tool_panel.result_file = self.session.result_file
         self.tool_panel.result_caption = self._result_caption
+        self.tool_panel.vocabulary_of = self._vocabulary_of
+        self._vocabularies: dict[str, object] = {}
         self.history = self.queue = self.log_view = None
         window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
 
@@ -225,6 +227,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"The session could not be opened; runs will not be recorded ({self.session.error})", 20000)
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
         self.sessionReady.emit()
+
+    def _vocabulary_of(self, model_ref: object):  # noqa: ANN202 - a Vocabulary or None
+        """The vocabulary a model declares (its folder's card or closed tokenizer), read once."""
+        key = str(model_ref)
+        if key not in self._vocabularies:
+            from app.widgets.vocabulary import read_vocabulary  # noqa: PLC0415
+
+            self._vocabularies[key] = read_vocabulary(self.manager.resolve_model, key)
+        return self._vocabularies[key]
 
     def _result_caption(self, result_id: int) -> str:
         """"run #3 text-to-image, image": how a stored result is named in input fields."""
@@ -412,12 +423,22 @@ class MainWindow(QMainWindow):
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        changes = getattr(self, "_changes", None)
+        if changes is not None:  # no refresh of the history may start from here on
+            changes.stop()
+            try:
+                self.sessionChanged.disconnect()
+            except (RuntimeError, TypeError):
+                pass
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()
         if self.log_view is not None:
             self.log_view.detach()
         if self.history is not None:
+            # no read of the session may still run when the dock is deleted: the thread pool's
+            # destructor waits for it while holding the interpreter lock the read needs
+            self.history.source = None
             self.history.loader.wait(2000)
             self.history._pool.waitForDone(5000)
         if self._session_thread is not None:

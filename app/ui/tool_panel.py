@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import api
+from app.widgets.flow import ElidedLabel
 from app.widgets.icons import std
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class ToolPanel(QWidget):
     toolCleared = Signal()
     runRequested = Signal()
     canvasChanged = Signal(object)  # the selected panel's centre widget, or None
-    FORM_MAX_FIT = 420  # widest form (px) the panel widens to show whole; wider ones scroll sideways
+    FORM_MAX_FIT = 360  # widest form (px) the panel widens to show whole; wider ones scroll sideways
 
     def __init__(self, undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
                  parent: QWidget | None = None):
@@ -175,6 +176,7 @@ class ToolPanel(QWidget):
         self.panel_errors: dict[str, str] = {}
         self.result_file: Optional[ResultFile] = None  # session result id -> file (set by the window)
         self.result_caption: Optional[Callable[[int], str]] = None  # result id -> its name (set by the window)
+        self.vocabulary_of: Optional[Callable[[Any], Any]] = None  # model reference -> its vocabulary (the window's)
         self.canvas: Optional[QWidget] = None  # the centre widget of the selected panel
         self._sent: dict[str, tuple[str, Optional[int]]] = {}  # parameter -> (file sent, its run)
 
@@ -194,7 +196,7 @@ class ToolPanel(QWidget):
         tv.addWidget(self.search)
         tv.addWidget(self.tree, 1)
 
-        self.title = QLabel("Choose a tool")
+        self.title = ElidedLabel("Choose a tool")  # a long tool title is cut, never widens the panel
         self.title.setObjectName("title")
         self.subtitle = QLabel("")
         self.subtitle.setObjectName("muted")
@@ -280,7 +282,7 @@ class ToolPanel(QWidget):
         old = self.scroll.takeWidget()
         if old is not None:
             old.deleteLater()
-        self.title.setText("Choose a tool")
+        self.title.set_full_text("Choose a tool")
         self.subtitle.setText("")
         self.run_btn.setEnabled(False)
         self.reset_btn.setEnabled(False)
@@ -326,7 +328,7 @@ class ToolPanel(QWidget):
     # --- form -----------------------------------------------------------------------
     def _build_form(self, tool: api.ToolSpec) -> None:
         self.current_tool = tool
-        self.title.setText(tool.title)
+        self.title.set_full_text(tool.title)
         desc = tool.description
         self.subtitle.setText(self._short(desc))
         self.subtitle.setToolTip(desc if self._short(desc) != desc else "")
@@ -352,6 +354,7 @@ class ToolPanel(QWidget):
                 embedded = getattr(w, "form", None)
                 if isinstance(embedded, ParamForm):  # the panel's generated form joins the window's undo
                     embedded.undo_stack = self.undo_stack
+                    embedded.set_vocabulary_source(self.vocabulary_of)
                 centre = getattr(w, "centre_widget", None)
                 canvas = centre() if callable(centre) else None
                 self.scroll.setWidget(w)
@@ -363,6 +366,7 @@ class ToolPanel(QWidget):
                 form = None
         if form is None:
             form = ParamForm(tool, undo_stack=self.undo_stack, session_images=self.session_images)
+            form.set_vocabulary_source(self.vocabulary_of)
             self.scroll.setWidget(form)
         guard_wheel(self.scroll.widget())
         self._fit_width()

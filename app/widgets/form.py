@@ -93,6 +93,7 @@ class IntEditor(ParamEditor):
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and hi - lo <= 100000:
             self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setMinimumWidth(40)  # it may narrow in a narrow panel; the spin box keeps the number
             self.slider.setRange(int(lo), int(hi))
             self.slider.setSingleStep(int(step))
             self.slider.setPageStep(max(int(step), int((hi - lo) / 10) or 1))
@@ -142,6 +143,7 @@ class FloatEditor(ParamEditor):
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and span > 0:
             self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setMinimumWidth(40)
             self.slider.setRange(0, SLIDER_STEPS)
             self.slider.valueChanged.connect(self._from_slider)
             self.spin.valueChanged.connect(self._sync_slider)
@@ -243,6 +245,10 @@ class TextEditor(ParamEditor):
 
 
 class MultilineEditor(ParamEditor):
+    """Several lines of text. A prompt box given the model's vocabulary
+    (:meth:`set_vocabulary`, :mod:`app.widgets.vocabulary`) marks the words the model does not know,
+    says why under the box, and completes the words it knows."""
+
     def __init__(self, param: api.TextParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.edit = QPlainTextEdit()
@@ -253,7 +259,26 @@ class MultilineEditor(ParamEditor):
         fm = self.edit.fontMetrics()
         self.edit.setFixedHeight(fm.lineSpacing() * 4 + 14)
         self.edit.textChanged.connect(self.changed.emit)
-        self.setLayout(_row(self.edit))
+        self.note = QLabel()  # what the model's vocabulary says of the text
+        self.note.setObjectName("warning")
+        self.note.setStyleSheet("color: #f5a524;")
+        self.note.setWordWrap(True)
+        # the note wraps to the width the form has; it never asks the panel for more
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.note.setMinimumWidth(40)
+        self.note.hide()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.edit)
+        lay.addWidget(self.note)
+
+    def set_vocabulary(self, vocabulary: Any) -> None:
+        """Mark and complete the words of ``vocabulary`` (a
+        :class:`app.widgets.vocabulary.Vocabulary`, or None for no marks)."""
+        from app.widgets.vocabulary import attach  # noqa: PLC0415
+
+        attach(self.edit, self.note, vocabulary)
 
     def value(self) -> str:
         return self.edit.toPlainText()
@@ -699,6 +724,30 @@ class ParamForm(QWidget):
         self._errors[ed.name] = err
         self._last[ed.name] = ed.value()
         ed.changed.connect(lambda n=ed.name: self._on_changed(n))
+
+    # --- the model's vocabulary in the prompt boxes ----------------------------------------
+    def set_vocabulary_source(self, vocabulary_of: Callable[[Any], Any] | None) -> None:
+        """``vocabulary_of(model reference)`` gives the model's vocabulary
+        (:class:`app.widgets.vocabulary.Vocabulary`) or None; the prompt boxes follow the model
+        chosen in this form (or the tool's default model)."""
+        self._vocabulary_of = vocabulary_of
+        for ed in self.editors.values():
+            if isinstance(ed, ModelEditor) and not getattr(ed, "_vocabulary_wired", False):
+                ed.changed.connect(self._update_vocabulary)
+                ed._vocabulary_wired = True
+        self._update_vocabulary()
+
+    def _update_vocabulary(self) -> None:
+        fn = getattr(self, "_vocabulary_of", None)
+        prompts = [ed for n, ed in self.editors.items() if isinstance(ed, MultilineEditor) and "prompt" in n]
+        if not prompts:
+            return
+        model = next((ed.value() for ed in self.editors.values() if isinstance(ed, ModelEditor)), None)
+        if model is None:
+            model = next((p.default for p in self.tool.params if isinstance(p, api.ModelParam)), None)
+        vocab = fn(model) if fn is not None and model else None
+        for ed in prompts:
+            ed.set_vocabulary(vocab)
 
     # --- values -------------------------------------------------------------------
     def values(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, 
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
+from app.widgets.flow import FlowLayout
 from app.widgets.imaging import to_qimage
 from app.widgets.maskops import MaskDocument, apply_stroke, load_mask_file, resize_mask
 
@@ -330,13 +331,11 @@ class MaskEditor(QWidget):
         self.loaded_from: Optional[str] = None
 
         # The tool bar in four short rows (tools; brush; mask operations; history and files) rather
-        # than two long ones: the panel sits in a dock about 400 px wide, where two rows of fourteen
-        # controls had to scroll sideways.
+        # than two long ones; each row wraps in a narrow panel instead of widening it.
         rows = []
         for _ in range(4):
-            row = QHBoxLayout()
-            row.setContentsMargins(0, 0, 0, 0)
-            rows.append(row)
+            box = QWidget(self)
+            rows.append(FlowLayout(box, spacing=4))
         tools_row, brush_row, ops_row, file_row = rows
         self.tool_buttons: dict[str, QToolButton] = {}
         group = QButtonGroup(self)
@@ -354,7 +353,7 @@ class MaskEditor(QWidget):
             tools_row.addWidget(b)
             self.tool_buttons[tool] = b
         self.tool_buttons["brush"].setChecked(True)
-        tools_row.addStretch(1)
+        tools_row.addStretch()
 
         def slider(lo, hi, value, tip, fn):
             s = QSlider(Qt.Orientation.Horizontal, self)
@@ -366,19 +365,25 @@ class MaskEditor(QWidget):
             s.valueChanged.connect(fn)
             return s
 
-        brush_row.addWidget(QLabel("Size", self))
+        def labelled(text, w):
+            pair = QWidget(self)
+            row = QHBoxLayout(pair)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(4)
+            row.addWidget(QLabel(text, pair))
+            row.addWidget(w)
+            brush_row.addWidget(pair)
+
         self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius in pixels of the image ([ and ])",
                                   lambda v: setattr(self.canvas, "brush_size", float(v)))
         self.canvas.brushChanged.connect(self._brush_from_canvas)
-        brush_row.addWidget(self.size_slider, 1)
-        brush_row.addWidget(QLabel("Hard", self))
+        labelled("Size", self.size_slider)
         self.hardness_slider = slider(0, 100, int(self.canvas.hardness * 100), "brush hardness",
                                       lambda v: setattr(self.canvas, "hardness", v / 100.0))
-        brush_row.addWidget(self.hardness_slider, 1)
-        brush_row.addWidget(QLabel("Opacity", self))
+        labelled("Hard", self.hardness_slider)
         self.opacity_slider = slider(0, 100, int(self.canvas.opacity * 100), "mask overlay opacity",
                                      lambda v: self.canvas.set_opacity(v / 100.0))
-        brush_row.addWidget(self.opacity_slider, 1)
+        labelled("Opacity", self.opacity_slider)
 
         self.amount = QSpinBox(self)
         self.amount.setRange(1, 64)
@@ -401,18 +406,17 @@ class MaskEditor(QWidget):
                                     lambda: self.canvas.apply_op("shrink", self.amount.value()))
         self.feather_button = action(ops_row, "Feather", "soften the mask edge",
                                      lambda: self.canvas.apply_op("feather", float(self.amount.value())))
-        ops_row.addStretch(1)
         self.undo_button = action(file_row, "Undo", "undo (Ctrl+Z)", self.canvas.undo)
         self.redo_button = action(file_row, "Redo", "redo (Ctrl+Shift+Z)", self.canvas.redo)
         action(file_row, "Clear", "clear the mask", lambda: self.canvas.apply_op("clear"))
-        file_row.addStretch(1)
+        file_row.addStretch()
         action(file_row, "Load\u2026", "load a mask PNG", lambda: self.load_mask())
         action(file_row, "Save\u2026", "save the mask as PNG", lambda: self.save_mask())
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         for row in rows:
-            lay.addLayout(row)
+            lay.addWidget(row.parentWidget())
         lay.addWidget(self.canvas, 1)
         self.status = QLabel("", self)
         lay.addWidget(self.status)

@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab.default_model.shapes import vocabulary_by_role
+
 
 # What the studio's tools use with this model where a setting is left at its default
 # (plugins/diffusion_common/recommended.py). h-Edit's weights come from a sweep on the model's own
@@ -43,6 +45,13 @@ STUDIO_SETTINGS = {
              "h-Edit's guidance weights were chosen on this model's own images (model card, 'Settings for the studio's tools'); "
              "the paper's (1 / 5 / 7.5) distort shapes and backgrounds here.",
     "h-edit": {"random": {"w_orig": 3.0, "w_src_edit": 2.0, "w_edit": 7.5}},
+    # the words its captions use, by role: the studio's prompt box marks the others and completes these
+    "vocabulary": {
+        "about": "The only words this model was trained on, by the role its captions give them; other words "
+                 "are read letter by letter and have no effect. White, black and gray are background colours "
+                 "only: no object was ever drawn in them.",
+        "words": vocabulary_by_role(),
+    },
 }
 
 OBJECTIVE = "v_prediction"

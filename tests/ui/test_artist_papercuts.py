@@ -292,3 +292,32 @@ def test_each_result_opens_in_a_viewer_for_it(qtbot, studio_env, tmp_path):
     assert curves.plot.series["loss"][-1] < curves.plot.series["loss"][0]
     assert run_tool(qtbot, win, "text-to-image", {"prompt": "a red star", "steps": 2, "seed": 1}) == "ok"
     assert isinstance(_show(qtbot, win, "trajectory data"), TrajectoryViewer)
+
+
+# --- 12: the bundled model's vocabulary in the prompt box ------------------------------------------
+
+def test_the_prompt_box_knows_the_bundled_models_words(qtbot, studio_env):
+    win = builtin_window(qtbot, studio_env)
+    assert win.select_tool("text-to-image")
+    ed = win.form.editors["prompt"]
+    ed.set_value("a white circle next to a lion, on a white background")
+    note = ed.note
+    assert note.isVisible()
+    assert "lion" in note.text() and "next" in note.text()
+    assert "“white” is only a background colour" in note.text()
+    ranges = ed.edit.document().firstBlock().layout().formats()
+    marked = {ed.value()[r.start:r.start + r.length] for r in ranges}
+    assert marked == {"white", "next", "to", "lion"}  # the second white, before "background", is fine
+    # words it knows are completed as they are typed
+    ed.set_value("")
+    ed.edit.setFocus()
+    qtbot.keyClicks(ed.edit, "a large tri")
+    popup = ed.edit._vocabulary_helper.completer.popup()
+    qtbot.waitUntil(popup.isVisible)
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    assert ed.value() == "a large triangle"
+    assert not note.isVisible()
+    # another model (a local folder with no vocabulary): no marks
+    win.form.editors["model"].set_value(str(studio_env))
+    ed.set_value("a lion")
+    assert not note.isVisible() and not ed.edit.document().firstBlock().layout().formats()
