@@ -66,11 +66,13 @@ def _close_store(store: Any) -> None:
 
 
 def _tool_parser(tool: api.ToolSpec) -> Any:
-    parser = new_parser(prog=f"{PROG} run {tool.id}", description=(tool.title + (f": {tool.description}" if tool.description else "")),
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # argparse formats an argument's help with %: a plugin's "30%" must reach it as "30%%"
+    parser = new_parser(prog=f"{PROG} run {tool.id}",
+                        description=tool.title + (f": {tool.description}" if tool.description else ""),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("tool parameters")
     for p in tool.params:
-        text = (p.help + " " if p.help else "") + f"[{p.describe()}]"
+        text = _pct((p.help + " " if p.help else "") + f"[{p.describe()}]")
         if isinstance(p, api.BoolParam):
             group.add_argument(p.cli_option, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
@@ -84,6 +86,11 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
     common.add_argument("--json", action="store_true", help="print the outcome as JSON")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return parser
+
+
+def _pct(text: str) -> str:
+    """A text for argparse's help, which is %-formatted: every % doubled."""
+    return text.replace("%", "%%")
 
 
 def _progress_printer(quiet: bool) -> Callable[[Any], None]:
@@ -143,6 +150,9 @@ def cmd_run(argv: list[str]) -> int:
             raise UsageError(f"{p.cli_option}: {exc}") from None
     try:
         values = tool.validate(values)
+        from app.inputs import check_image_inputs
+
+        check_image_inputs(tool, values)  # a non-image or a mask of the wrong size: exit 2, before any work
     except api.ParamError as exc:
         opt = tool.param(exc.param).cli_option if exc.param and exc.param in {p.name for p in tool.params} else ""
         raise UsageError(f"{opt + ': ' if opt else ''}{exc}") from None

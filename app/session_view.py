@@ -206,6 +206,16 @@ class SessionView:
             log.warning("%s", exc)
             return None
 
+    def result_size(self, result_id: int) -> Optional[tuple[int, int]]:
+        """(width, height) of a stored image or mask result, None when unknown."""
+        if self.store is None:
+            return None
+        try:
+            info = self.store.get_result(int(result_id))
+        except LookupError:
+            return None
+        return (int(info.width), int(info.height)) if info.width and info.height else None
+
     def load_result(self, result_id: int) -> api.Result:
         from app.jobs import load_stored_result  # noqa: PLC0415
 
@@ -217,7 +227,10 @@ class SessionView:
         for run in self.list_runs(limit=40):
             for res in run.results:
                 if res.kind in ("image", "mask"):
-                    out.append((f"{api.RESULT_REF_PREFIX}{res.id}", f"#{run.id} {run.tool_id} ({res.kind})",
+                    # a run's second picture (a trajectory filmstrip) is named, not listed as the first again
+                    label = result_label(res)
+                    out.append((f"{api.RESULT_REF_PREFIX}{res.id}",
+                                f"#{run.id} {run.tool_id}" + (f" · {label}" if label else "") + f" ({res.kind})",
                                 str(res.path)))
         return out
 

@@ -313,6 +313,9 @@ class MainWindow(QMainWindow):
         form.clear_errors()
         values = form.values()
         try:
+            from app.inputs import check_image_inputs  # noqa: PLC0415
+
+            check_image_inputs(tool, values, self.session.result_size)  # before any work, as the CLI does
             request = self.controller.request(tool, values, parents=self.tool_panel.sent_parents(values))
         except ParamError as exc:
             self.statusBar().showMessage(f"Cannot run {tool.title}: {exc.message}", 10000)
@@ -448,9 +451,12 @@ class MainWindow(QMainWindow):
 
 
 def _plugin_title(name: str) -> str:
-    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``."""
+    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``, ``"h_edit"`` -> ``"h-Edit"``
+    (a one-letter first word is a prefix, as in the method's name, not "H edit")."""
     words = [w.upper() if w in _ACRONYMS else w for w in name.replace("_", " ").replace("-", " ").split()]
     if not words:
         return name
+    if len(words) > 1 and len(words[0]) == 1 and words[0].isalpha():
+        return " ".join([f"{words[0].lower()}-{words[1].capitalize()}"] + words[2:])
     first = words[0] if words[0].isupper() else words[0].capitalize()
     return " ".join([first] + words[1:])

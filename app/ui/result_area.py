@@ -285,6 +285,8 @@ class ResultArea(QWidget):
         """Show a live preview (a QImage made on the worker thread, an ImageResult or an array)."""
         data = getattr(image, "image", image)
         first = self.stack.currentWidget() is not self.preview
+        if first:  # the results of the run shown before are not this run's
+            self.set_choices([], None)
         self.preview.set_image(data, keep_view=not first)
         self._set_result_page(self.preview)
         if caption:

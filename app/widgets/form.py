@@ -79,6 +79,28 @@ def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
     return lay
 
 
+def special_value_text(param: api.Param) -> str:
+    """What a number editor shows at its minimum when the parameter's help gives that value a
+    meaning ("0 = the model's native size" -> "native size"; "-1 = default (...)" -> "default"), so
+    a 0 says what it does; "" when the help gives none."""
+    import re  # noqa: PLC0415
+
+    lo = getattr(param, "min", None)
+    if lo is None or not param.help:
+        return ""
+    forms = {f"{lo:g}", str(lo)} | ({str(int(lo))} if float(lo).is_integer() else set())
+    for m in re.finditer(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:=|:)\s*([^;,)]+)", param.help):
+        if m.group(1) not in forms:
+            continue
+        phrase = m.group(2).split("(")[0].strip()
+        phrase = re.sub(r"^(the|a|an)\s+", "", phrase)
+        phrase = re.sub(r"^model's\s+", "", phrase).strip()
+        if "default" in phrase:
+            return "default"
+        return phrase if 0 < len(phrase) <= 12 else "auto"
+    return ""
+
+
 class IntEditor(ParamEditor):
     param: api.IntParam
 
@@ -90,6 +112,7 @@ class IntEditor(ParamEditor):
         self.spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
         self.spin.setSingleStep(int(step))
         self.spin.setFixedWidth(92)
+        self.spin.setSpecialValueText(special_value_text(param))
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and hi - lo <= 100000:
             self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -139,6 +162,7 @@ class FloatEditor(ParamEditor):
         self.spin.setRange(lo_f, hi_f)
         self.spin.setSingleStep(step)
         self.spin.setFixedWidth(92)
+        self.spin.setSpecialValueText(special_value_text(param))
         self._lo, self._hi = lo_f, hi_f
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and span > 0:

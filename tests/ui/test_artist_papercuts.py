@@ -321,3 +321,37 @@ def test_the_prompt_box_knows_the_bundled_models_words(qtbot, studio_env):
     win.form.editors["model"].set_value(str(studio_env))
     ed.set_value("a lion")
     assert not note.isVisible() and not ed.edit.document().firstBlock().layout().formats()
+
+
+# --- 15: smaller ones -------------------------------------------------------------------------------
+
+@needs_storage
+def test_the_image_chooser_names_each_result_once(qtbot, window):
+    form = choose(window, "toy-gradient")
+    form.editors["with_strip"].set_value(True)
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        click_run(qtbot, window)
+    labels = [label for _ref, label, _thumb in window.session.image_choices()]
+    assert len(labels) == 2 and len(set(labels)) == 2, labels  # the strip was listed as the image again
+    assert any("red strip" in label for label in labels)
+
+
+@needs_storage
+def test_the_result_picker_leaves_with_its_run(qtbot, window):
+    """The header's result picker kept the previous run's items while another tool ran."""
+    form = choose(window, "toy-gradient")
+    form.editors["with_table"].set_value(True)
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        click_run(qtbot, window)
+    assert window.result_area.picker.isVisible()
+    form = choose(window, "toy-gradient")
+    form.editors["with_table"].set_value(False)
+    form.editors["steps"].set_value(60)
+    form.editors["delay"].set_value(0.02)
+    previews = []
+    window.jobs.preview.connect(lambda *a: previews.append(1))
+    click_run(qtbot, window)
+    qtbot.waitUntil(lambda: bool(previews), timeout=TIMEOUT)
+    assert not window.result_area.picker.isVisible() and window.result_area.picker.count() == 0
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        pass

@@ -287,3 +287,30 @@ def test_theme_follows_setting(qtbot, monkeypatch, theme):
     assert dark == (theme == "dark")
     window = app.palette().color(QPalette.ColorRole.Window)
     assert (window.lightness() < 128) == (theme == "dark")
+
+
+def test_a_zero_that_means_something_says_so(qtbot):
+    """Issue 28: Width/Height 0 gave no hint that it means the model's size."""
+    from app.widgets.form import IntEditor, special_value_text
+    from plugins.h_edit.plugin import studio_tools as h_edit_tools
+    from plugins.text_to_image.plugin import studio_tools
+
+    width = next(p for p in studio_tools()[0].params if p.name == "width")
+    ed = IntEditor(width)
+    qtbot.addWidget(ed)
+    ed.set_value(0)
+    assert ed.spin.text() == "native size" and ed.value() == 0
+    ed.set_value(512)
+    assert ed.spin.text() == "512"
+    w_orig = next(p for p in h_edit_tools()[0].params if p.name == "w_orig")
+    assert special_value_text(w_orig) == "default"
+    steps = next(p for p in studio_tools()[0].params if p.name == "steps")
+    assert special_value_text(steps) == ""  # its minimum, 1, means nothing special
+
+
+def test_plugin_group_titles():
+    from app.ui.main_window import _plugin_title
+
+    assert _plugin_title("h_edit") == "h-Edit"  # was "H edit"
+    assert _plugin_title("text_to_image") == "Text to image"
+    assert _plugin_title("rl") == "RL" and _plugin_title("inr") == "INR"
