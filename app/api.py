@@ -16,7 +16,7 @@ Minimal plugin module::
 
     from app.api import hookimpl, ToolSpec, IntParam, SeedParam
 
-    REQUIRES_API = "1.1"          # optional: the API version this plugin was written for
+    REQUIRES_API = "1.2"          # optional: the API version this plugin was written for
 
     @hookimpl
     def studio_tools():
@@ -30,11 +30,17 @@ Minimal plugin module::
 
 and its run function (in a module that may import heavy libraries)::
 
+    from app.api import ImageResult
+
     def make_noise(ctx, size, seed):
         rng = ctx.numpy_rng()
         for i in range(10):
             ctx.progress(i, 10)            # also where a cancel request takes effect
-        return ImageResult(rng.integers(0, 256, (size, size, 3), dtype="uint8"))
+        return ImageResult(image=rng.integers(0, 256, (size, size, 3), dtype="uint8"))
+
+A tool may run other tools: ``ctx.run_tool("text-to-image", prompt="a fox", seed=3, steps=20)``
+returns their results and records each call as a child run (API 1.2). ``docs/plugins.md`` is the
+guide; its examples run in the test suite.
 
 This module imports only the standard library and pluggy; numpy and PIL are imported inside the
 functions that need them, and the studio's own services behind the run context (``app.paths``,
@@ -73,6 +79,9 @@ __all__ = [
     "BoolParam",
     "TextParam",
     "SeedParam",
+    "IntListParam",
+    "FloatListParam",
+    "SeedListParam",
     "ImageParam",
     "MaskParam",
     "PathParam",
@@ -108,11 +117,12 @@ __all__ = [
     "check_api_version",
     "api_compatible",
     "is_kebab_case",
+    "is_empty_value",
 ]
 
 #: Version of this API, ``"MAJOR.MINOR"``. A plugin written for ``X.Y`` works with any app whose
 #: API has the same major ``X`` and a minor of at least ``Y``.
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 #: The pluggy project name; hook implementations must use :data:`hookimpl`.
 PROJECT_NAME = "implicit_studio"
@@ -148,7 +158,26 @@ class ParamError(ValueError):
 
 class Cancelled(Exception):
     """Raised inside a run (by :meth:`RunContext.progress` or :meth:`RunContext.check_cancelled`)
-    when the user cancelled it. Let it propagate; the runner records the run as cancelled."""
+    when the user cancelled it. Let it propagate; the runner records the run as cancelled.
+
+    To keep what a run made before it was cancelled, catch it and raise it again with those
+    results: ``raise Cancelled(results=done) from None`` (a :class:`Result` or a list of them).
+    The run is then recorded as cancelled *with* those results, which the gallery shows. A
+    :meth:`RunContext.run_tool` call that is cancelled raises it with the results the other tool
+    kept. ``results`` added in API 1.2."""
+
+    def __init__(self, *args: Any, results: Any = None):
+        super().__init__(*args)
+        if results is None:
+            results = []
+        elif isinstance(results, Result):
+            results = [results]
+        elif isinstance(results, (list, tuple)):
+            results = list(results)
+        else:
+            raise TypeError(f"Cancelled(results=...) takes a Result or a list of them, got {type(results).__name__}")
+        #: What the run made before it was cancelled (kept with the cancelled run).
+        self.results: list[Result] = results
 
 
 class ToolError(RuntimeError):
@@ -189,19 +218,25 @@ def api_compatible(required: str) -> bool:
     return want[0] == have[0] and want[1] <= have[1]
 
 
-def check_api_version(required: str, what: str = "plugin") -> None:
-    """Raise :class:`IncompatibleAPIError` with a human sentence unless ``required`` is compatible."""
+def check_api_version(required: str, what: str = "plugin", dist: Optional[str] = None,
+                      version: Optional[str] = None) -> None:
+    """Raise :class:`IncompatibleAPIError` with a human sentence unless ``required`` is compatible.
+    ``dist`` (and its installed ``version``) name the distribution to install another version
+    of, with the ``pip`` command that does it (API 1.2)."""
     want = _parse_version(required)
     have = _parse_version(API_VERSION)
     if want[0] > have[0] or (want[0] == have[0] and want[1] > have[1]):
+        other = (f"the distribution {dist} (pip install \"{dist}<{version}\")" if dist and version
+                 else f"the distribution {dist}" if dist else f"the {what}")
         raise IncompatibleAPIError(
             f"{what} needs Implicit Studio plugin API {required}, but this app provides "
-            f"{API_VERSION}; update Implicit Studio or install an older version of the {what}"
+            f"{API_VERSION}; update Implicit Studio or install an older version of {other}"
         )
     if want[0] < have[0]:
+        other = f"the distribution {dist} (pip install -U {dist})" if dist else f"the {what}"
         raise IncompatibleAPIError(
             f"{what} was written for Implicit Studio plugin API {required}, which this app "
-            f"(API {API_VERSION}) no longer supports; install a newer version of the {what}"
+            f"(API {API_VERSION}) no longer supports; install a newer version of {other}"
         )
 
 
@@ -254,9 +289,16 @@ class Param:
     ``name`` is a snake_case Python identifier: the keyword the run function receives and, as
     ``--kebab-case``, the command-line option. ``label`` (shown in the form) defaults to the name
     in words; ``help`` is the tooltip and ``--help`` text; ``default`` is the initial value.
-    ``advanced`` parameters are folded away in the form. Subclasses implement :meth:`validate`
-    (value -> normalised value, or :class:`ParamError`) and :meth:`parse` (command-line text ->
-    validated value); both use the same messages.
+    ``advanced`` parameters are folded away in the form. ``required`` (API 1.2): an empty value
+    (nothing, blank text, an empty list) is refused with the parameter's name, in the form and on
+    the command line, so a required parameter needs no made-up default (leave it empty).
+
+    Subclasses implement :meth:`validate` (value -> normalised value, or :class:`ParamError`) and
+    :meth:`parse` (command-line text -> validated value); both use the same messages. A plugin
+    may declare its own parameter type this way (see "Custom parameter types" in
+    ``docs/plugins.md``): the form shows it as a line of text (:meth:`format` of the value) and
+    hands the text to :meth:`validate`, the command line hands it to :meth:`parse`, and the
+    session records :meth:`to_json` of the value.
     """
 
     type_name: ClassVar[str] = "value"
@@ -266,12 +308,15 @@ class Param:
     help: str = ""
     default: Any = None
     advanced: bool = False
+    required: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _SNAKE.match(self.name):
             raise ValueError(f"parameter name {self.name!r} must be snake_case, e.g. 'num_steps'")
         if not self.label:
             object.__setattr__(self, "label", _label_from_name(self.name))
+        if not isinstance(self.required, bool):
+            raise ValueError(f"parameter {self.name!r}: required must be True or False, got {self.required!r}")
 
     # -- shared behaviour --------------------------------------------------------------------
     @property
@@ -291,13 +336,48 @@ class Param:
         """Convert command-line text to a value and validate it."""
         return self.validate(text)
 
+    def check(self, value: Any) -> Any:
+        """:meth:`validate` with the ``required`` rule first: the one check the form, the command
+        line and the runner apply to a value (through :meth:`ToolSpec.validate`). Added in API
+        1.2."""
+        if self.required and is_empty_value(value):
+            raise self.error("a value is required")
+        return self.validate(value)
+
+    def format(self, value: Any) -> str:
+        """The value as the text a person types (the form's line edit for a parameter type it
+        does not know, ``--help`` defaults); :meth:`parse` reads it back. Added in API 1.2."""
+        if value is None:
+            return ""
+        return _fmt(value)
+
     def describe(self) -> str:
         """One short line: type, range or choices, default (used by ``implicit-studio tools``)."""
-        return f"{self.type_name} (default {_fmt(self.default)})"
+        return f"{self.type_name} ({self._default_text()})"
+
+    def _default_text(self, shown: Optional[str] = None) -> str:
+        """``default X``, ``required`` (no default) or ``required; default X``."""
+        if self.required and is_empty_value(self.default):
+            return "required"
+        if shown is None:
+            shown = self.format(self.default) or repr(self.default)
+        return ("required; " if self.required else "") + f"default {shown}"
 
     def to_json(self, value: Any) -> Any:
         """A JSON-safe form of a validated value, as recorded in the session."""
         return value
+
+
+def is_empty_value(value: Any) -> bool:
+    """True for what a ``required`` parameter refuses: ``None``, blank text, an empty list or
+    tuple. Added in API 1.2."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        return len(value) == 0
+    return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,7 +417,7 @@ class IntParam(Param):
         return self.validate(value)
 
     def describe(self) -> str:
-        return f"int{_range_text(self)} (default {self.default})"
+        return f"int{_range_text(self)} ({self._default_text()})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,7 +453,7 @@ class FloatParam(Param):
         return self.validate(value)
 
     def describe(self) -> str:
-        return f"float{_range_text(self)} (default {_fmt(self.default)})"
+        return f"float{_range_text(self)} ({self._default_text()})"
 
 
 def _check_range(param: Any, value: float) -> None:
@@ -427,7 +507,7 @@ class ChoiceParam(Param):
         return self.validate(str(text).strip())
 
     def describe(self) -> str:
-        return f"one of {{{', '.join(self.choices)}}} (default {self.default})"
+        return f"one of {{{', '.join(self.choices)}}} ({self._default_text()})"
 
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -486,7 +566,7 @@ class TextParam(Param):
         return self.validate(text)
 
     def describe(self) -> str:
-        return f"text (default {self.default!r})"
+        return f"text ({self._default_text(repr(self.default))})"
 
 
 #: Seeds are drawn from and checked against ``[0, SEED_MAX]``.
@@ -544,7 +624,252 @@ class SeedParam(Param):
         return int(value)
 
     def describe(self) -> str:
-        return f"seed, -1 for random (default {self.default})"
+        return f"seed, -1 for random ({self._default_text()})"
+
+
+# ---- list parameters (API 1.2) ---------------------------------------------------------------
+
+_INT_TEXT = r"[-+]?\d+"
+_REAL_TEXT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+def _range_item(text: str, number: str) -> Optional[tuple[str, str, Optional[str]]]:
+    """``(start, stop, step)`` texts of a range item such as ``10-13``, ``0..100:25``,
+    ``-3--1`` or ``1-3:0.5``; ``None`` if ``text`` is not a range."""
+    m = re.fullmatch(rf"\s*({number})\s*(?:-|\.\.)\s*({number})\s*(?::\s*({number}))?\s*", text)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ListParam(Param):
+    """Shared behaviour of the list parameters: a list of numbers typed as ``1, 2, 10-13``
+    (commas between items; ``A-B`` or ``A..B`` an inclusive range, ``A-B:S`` in steps of ``S``),
+    or given as any sequence by Python callers. The run function receives a tuple; the session
+    records a list. ``min_items``/``max_items`` bound the count (an empty list is refused only
+    when ``required`` or ``min_items`` asks for more)."""
+
+    default: tuple = ()
+    min: Optional[float] = None
+    max: Optional[float] = None
+    min_items: int = 0
+    max_items: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.min_items, int) or not isinstance(self.max_items, int) \
+                or not 0 <= self.min_items <= self.max_items:
+            raise ValueError(f"list parameter {self.name!r}: need 0 <= min_items <= max_items, got "
+                             f"{self.min_items!r} and {self.max_items!r}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"list parameter {self.name!r}: min {self.min!r} is above max {self.max!r}")
+        if isinstance(self.default, str):
+            object.__setattr__(self, "default", self.parse(self.default))
+        else:
+            object.__setattr__(self, "default", tuple(self.default or ()))
+
+    # one item, checked (subclasses)
+    def _item(self, value: Any, where: str) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # how an item is written: its pattern, its type, a name and an example of a range
+    _number: ClassVar[str] = _INT_TEXT
+    _convert: ClassVar[Callable[[str], Any]] = int
+    _a_number: ClassVar[str] = "a whole number"
+    _range_example: ClassVar[str] = "10-13"
+    _step_needed: ClassVar[bool] = False
+
+    def _expand(self, token: str) -> list[Any]:
+        """The values one comma-separated item stands for: a number, or an inclusive range
+        ``A-B`` / ``A..B`` with an optional step ``:S``."""
+        convert = type(self)._convert
+        if re.fullmatch(self._number, token):
+            return [convert(token)]
+        rng = _range_item(token, self._number)
+        if rng is None:
+            raise self.error(f"{token!r} is neither {self._a_number} nor a range like {self._range_example}")
+        if rng[2] is None and self._step_needed:
+            raise self.error(f"{token!r}: a range of real numbers needs a step, e.g. {rng[0]}-{rng[1]}:0.5")
+        start, stop = convert(rng[0]), convert(rng[1])
+        step = convert(rng[2]) if rng[2] is not None else 1
+        if not step > 0:
+            raise self.error(f"{token!r}: the step must be positive")
+        count = int(math.floor(abs(stop - start) / step + 1e-9)) + 1
+        if count > self.max_items:
+            raise self.error(f"{token!r} makes {count} values; at most {self.max_items}")
+        direction = 1 if stop >= start else -1
+        values = [start + direction * step * i for i in range(count)]
+        return [round(v, 12) for v in values] if convert is float else values
+
+    def validate(self, value: Any) -> tuple:
+        if value is None:
+            value = ()
+        if isinstance(value, str):
+            return self.parse(value)
+        if not isinstance(value, (list, tuple, range)) and hasattr(value, "tolist"):  # numpy arrays
+            value = value.tolist()
+        if not isinstance(value, (list, tuple, range)):
+            value = (value,)  # one number
+        items = tuple(self._item(v, f"item {i + 1}") for i, v in enumerate(value))
+        self._check_count(len(items))
+        return items
+
+    def parse(self, text: str) -> tuple:
+        text = str(text).strip()
+        items: list[Any] = []
+        if text:
+            for token in text.replace(";", ",").split(","):
+                if not token.strip():
+                    raise self.error(f"an item is missing between two commas in {text!r}")
+                items.extend(self._expand(token.strip()))
+                if len(items) > self.max_items:
+                    break
+        return self.validate(items)
+
+    def _check_count(self, n: int) -> None:
+        if n > self.max_items:
+            raise self.error(f"at most {self.max_items} values, got {'more' if n > self.max_items + 1 else n}")
+        if n < self.min_items:
+            raise self.error(f"at least {self.min_items} value{'s' if self.min_items != 1 else ''}, got {n}")
+
+    def _bounded(self, value: Any, where: str) -> Any:
+        lo, hi = self.min, self.max
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(f"{where} is {_fmt(value)}, outside [{'-inf' if lo is None else _fmt(lo)}, "
+                             f"{'inf' if hi is None else _fmt(hi)}]")
+        return value
+
+    def format(self, value: Any) -> str:
+        return ", ".join(_fmt(v) for v in (value or ()))
+
+    def to_json(self, value: Any) -> Any:
+        return list(value) if value is not None else []
+
+    def describe(self) -> str:
+        return f"{self.type_name}: {self._example}{_range_text(self)} ({self._default_text(self.format(self.default) or 'none')})"
+
+    _example: ClassVar[str] = "1, 2, 10-13"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntListParam(_ListParam):
+    """A list of whole numbers, typed as ``1, 2, 10-13`` (ranges inclusive; ``0-100:25`` in
+    steps). ``min``/``max`` bound every value. Added in API 1.2."""
+
+    type_name: ClassVar[str] = "int-list"
+    default: tuple[int, ...] = ()
+    min: Optional[int] = None
+    max: Optional[int] = None
+
+    def _item(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or value is None:
+            raise self.error(f"{where}: expected a whole number, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise self.error(f"{where}: expected a whole number, got {value!r}") from None
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise self.error(f"{where}: expected a whole number, got {_fmt(value)}")
+            value = int(value)
+        try:
+            import operator
+
+            value = operator.index(value)
+        except TypeError:
+            raise self.error(f"{where}: expected a whole number, got {value!r}") from None
+        return int(self._bounded(value, where))
+
+    def format(self, value: Any) -> str:
+        """Runs of three or more consecutive numbers are written as ranges: ``1-4, 10``."""
+        items = [int(v) for v in (value or ())]
+        parts: list[str] = []
+        i = 0
+        while i < len(items):
+            j = i
+            while j + 1 < len(items) and items[j + 1] == items[j] + 1:
+                j += 1
+            if j - i >= 2:
+                parts.append(f"{items[i]}-{items[j]}" if items[i] >= 0 else f"{items[i]}..{items[j]}")
+                i = j + 1
+            else:
+                parts.append(str(items[i]))
+                i += 1
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloatListParam(_ListParam):
+    """A list of real numbers, typed as ``0.5, 1, 7.5`` (a range needs a step: ``1-3:0.5`` is
+    1, 1.5, 2, 2.5, 3). ``min``/``max`` bound every value. Added in API 1.2."""
+
+    type_name: ClassVar[str] = "float-list"
+    default: tuple[float, ...] = ()
+    _example: ClassVar[str] = "0.5, 1, 2-4:0.5"
+    _number: ClassVar[str] = _REAL_TEXT
+    _convert: ClassVar[Callable[[str], Any]] = float
+    _a_number: ClassVar[str] = "a number"
+    _range_example: ClassVar[str] = "1-3:0.5"
+    _step_needed: ClassVar[bool] = True
+
+    def _item(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or value is None:
+            raise self.error(f"{where}: expected a number, got {value!r}")
+        try:
+            value = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise self.error(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise self.error(f"{where}: expected a finite number, got {_fmt(value)}")
+        return float(self._bounded(value, where))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeedListParam(_ListParam):
+    """A list of seeds, typed as ``1, 2, 10-13``; ``-1`` (or ``random``) in the list stands for
+    a fresh random seed, which the runner draws, passes on and records like a :class:`SeedParam`'s,
+    so every run can be repeated exactly. Added in API 1.2."""
+
+    type_name: ClassVar[str] = "seed-list"
+    default: tuple[int, ...] = ()
+    min: Optional[int] = None
+    max: Optional[int] = None
+    _example: ClassVar[str] = "1, 2, 10-13 (-1: random)"
+
+    def _item(self, value: Any, where: str) -> int:
+        if isinstance(value, str) and value.strip().lower() == "random":
+            return -1
+        if isinstance(value, bool) or value is None:
+            raise self.error(f"{where}: expected a seed (a whole number, -1 for random), got {value!r}")
+        try:
+            import operator
+
+            value = operator.index(int(value) if isinstance(value, float) and value.is_integer() else value)
+        except (TypeError, ValueError):
+            raise self.error(f"{where}: expected a seed (a whole number, -1 for random), got {value!r}") from None
+        if value != -1 and not 0 <= value <= SEED_MAX:
+            raise self.error(f"{where} is {value}; seeds are -1 (random) or between 0 and {SEED_MAX}")
+        return int(value)
+
+    def _expand(self, token: str) -> list[Any]:
+        if token.lower() == "random":
+            return [-1]
+        return super()._expand(token)
+
+    format = IntListParam.format
+
+    def resolve(self, values: Sequence[int]) -> tuple[int, ...]:
+        """The list with each ``-1`` replaced by a fresh random seed (as :meth:`SeedParam.resolve`)."""
+        return tuple(SeedParam.resolve(v) for v in values)
+
+    def describe(self) -> str:
+        return f"seed-list: {self._example} ({self._default_text(self.format(self.default) or 'none')})"
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    """The absolute form of a local path (``~`` expanded), as runs record their inputs: a run
+    repeated from another working folder still finds them. Symbolic links are kept."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 def _is_result_ref(text: str) -> bool:
@@ -562,6 +887,11 @@ class ImageParam(Param):
     optional: bool = False
     result_kind: ClassVar[str] = "image"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.optional and self.required:
+            raise ValueError(f"{self.type_name} parameter {self.name!r} cannot be both optional and required")
+
     def validate(self, value: Any) -> Any:
         if value is None or (isinstance(value, str) and not value.strip()):
             if self.optional:
@@ -577,7 +907,7 @@ class ImageParam(Param):
                 return text
             if not Path(text).expanduser().is_file():
                 raise self.error(f"file not found: {text}")
-            return str(Path(text).expanduser())
+            return _absolute(text)
         if isinstance(value, Result):
             if value.kind not in (self.result_kind, "image", "mask"):
                 raise self.error(f"expected an {self.result_kind}, got a {value.kind} result")
@@ -595,7 +925,7 @@ class ImageParam(Param):
         return f"<{self.result_kind} given in memory>"
 
     def describe(self) -> str:
-        req = "optional" if self.optional else "required"
+        req = "optional" if self.optional and not self.required else "required"
         return f"{self.type_name}: file path or result:<id> ({req})"
 
 
@@ -626,6 +956,8 @@ class PathParam(Param):
         super().__post_init__()
         if self.mode not in ("open", "save", "dir"):
             raise ValueError(f"path parameter {self.name!r}: mode must be open, save or dir")
+        if self.optional and self.required:
+            raise ValueError(f"path parameter {self.name!r} cannot be both optional and required")
         object.__setattr__(self, "filters", tuple(self.filters))
 
     def validate(self, value: Any) -> Optional[str]:
@@ -643,13 +975,15 @@ class PathParam(Param):
                 raise self.error(f"folder not found: {path}")
             if self.mode == "open" and not path.is_file():
                 raise self.error(f"file not found: {path}")
-        return str(path)
+        # what is on disk is recorded by its absolute path (Reproduce from another folder finds
+        # it); a value that is not a path here (a dataset id, a file still to write) stays as given
+        return _absolute(path) if path.exists() else str(path)
 
     def parse(self, text: str) -> Optional[str]:
         return self.validate(text)
 
     def describe(self) -> str:
-        return f"path ({self.mode})"
+        return f"path ({self.mode}{'' if self.optional and not self.required else ', required'})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -682,14 +1016,16 @@ class ModelParam(Param):
             names = ", ".join(repr(a) for a in self.aliases)
             hint = f" or one of {names}" if names else ""
             raise self.error(_model_not_found(text, f"give a local path{hint}"))
-        return str(path)
+        # a local model is recorded by its absolute path (Reproduce from another folder finds
+        # it); a name that is not a path on disk stays a name for studio_resolve_model
+        return _absolute(path) if path.exists() else str(path)
 
     def parse(self, text: str) -> str:
         return self.validate(text)
 
     def describe(self) -> str:
         names = " or ".join(repr(a) for a in self.aliases)
-        return f"model ({self.kind}: {names + ' or ' if names else ''}a local path; default {self.default})"
+        return f"model ({self.kind}: {names + ' or ' if names else ''}a local path; {self._default_text()})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -719,6 +1055,16 @@ class ToolSpec:
       ``torch``/``onnx`` run on the chosen accelerator queue, others on the CPU queue.
     - ``requires_api``: the API version it was written for.
     - ``plugin``: filled in by the plugin manager with the plugin's name.
+    - ``seeded`` (API 1.2): ``False`` for a tool without a run-level seed (it has no
+      :class:`SeedParam`; say a sweep over a :class:`SeedListParam`, or a deterministic filter):
+      its runs record no seed and :attr:`RunContext.seed` is ``0``. ``True`` (the default): the
+      runner resolves the tool's :class:`SeedParam`, or draws a seed for a tool without one, and
+      records it.
+    - ``migrate_params`` (API 1.2): optional ``"module:function"`` called as
+      ``function(version, params) -> dict`` when parameters recorded by another version of the
+      plugin (``version``, ``""`` if unknown) are used again (Use, Reproduce, a dropped PNG):
+      return them as this version takes them (rename, convert, drop). Whatever still does not fit
+      the tool is named in a message, never dropped silently.
     """
 
     id: str
@@ -733,12 +1079,19 @@ class ToolSpec:
     requires_api: str = API_VERSION
     plugin: str = ""
     icon: Optional[str] = None
+    seeded: bool = True
+    migrate_params: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not is_kebab_case(self.id):
             raise ValueError(f"tool id {self.id!r} must be kebab-case, e.g. 'text-to-image'")
         _check_ref(self.run, f"tool {self.id!r}: run")
         _check_ref(self.panel, f"tool {self.id!r}: panel", optional=True)
+        _check_ref(self.migrate_params, f"tool {self.id!r}: migrate_params", optional=True)
+        if not isinstance(self.seeded, bool):
+            raise ValueError(f"tool {self.id!r}: seeded must be True or False, got {self.seeded!r}")
+        if not self.seeded and any(isinstance(p, SeedParam) for p in self.params):
+            raise ValueError(f"tool {self.id!r} has a seed parameter, so it cannot be seeded=False")
         object.__setattr__(self, "params", tuple(self.params))
         object.__setattr__(self, "results", tuple(self.results))
         object.__setattr__(self, "backends", tuple(self.backends))
@@ -764,8 +1117,9 @@ class ToolSpec:
         return {p.name: p.default for p in self.params}
 
     def validate(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Fill defaults and validate every value; raise :class:`ParamError` on the first bad or
-        unknown name. This is the single check shared by the form, the CLI and the runner."""
+        """Fill defaults and validate every value (:meth:`Param.check`: a ``required`` one must
+        not be empty); raise :class:`ParamError` on the first bad or unknown name. This is the
+        single check shared by the form, the CLI and the runner."""
         known = {p.name for p in self.params}
         for key in values:
             if key not in known:
@@ -773,7 +1127,7 @@ class ToolSpec:
                 raise ParamError(f"tool {self.id!r} has no parameter {key!r} (parameters: {opts})", key)
         out: dict[str, Any] = {}
         for p in self.params:
-            out[p.name] = p.validate(values[p.name] if p.name in values else p.default)
+            out[p.name] = p.check(values[p.name] if p.name in values else p.default)
         return out
 
 
@@ -850,7 +1204,9 @@ class ViewerSpec:
 class SettingsSpec:
     """A plugin's preferences page, generated from typed parameters like a tool form. Values are
     stored in the user's settings under ``section`` and given to run functions through
-    :meth:`RunContext.setting`."""
+    :meth:`RunContext.setting`. ``section`` is kebab-case: lower-case letters and digits in words
+    joined by single dashes (``"my-filters"``; ``"my_filters"`` is refused), and, being shared
+    by all plugins, best starts with the plugin's name."""
 
     section: str
     title: str
@@ -859,7 +1215,8 @@ class SettingsSpec:
 
     def __post_init__(self) -> None:
         if not is_kebab_case(self.section):
-            raise ValueError(f"settings section {self.section!r} must be kebab-case")
+            raise ValueError(f"settings section {self.section!r} must be kebab-case: lower-case words joined by "
+                             f"single dashes, e.g. {re.sub(r'[^a-z0-9]+', '-', str(self.section).lower()).strip('-')!r}")
         object.__setattr__(self, "params", tuple(self.params))
 
 
@@ -1221,13 +1578,19 @@ class RunContext:
     ``studio_resolve_model`` hook, or local paths) and :attr:`rewards` / :meth:`load_reward`
     (reward models contributed by plugins through ``studio_rewards``).
 
+    A tool can run another tool (API 1.2): :meth:`run_tool` runs it in this run's thread, with
+    this run's cancel, device and a share of its progress bar, records it in the session as a
+    child run of this one, and returns its results; :attr:`tools` lists the tools that can be
+    run, with their declarations.
+
     The studio's job runner builds contexts wired to the window or the CLI, and a plugin command
     whose ``main`` has a ``ctx`` parameter gets one too. Plugin authors can build one directly in
     unit tests: ``RunContext()`` runs on the CPU with seed 0, ignores progress, resolves model
-    paths only (no names) and knows no rewards; its folders are those a run of ``plugin`` would
-    get (set ``IMPLICIT_STUDIO_DATA_DIR`` and ``IMPLICIT_STUDIO_CACHE_DIR`` to keep a test out of
-    the user's folders, or pass ``data_dir=``/``cache_dir=``). Pass ``on_progress=`` etc. to
-    observe calls.
+    paths only (no names), knows no rewards and no other tools; its folders are those a run of
+    ``plugin`` would get (set ``IMPLICIT_STUDIO_DATA_DIR`` and ``IMPLICIT_STUDIO_CACHE_DIR`` to
+    keep a test out of the user's folders, or pass ``data_dir=``/``cache_dir=``). Pass
+    ``on_progress=`` etc. to observe calls, and ``tool_runner=`` (a function
+    ``(ctx, tool_id, params) -> list[Result]``) with ``tools=`` to stand in for other tools.
     """
 
     def __init__(
@@ -1252,6 +1615,8 @@ class RunContext:
         cache_dir: Optional[str | os.PathLike] = None,
         model_lookup: Optional[Callable[[str], Optional[str | os.PathLike]]] = None,
         rewards: Optional[Mapping[str, "RewardSpec"]] = None,
+        tools: Optional[Mapping[str, "ToolSpec"]] = None,
+        tool_runner: Optional[Callable[["RunContext", str, dict[str, Any]], list["Result"]]] = None,
     ) -> None:
         self.device = device
         self.dtype = dtype
@@ -1273,6 +1638,10 @@ class RunContext:
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._model_lookup = model_lookup
         self._rewards = dict(rewards or {})
+        self._tools = dict(tools or {})
+        self._tool_runner = tool_runner
+        # the last progress this run reported: a tool it runs fills that step of the bar
+        self._slot: tuple[int, int, str] = (0, 0, "")
 
     # -- cancellation ------------------------------------------------------------------------
     @property
@@ -1292,10 +1661,43 @@ class RunContext:
     # -- reporting ---------------------------------------------------------------------------
     def progress(self, step: int, total: int, message: str = "") -> None:
         """Report that ``step`` of ``total`` steps are done; raises :class:`Cancelled` if the run
-        was cancelled. Call it once per step (e.g. per denoising step)."""
+        was cancelled. Call it once per step (e.g. per denoising step). ``step`` and ``total``
+        are whole numbers (``0 <= step``, ``0 <= total``; a ``total`` of 0 means "unknown"),
+        ``message`` is text; anything else raises ``TypeError``/``ValueError`` naming the
+        argument. A tool run with :meth:`run_tool` right after ``progress(i, n)`` fills the bar
+        from ``i/n`` to ``(i+1)/n``."""
+        step_i = _progress_number(step, "step")
+        total_i = _progress_number(total, "total")
+        if not isinstance(message, str):
+            raise TypeError(f"ctx.progress(step, total, message): message must be text, got "
+                            f"{type(message).__name__} {message!r}")
         self.check_cancelled()
+        self._slot = (step_i, total_i, message)
         if self._on_progress is not None:
-            self._on_progress(int(step), int(total), str(message))
+            self._on_progress(step_i, total_i, message)
+
+    def _child_progress(self, title: str) -> Callable[[int, int, str], None]:
+        """The progress callback of a tool this run runs: the child's steps are mapped into the
+        step of this run's bar that was current when the child started."""
+        step, total, message = self._slot
+        if total > 0:
+            step = min(step, total - 1)
+
+        def report(child_step: int, child_total: int, child_message: str) -> None:
+            self.check_cancelled()
+            if self._on_progress is None:
+                return
+            text = f"{title}: {child_message}" if child_message else f"{title} {child_step}/{child_total}"
+            text = f"{message} · {text}" if message else text
+            if total <= 0:  # the caller reported nothing (or an unknown total): the child has the bar
+                self._on_progress(child_step, child_total, text)
+            elif child_total <= 0:
+                self._on_progress(step, total, text)
+            else:
+                done = min(max(child_step, 0), child_total)
+                self._on_progress(step * child_total + done, total * child_total, text)
+
+        return report
 
     def preview(self, image: Any) -> None:
         """Show an intermediate image (array, PIL image or :class:`ImageResult`). Cheap to call;
@@ -1399,6 +1801,43 @@ class RunContext:
             raise ToolError(f"unknown reward {reward_id!r}; rewards from plugins: {known}")
         return load_ref(spec.load)(self)
 
+    # -- other tools (API 1.2) ------------------------------------------------------------------
+    @property
+    def tools(self) -> Mapping[str, "ToolSpec"]:
+        """The tools this run can run with :meth:`run_tool`, by id, with their declarations
+        (read-only; the tools of disabled plugins are not in it). Added in API 1.2."""
+        import types
+
+        return types.MappingProxyType(self._tools)
+
+    def run_tool(self, tool_id: str, /, **params: Any) -> list["Result"]:
+        """Run the tool ``tool_id`` with ``params`` (its parameter names; leave out what should
+        keep its default) and return its results.
+
+        The other tool runs here, in this run's thread, through the studio's run controller, the
+        same way the window and the command line run it: its parameters are validated, its seed
+        and model resolved and recorded, it gets this run's device and its own plugin's settings
+        and folders, and it is recorded in the session as a *child run* of this one (the history
+        shows it under this run). It shares this run's cancel: a cancel request stops it and
+        raises :class:`Cancelled` here, carrying whatever results it kept
+        (``Cancelled.results``). Its progress fills the step of this run's bar that was current
+        when it started (see :meth:`progress`); its previews are shown as this run's.
+
+        Raises :class:`ToolError` for a tool that is not installed or whose plugin is disabled,
+        for bad parameters (naming the tool and the parameter), when the other tool fails (its
+        message; its run is recorded as failed), and when a numpy-only tool (``backends``
+        without ``"torch"``/``"onnx"``) asks for a torch or ONNX tool: declare those backends on
+        the calling tool so it runs on the accelerator's queue. Added in API 1.2."""
+        if not isinstance(tool_id, str) or not tool_id:
+            raise ToolError(f"run_tool needs a tool id such as 'text-to-image', got {tool_id!r}")
+        if self._tool_runner is None:
+            raise ToolError(
+                f"cannot run the tool {tool_id!r}: this run context was made without the studio "
+                "(a plain RunContext() in a unit test); run the calling tool through the studio "
+                "(the run_tool fixture, implicit-studio run), or pass RunContext(tool_runner=...)")
+        out = self._tool_runner(self, tool_id, dict(params))
+        return list(out or [])
+
     # -- device helpers (import heavy libraries only when called) -----------------------------
     def numpy_rng(self):
         """A ``numpy.random.Generator`` seeded with :attr:`seed`."""
@@ -1422,6 +1861,23 @@ class RunContext:
 
         gen_device = "cpu" if self.device == "mps" else self.device
         return torch.Generator(device=gen_device).manual_seed(self.seed)
+
+
+def _progress_number(value: Any, what: str) -> int:
+    """A step or total of :meth:`RunContext.progress`: a whole number from 0 (an integral float
+    or a numpy number is accepted); ``TypeError``/``ValueError`` with a sentence otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__") \
+            and type(value).__module__ != "numpy":
+        raise TypeError(f"ctx.progress(step, total, message): {what} must be a whole number, got "
+                        f"{type(value).__name__} {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"ctx.progress(step, total, message): {what} must be a whole number, got "
+                        f"{type(value).__name__} {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"ctx.progress(step, total, message): {what} must be 0 or more, got {value!r}")
+    return int(number)
 
 
 def _model_not_found(ref: str, hint: str) -> str:

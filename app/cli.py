@@ -2,9 +2,10 @@
 
 Without a command it opens the window on the default session (or ``--session PATH``). Commands:
 
-``run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D]``
+``run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D] [--precision P]``
     run a tool headless, record the run in the session, and write its results to ``--out``;
 ``tools [TOOL]``, ``plugins [enable|disable NAME]``, ``history``, ``export RUN_ID``,
+``session check|repair|backup``,
 ``devices``, ``new-plugin NAME``, and any command a plugin adds through ``studio_commands``.
 
 Errors are one line on stderr: exit status 2 for bad input (unknown tool, invalid parameter,
@@ -110,6 +111,7 @@ register_subcommand("reproduce", "run a recorded run again and check its outputs
                     "app.cli_commands:cmd_reproduce")
 register_subcommand("devices", "show the compute devices and the one chosen", "app.cli_commands:cmd_devices")
 register_subcommand("new-plugin", "write a new plugin project from the template", "app.cli_commands:cmd_new_plugin")
+register_subcommand("session", "check, repair or back up a session", "app.cli_session:cmd_session")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +143,8 @@ def _top_parser(list_plugin_commands: bool = False) -> Any:
     parser.add_argument("--version", action="version", version=f"{PROG} {app.__version__} (plugin API {api.API_VERSION})")
     parser.add_argument("--session", metavar="PATH", help="session folder to open (default: the default session)")
     parser.add_argument("--device", metavar="D", help="compute device: auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--precision", metavar="P", help="arithmetic: auto (float16 on CUDA, float32 elsewhere), "
+                                                         "fp32, fp16 or bf16")
     parser.add_argument("--self-test", action="store_true",
                         help="check this installation (every plugin, the bundled model, a session) and exit; "
                              "'--self-test --help' lists its options")
@@ -151,7 +155,7 @@ def _top_parser(list_plugin_commands: bool = False) -> Any:
 
 def _split_global(argv: list[str]) -> tuple[list[str], Optional[str], list[str]]:
     """Split ``[global options] [command args...]``."""
-    takes_value = {"--session", "--device"}
+    takes_value = {"--session", "--device", "--precision"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -163,14 +167,14 @@ def _split_global(argv: list[str]) -> tuple[list[str], Optional[str], list[str]]
 
 
 def _plain_window_options(args: list[str]) -> Optional[SimpleNamespace]:
-    """The options of a plain window launch (``--session P``, ``--device D``,
+    """The options of a plain window launch (``--session P``, ``--device D``, ``--precision P``,
     ``--exit-after-paint``) read without argparse; ``None`` for anything else (argparse then
     parses it and reports what is wrong)."""
-    opts = SimpleNamespace(session=None, device=None, exit_after_paint=False)
+    opts = SimpleNamespace(session=None, device=None, precision=None, exit_after_paint=False)
     i = 0
     while i < len(args):
         a = args[i]
-        if a in ("--session", "--device") and i + 1 < len(args) and not args[i + 1].startswith("-"):
+        if a in ("--session", "--device", "--precision") and i + 1 < len(args) and not args[i + 1].startswith("-"):
             setattr(opts, a[2:], args[i + 1])
             i += 2
         elif a == "--exit-after-paint":
@@ -221,22 +225,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if opts is None:
             wants_help = any(a in ("-h", "--help") for a in global_args)
             opts = _top_parser(wants_help).parse_args(global_args)
-        if opts.device:
+        if opts.device or opts.precision:
             from app import devices
 
             try:
-                devices.parse_device(opts.device)
+                if opts.device:
+                    devices.parse_device(opts.device)
+                if opts.precision:
+                    devices.parse_precision(opts.precision)
             except devices.DeviceError as exc:
                 raise UsageError(str(exc)) from None
         if command is None:
             if opts.device:
                 os.environ["IMPLICIT_STUDIO_DEVICE"] = opts.device
+            if opts.precision:
+                os.environ["IMPLICIT_STUDIO_PRECISION"] = opts.precision
             return _launch_window(opts.session, opts.exit_after_paint)
         # global --session/--device apply to the command unless it gives its own
-        if opts.session and command in ("run", "history", "export", "reproduce") and "--session" not in rest:
+        if opts.session and command in ("run", "history", "export", "reproduce", "session") and "--session" not in rest:
             rest = rest + ["--session", opts.session]
         if opts.device and command == "run" and "--device" not in rest:
             rest = rest + ["--device", opts.device]
+        if opts.precision and command in ("run", "reproduce") and "--precision" not in rest:
+            rest = rest + ["--precision", opts.precision]
         sub = SUBCOMMANDS.get(command)
         if sub is None:
             manager = _manager()
@@ -267,7 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import logging
 
         logging.getLogger("implicit_studio.cli").exception("unexpected error")
-        _err(f"{type(exc).__name__}: {exc} (details in the log file)")
+        from app.settings import log_file_path
+
+        _err(f"{type(exc).__name__}: {exc} (details are in the log file {log_file_path()})")
         return EXIT_FAILED
 
 

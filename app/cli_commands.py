@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from app import api
 from app.cli import (
@@ -37,9 +37,13 @@ def _warn_failed_plugins(manager: Any) -> None:
 
 
 
-def _open_store(path: Path, create: bool = True, recover: bool = False):
-    """The session store at ``path``; ``recover`` marks runs left running by a stopped process
-    as failed (for ``run``, which records a run of its own)."""
+def _open_store(path: Path, create: bool = True, recover: bool = False, readonly: Optional[bool] = None):
+    """The session store at ``path``: for writing when ``create`` (``run``; ``recover`` marks
+    runs left running by a stopped process as failed), else read-only (``history``, ``export``:
+    they work on read-only folders and never change the session). ``readonly=False`` opens an
+    existing session for writing without creating one (``reproduce``)."""
+    if readonly is None:
+        readonly = not create
     try:
         from storage import SessionStore  # type: ignore
 
@@ -49,6 +53,8 @@ def _open_store(path: Path, create: bool = True, recover: bool = False):
     if not create and not path.exists():
         raise UsageError(f"no session at {path}")
     try:
+        if readonly:
+            return SessionStore.open(path, readonly=True)
         return open_session(path) if recover else SessionStore.open(path)
     except Exception as exc:  # noqa: BLE001 - StorageError and OS errors become one line
         raise UsageError(f"cannot open session {path}: {exc}") from None
@@ -79,13 +85,32 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
         else:
             group.add_argument(p.cli_option, dest=p.name, default=None, metavar=p.type_name.upper(), help=text)
     common = parser.add_argument_group("run options")
-    common.add_argument("--out", metavar="DIR", help="also write the results as files into DIR")
-    common.add_argument("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
-    common.add_argument("--no-session", action="store_true", help="do not record the run in a session")
-    common.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
-    common.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    # a tool's parameter may share a run option's name (distill's --precision): the run option is
+    # then spelled --run-NAME; run options keep to their own dests (run_NAME), read by _run_options
+    taken = {p.cli_option for p in tool.params}
+
+    def run_option(name: str, *short: str, **kw: Any) -> None:
+        flags = [name if name not in taken else "--run-" + name[2:]] + [f for f in short if f not in taken]
+        common.add_argument(*flags, dest="run_" + name[2:].replace("-", "_"), **kw)
+
+    run_option("--params-from", metavar="FILE.png",
+               help="start from the parameters stored in a PNG (the studio's own, AUTOMATIC1111's or "
+                    "ComfyUI's); options given explicitly override them")
+    run_option("--out", metavar="DIR", help="also write the results as files into DIR")
+    run_option("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
+    run_option("--no-session", action="store_true", help="do not record the run in a session")
+    run_option("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    run_option("--precision", metavar="P", help=_pct(PRECISION_HELP))
+    run_option("--json", action="store_true", help="print the outcome as JSON")
+    run_option("--quiet", "-q", action="store_true", help="print nothing but errors")
     return parser
+
+
+def _run_options(args: Any) -> Any:
+    """The run options of a parsed ``run TOOL`` command line, by their plain names (out, device...)."""
+    import types  # noqa: PLC0415
+
+    return types.SimpleNamespace(**{k[4:]: v for k, v in vars(args).items() if k.startswith("run_")})
 
 
 def _pct(text: str) -> str:
@@ -93,11 +118,33 @@ def _pct(text: str) -> str:
     return text.replace("%", "%%")
 
 
+PRECISION_HELP = ("arithmetic: auto (float16 on CUDA, float32 elsewhere), fp32, fp16 (on the CPU: float32, "
+                  "said on stderr) or bf16 (refused on a GPU without it) (default: IMPLICIT_STUDIO_PRECISION, "
+                  "else settings, else auto)")
+
+
+def _device_and_precision(args: Any, settings: Any) -> tuple[str, str]:
+    """The device and precision a command's run asks for: its options, else the environment's
+    (precision), else the settings'; a malformed name is a usage error."""
+    from app import devices
+
+    try:
+        device = devices.parse_device(args.device or settings.device)
+        precision = devices.parse_precision(args.precision or os.environ.get("IMPLICIT_STUDIO_PRECISION")
+                                            or settings.precision)
+    except devices.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    return device, precision
+
+
 def _progress_printer(quiet: bool) -> Callable[[Any], None]:
     tty = sys.stderr.isatty()
     last = [0.0]
 
     def on_event(event: Any) -> None:
+        if event.kind == "started" and not quiet:
+            for note in event.data.get("notes") or ():  # what became of the precision asked for
+                print(f"{PROG}: note: {note}", file=sys.stderr, flush=True)
         if quiet or event.kind != "progress":
             return
         d = event.data
@@ -119,10 +166,46 @@ def _progress_printer(quiet: bool) -> Callable[[Any], None]:
     return on_event
 
 
+def _params_from_png(path: str, tool: api.ToolSpec) -> dict[str, Any]:
+    """The parameters stored in a PNG, for ``tool``: our own chunk (only when it was made by the
+    same tool), else A1111's or ComfyUI's settings mapped onto the tool's parameter names. What
+    the tool has no parameter for, or cannot take, is left out with a note on stderr."""
+    from storage.pngmeta import read_png_metadata
+
+    try:
+        meta = read_png_metadata(Path(path).expanduser())
+    except FileNotFoundError:
+        raise UsageError(f"--params-from: no such file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--params-from: {exc}") from None
+    tool_id, params, seed = meta.restore()
+    if not params:
+        raise UsageError(f"--params-from: {path} holds no parameters (no studio, AUTOMATIC1111 or ComfyUI chunk)")
+    if tool_id is not None and tool_id != tool.id:
+        raise UsageError(f"--params-from: {path} was made by {tool_id!r}, not {tool.id!r}")
+    for note in meta.restore_notes():
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+    names = {p.name: p for p in tool.params}
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        p = names.get(name)
+        if p is None:
+            continue
+        try:
+            out[name] = p.validate(value)
+        except (api.ParamError, TypeError, ValueError) as exc:
+            print(f"{PROG}: note: {path}: {name} = {value!r} is not used ({exc})", file=sys.stderr)
+    seed_param = next((p.name for p in tool.params if isinstance(p, api.SeedParam)), None)
+    if seed_param and seed is not None:
+        out[seed_param] = seed
+    return out
+
+
 def cmd_run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         manager = _manager()
-        print(f"usage: {PROG} run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D]\n")
+        print(f"usage: {PROG} run TOOL [--param value ...] [--out DIR] [--session PATH] [--device D] "
+              "[--precision P]\n")
         print(f"Run a tool headless. '{PROG} run TOOL --help' lists its parameters.\n\ntools:")
         for t in sorted(manager.tools.values(), key=lambda t: t.id):
             print(f"  {t.id:24s} {t.title}")
@@ -139,7 +222,8 @@ def cmd_run(argv: list[str]) -> int:
         _warn_failed_plugins(manager)
         raise UsageError(str(exc)) from None
     args = _tool_parser(tool).parse_args(rest)
-    values: dict[str, Any] = {}
+    opts = _run_options(args)
+    values: dict[str, Any] = _params_from_png(opts.params_from, tool) if opts.params_from else {}
     for p in tool.params:
         raw = getattr(args, p.name)
         if raw is None:
@@ -154,68 +238,138 @@ def cmd_run(argv: list[str]) -> int:
 
         check_image_inputs(tool, values)  # a non-image or a mask of the wrong size: exit 2, before any work
     except api.ParamError as exc:
-        opt = tool.param(exc.param).cli_option if exc.param and exc.param in {p.name for p in tool.params} else ""
-        raise UsageError(f"{opt + ': ' if opt else ''}{exc}") from None
+        raise UsageError(_param_message(tool, exc)) from None
 
-    from app import devices
     from app.controller import RunController
     from app.jobs import JobRunner, JobState
     from app.session_view import SessionView
     from app.settings import Settings
 
     settings = Settings()
-    try:
-        device = devices.parse_device(args.device or settings.device)
-    except devices.DeviceError as exc:
-        raise UsageError(str(exc)) from None
-    out_dir = Path(args.out).expanduser() if args.out else None
+    device, precision = _device_and_precision(opts, settings)
+    out_dir = Path(opts.out).expanduser() if opts.out else None
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create output folder {out_dir}: {exc}") from None
-    session_dir = None if args.no_session else _session_path(args.session)
+    session_dir = None if opts.no_session else _session_path(opts.session)
     store = None if session_dir is None else _open_store(session_dir, recover=True)
+    if store is not None:
+        _note_interrupted_runs(store)
     # the same controller the window submits to: one run request, one path to the runner
     session = SessionView(store, session_dir) if store is not None else None
     controller = RunController(manager, session, settings=settings,
-                               runner=JobRunner(manager, store, settings=settings, device=device))
+                               runner=JobRunner(manager, store, settings=settings, device=device,
+                                                precision=precision))
     try:
         request = controller.request(tool, values, device=device)
         try:
-            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))  # in this thread
+            job = controller.run(request, listener=_progress_printer(opts.quiet or opts.json),
+                                 around=_ctrl_c_cancels)  # in this thread
         except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
             return EXIT_INTERRUPTED
-        written = _write_outputs(job, out_dir) if (out_dir is not None and job.state is JobState.FINISHED) else []
+        written = []
+        if out_dir is not None and job.state is JobState.FINISHED:
+            from storage import StorageError
+
+            try:
+                written = _write_outputs(job, out_dir)
+            except StorageError as exc:  # a sentence naming the file and the reason
+                return _out_failed(job, out_dir, exc)
     finally:
         if store is not None:
             _close_store(store)
     if job.state is JobState.FINISHED:
-        if args.json:
+        if opts.json:
             print(json.dumps({
                 "run_id": job.run_id, "status": "finished", "tool": tool.id, "seed": job.seed,
-                "device": job.device, "elapsed_s": round(job.elapsed_s, 3),
+                "device": job.device, "dtype": job.dtype, "elapsed_s": round(job.elapsed_s, 3),
                 "results": [{"kind": r.kind, "id": rid, "file": str(w) if w else None}
                             for r, rid, w in _zip_longest(job.results, job.result_ids, written)],
+                "children": [{"run_id": c.run_id, "tool": c.tool.id, "status": c.state.value}
+                             for c in job.children],
             }))
-        elif not args.quiet:
+        elif not opts.quiet:
             where = f"run {job.run_id}" if job.run_id is not None else "run"
-            print(f"{where} finished: {tool.id}, seed {job.seed}, {job.device}, {job.elapsed_s:.2f} s, "
+            print(f"{where} finished: {tool.id}, seed {job.seed}, {job.device} {job.dtype}, {job.elapsed_s:.2f} s, "
                   f"{len(job.results)} result(s)")
             for r, rid, w in _zip_longest(job.results, job.result_ids, written):
                 ref = f" result:{rid}" if rid is not None else ""
                 print(f"  {r.kind}{ref}" + (f" -> {w}" if w else ""))
+            if job.children:
+                runs = ", ".join(f"#{c.run_id}" if c.run_id is not None else c.tool.id for c in job.children)
+                print(f"  ran {len(job.children)} other tool run(s): {runs}")
         return EXIT_OK
     if job.state is JobState.CANCELLED:
-        _err(f"run of {tool.id} was cancelled")
+        kept = f"; {len(job.result_ids)} result(s) it kept are recorded with run {job.run_id}" if job.result_ids else ""
+        _err(f"run of {tool.id} was cancelled{kept}")
         return EXIT_INTERRUPTED
+    if job.param_error is not None:  # the tool refused a value: bad input, like a parser error
+        _err(_param_message(tool, job.param_error) + (f" (run {job.run_id} is recorded as failed)"
+                                                      if job.run_id is not None else ""))
+        return EXIT_USAGE
     _err(job.error or "the tool failed")
     if job.traceback:
-        print(f"{PROG}: details are in the log file", file=sys.stderr)
-    if args.json:
+        print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
+    if opts.json:
         print(json.dumps({"run_id": job.run_id, "status": "failed", "tool": tool.id, "error": job.error}))
     return EXIT_FAILED
+
+
+def _log_file() -> str:
+    from app.settings import log_file_path
+
+    return str(log_file_path())
+
+
+def _param_message(tool: api.ToolSpec, exc: api.ParamError) -> str:
+    names = {p.name for p in tool.params}
+    opt = tool.param(exc.param).cli_option if exc.param and exc.param in names else ""
+    return f"{opt + ': ' if opt else ''}{exc}"
+
+
+def _note_interrupted_runs(store: Any) -> None:
+    """Tell which runs a stopped process left unfinished, and which plugin crashed it if one did."""
+    from app import crashguard
+    from app.jobs import interrupted_runs
+
+    for line in crashguard.notes(interrupted_runs(store)):
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+
+
+class _ctrl_c_cancels:
+    """While a run is in this thread: the first Ctrl-C cancels it (the tool stops at its next
+    check, within a second for the built-in tools), a second one stops at once."""
+
+    def __init__(self, job: Any):
+        self.job = job
+        self.previous = None
+
+    def _handler(self, signum, frame) -> None:
+        from app import crashguard
+
+        if not self.job.cancel_requested:
+            self.job._cancel.set()
+            print(f"\n{PROG}: cancelling the run (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            return
+        crashguard.USER_INTERRUPT.set()
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_ctrl_c_cancels":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _zip_longest(*seqs: Sequence[Any]):
@@ -224,20 +378,34 @@ def _zip_longest(*seqs: Sequence[Any]):
         yield tuple(s[i] if i < len(s) else None for s in seqs)
 
 
+def _out_failed(job: Any, out_dir: Path, exc: Exception) -> int:
+    """The run finished (and is recorded) but its files could not be written into ``--out``."""
+    if job.run_id is not None:
+        _err(f"run {job.run_id} finished and is recorded in the session, but its results could not "
+             f"be written into {out_dir}: {exc} Write them later with '{PROG} export {job.run_id} "
+             f"--out DIR'.")
+    else:
+        _err(f"the run finished, but its results could not be written into {out_dir}: {exc}")
+    return EXIT_FAILED
+
+
 def _write_outputs(job: Any, out_dir: Path) -> list[Path]:
+    """Write the job's results into ``out_dir``; images carry ``job.run_info`` (the same run
+    record the session's copies carry: tool, plugin and version, parameters, seed, model, device).
+    A failed write leaves no partial file and raises ``storage.StorageError`` naming the file."""
+    from storage.filestore import write_file_atomically
+
     from app import results_io
 
     written = []
-    info = {"tool": job.tool.id, "params": job.recorded_params, "seed": job.seed, "device": job.device,
-            "run_id": job.run_id}
+    info = job.run_info or {"tool": job.tool.id, "params": job.recorded_params, "seed": job.seed,
+                            "device": job.device, "dtype": job.dtype, "run_id": job.run_id}
     stem = f"{job.tool.id}-{job.run_id}" if job.run_id is not None else f"{job.tool.id}-seed{job.seed}"
     for i, res in enumerate(job.results, 1):
         enc = results_io.encode(res, info)
         suffix = f"-{res.label}" if res.label and res.label.replace("-", "").replace("_", "").isalnum() else ""
         path = out_dir / f"{stem}-{i}{suffix}{enc.ext}"
-        tmp = path.with_name("." + path.name + ".tmp")
-        tmp.write_bytes(enc.data)
-        os.replace(tmp, path)
+        write_file_atomically(path, enc.data)
         written.append(path)
     return written
 
@@ -267,7 +435,8 @@ def cmd_tools(argv: list[str]) -> int:
             "id": t.id, "title": t.title, "plugin": t.plugin, "group": t.group, "results": list(t.results),
             "backends": list(t.backends), "description": t.description,
             "params": [{"name": p.name, "option": p.cli_option, "type": p.type_name,
-                        "default": p.to_json(p.default), "help": p.help} for p in t.params],
+                        "default": p.to_json(p.default), "required": p.required, "help": p.help}
+                       for p in t.params],
         } for t in tools], indent=2))
         return EXIT_OK
     for t in tools:
@@ -305,29 +474,50 @@ def cmd_plugins(argv: list[str]) -> int:
             "name": r.name, "dist": r.dist, "version": r.version, "author": r.author, "status": r.status,
             "builtin": r.builtin, "source": r.source, "tools": r.tools, "error": r.error,
             "traceback": r.traceback, "problems": r.problems, "load_ms": round(r.load_ms, 1),
+            "import_ms": round(r.import_ms, 1), "hook_ms": {k: round(v, 1) for k, v in r.hook_ms.items()},
+            "slow_hooks": sorted(r.slow_hooks), "heavy_imports": r.heavy_imports, "warnings": r.warnings,
+            "earlier_errors": [{k: e.get(k) for k in ("time", "what", "error")} for e in r.earlier_errors],
+            "runtime_errors": [e.splitlines()[0] for e in r.runtime_errors],
         } for r in recs], indent=2))
         return EXIT_OK
+    from app.plugin_history import describe_error
+
     for r in recs:
         kind = "built-in" if r.builtin else (r.dist or r.source)
-        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}")
+        took = f"  {r.load_ms:.0f} ms" if r.ok else ""
+        print(f"{r.name:16s} {r.version or '-':10s} {r.status:12s} {kind}  tools: {', '.join(r.tools) or '-'}{took}")
         if r.error:
             print(f"    {r.error}")
         for prob in r.problems:
             print(f"    warning: {prob}")
+        for text in r.warnings:
+            print(f"    slow start-up: {text}")
+        for entry in r.earlier_errors[-3:]:
+            print(f"    error in an earlier session: {describe_error(entry)}")
+        if len(r.earlier_errors) > 3:
+            print(f"    ({len(r.earlier_errors) - 3} more errors in earlier sessions; --json lists them)")
         if args.verbose and r.traceback:
             print("    " + r.traceback.rstrip().replace("\n", "\n    "))
+        if args.verbose:
+            for entry in r.earlier_errors:
+                if entry.get("traceback"):
+                    print("    " + str(entry["traceback"]).rstrip().replace("\n", "\n    "))
     return EXIT_OK
 
 
 def cmd_devices(argv: list[str]) -> int:
     parser = new_parser(prog=f"{PROG} devices", description="Show the compute devices found and the one chosen.")
     parser.add_argument("--device", help="preference to resolve (default: settings, else auto)")
+    parser.add_argument("--precision", help="precision to resolve on it (default: IMPLICIT_STUDIO_PRECISION, "
+                                            "else settings, else auto)")
     args = parser.parse_args(argv)
     from app import devices
     from app.settings import Settings
 
+    settings = Settings()
     try:
-        for line in devices.summary(args.device or Settings().device):
+        for line in devices.summary(args.device or settings.device,
+                                    args.precision or os.environ.get("IMPLICIT_STUDIO_PRECISION") or settings.precision):
             print(line)
     except devices.DeviceError as exc:
         raise UsageError(str(exc)) from None
@@ -389,34 +579,37 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("run_id", type=int)
     parser.add_argument("--session", metavar="PATH")
     parser.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    parser.add_argument("--precision", metavar="P", help=PRECISION_HELP)
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
     manager = _manager()
     from dataclasses import replace
 
-    from app import devices
     from app.controller import RunController
     from app.jobs import JobRunner, JobState
     from app.session_view import SessionView
     from app.settings import Settings
 
     settings = Settings()
-    try:
-        device = devices.parse_device(args.device or settings.device)
-    except devices.DeviceError as exc:
-        raise UsageError(str(exc)) from None
+    device, precision = _device_and_precision(args, settings)
     session_dir = _session_path(args.session)
-    store = _open_store(session_dir, create=False, recover=True)
+    store = _open_store(session_dir, create=False, recover=True, readonly=False)
+    _note_interrupted_runs(store)
     controller = RunController(manager, SessionView(store, session_dir), settings=settings,
-                               runner=JobRunner(manager, store, settings=settings, device=device))
+                               runner=JobRunner(manager, store, settings=settings, device=device,
+                                                precision=precision))
     try:
         try:
-            request = replace(controller.reproduce_request(args.run_id), device=device)
+            request, notes = controller.reproduce_plan(args.run_id)
+            request = replace(request, device=device)
         except (LookupError, ValueError) as exc:  # no such run or tool, an input not kept
             raise UsageError(str(exc).strip("'\"")) from None
+        for note in notes:  # recorded parameters the installed tool does not take
+            print(f"{PROG}: note: {note}", file=sys.stderr)
         try:
-            job = controller.run(request, listener=_progress_printer(args.quiet or args.json))
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
+                                 around=_ctrl_c_cancels)
         except KeyboardInterrupt:
             _err("interrupted")
             return EXIT_INTERRUPTED

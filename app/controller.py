@@ -24,12 +24,13 @@ adapts them to Qt signals (:mod:`app.ui.job_bridge`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Mapping, Optional
 
 from app import api
 
@@ -155,6 +156,11 @@ def _first(tool: api.ToolSpec, kind: type[api.Param]) -> Optional[api.Param]:
     return next((p for p in tool.params if isinstance(p, kind)), None)
 
 
+def _accelerated(tool: api.ToolSpec) -> bool:
+    """Runs on the accelerator's queue (torch or ONNX Runtime), not the CPU queue."""
+    return any(b in ("torch", "onnx") for b in tool.backends)
+
+
 # ---------------------------------------------------------------------------------------------
 # send to, compare
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +225,15 @@ class CompareSide:
     params: dict[str, Any]  # tool, seed, model and the run's parameters
 
 
+@dataclass(frozen=True)
+class Carried:
+    """Recorded parameters carried forward to the installed tool: the ``values`` it takes and
+    ``notes``, one sentence per problem (parameters it does not take, a migration that failed)."""
+
+    values: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
 class SendError(ValueError):
     """A result cannot be sent to a tool; ``str()`` is a sentence, ``details`` says more."""
 
@@ -251,6 +266,7 @@ class RunController:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._reproduces: dict[int, int] = {}  # job id -> the run it reproduces
+        self._notes: dict[int, list[str]] = {}  # run reproduced -> parameters not carried forward
         self.paused = False  # the whole queue is held: running jobs finish, waiting ones wait
         self._paused_queues: set[str] = set()
         if runner is not None:
@@ -271,6 +287,8 @@ class RunController:
             store = self.session.store if self.session is not None else None
             runner = JobRunner(self.manager, store, settings=self.settings, worker_niceness=self.worker_niceness)
         self._runner = runner
+        if getattr(runner, "controller", None) is None:
+            runner.controller = self  # ctx.run_tool of the runner's jobs comes back here
         runner.add_listener(self._on_event)
         return runner
 
@@ -348,10 +366,12 @@ class RunController:
                 self._pause_queue(runner.prepare(tool, values, request.device).queue)
         return runner.submit(tool, values, device=request.device, parent_run_id=parent).id
 
-    def run(self, request: RunRequest, listener: Optional[Listener] = None) -> Job:
+    def run(self, request: RunRequest, listener: Optional[Listener] = None,
+            around: Optional[Callable[[Job], ContextManager[Any]]] = None) -> Job:
         """Run a request in the calling thread and return its job when done (the CLI). A
         ``KeyboardInterrupt`` cancels the job, records the run as cancelled ("interrupted") and
-        is raised again."""
+        is raised again. ``around(job)``, when given, is a context manager held while the job runs
+        (the CLI's: the first Ctrl-C cancels, a second stops at once)."""
         runner = self.attach()
         tool = self.tool(request.tool)
         job = runner.prepare(tool, request.values_for(tool), request.device,
@@ -359,7 +379,8 @@ class RunController:
         if listener is not None:
             self.add_listener(listener)
         try:
-            runner.run_job(job)
+            with (around(job) if around is not None else contextlib.nullcontext()):
+                runner.run_job(job)
         except KeyboardInterrupt:
             runner.cancel(job.id)
             store = self.session.store if self.session is not None else None
@@ -374,32 +395,137 @@ class RunController:
                 self.remove_listener(listener)
         return job
 
+    # -- a tool run by another tool (ctx.run_tool) -------------------------------------------------
+    def runnable_tool(self, tool_id: str) -> api.ToolSpec:
+        """The tool ``tool_id`` if it can be run now; :class:`~app.api.ToolError` saying why not
+        (its plugin is disabled, or no installed plugin provides it)."""
+        tool = self.manager.tools.get(tool_id)
+        if tool is not None:
+            return tool
+        disabled = self.manager.disabled_tool(tool_id) if hasattr(self.manager, "disabled_tool") else None
+        if disabled is not None:
+            raise api.ToolError(f"the tool {tool_id!r} cannot be run: its plugin {disabled!r} is disabled (enable it "
+                                f"in Plugins, or with 'implicit-studio plugins enable {disabled}')")
+        known = ", ".join(sorted(self.manager.tools)) or "none"
+        off = sorted(name for name, rec in getattr(self.manager, "records", {}).items() if not rec.ok)
+        hint = f"; plugins not loaded, which may provide it: {', '.join(off)}" if off else ""
+        raise api.ToolError(f"the tool {tool_id!r} cannot be run: no installed plugin provides it (tools: {known}){hint}")
+
+    def run_nested(self, parent: Job, parent_ctx: api.RunContext, tool_id: str,
+                   params: Mapping[str, Any]) -> list[api.Result]:
+        """``ctx.run_tool(tool_id, **params)`` of the run ``parent``: the request is made as the
+        window makes one (:meth:`request`: validated, seed and model taken out, in-memory inputs
+        kept in the session), with the parent's device and the parent's run as its parent, and
+        run in the calling thread by :meth:`app.jobs.JobRunner.run_nested`. Returns its results;
+        raises :class:`~app.api.ToolError` (not runnable, bad parameters, failed) or
+        :class:`~app.api.Cancelled` carrying the results it kept. A batch engine that runs
+        requests for a parent run (issue 30) calls this too."""
+        tool = self.runnable_tool(tool_id)
+        caller = parent.tool
+        if _accelerated(tool) and not _accelerated(caller):
+            raise api.ToolError(
+                f"the tool {caller.id!r} runs {tool.id!r}, which uses {', '.join(tool.backends)}, but declares "
+                f"backends={caller.backends!r}: add 'torch' (or 'onnx') to the backends of {caller.id!r} so it "
+                f"runs on the accelerator's queue with the tools it calls")
+        # an input the caller was given, or a result of a tool it ran, goes on by its reference
+        params = {k: ((parent.known_ref(v) or v) if isinstance(v, api.Result) else v) for k, v in params.items()}
+        try:
+            request = self.request(tool, params, device=parent.device_preference,
+                                   parents=(parent.run_id,) if parent.run_id is not None else ())
+        except api.ParamError as exc:
+            raise api.ToolError(f"{caller.id!r} ran {tool.id!r} with a value it refuses: {exc}") from None
+        runner = self.attach()
+        try:
+            job = runner.run_nested(parent, parent_ctx, tool, request.values_for(tool), device=request.device,
+                                    parent_run_id=request.parents[0] if request.parents else None)
+        except api.ParamError as exc:
+            raise api.ToolError(f"{caller.id!r} ran {tool.id!r} with a value it refuses: {exc}") from None
+        from app.jobs import JobState  # noqa: PLC0415
+
+        for res, rid in zip(job.results, job.result_ids):
+            parent.remember_ref(res, f"{api.RESULT_REF_PREFIX}{rid}")
+        if job.state is JobState.FINISHED:
+            return list(job.results)
+        where = f" (run #{job.run_id})" if job.run_id is not None else ""
+        if job.state is JobState.CANCELLED:
+            raise api.Cancelled(f"{tool.id}{where} was cancelled", results=list(job.results))
+        raise api.ToolError(f"{tool.title}{where} failed: {job.error or 'no reason given'}")
+
     # -- reproduce ------------------------------------------------------------------------------
     def reproduce_request(self, run_id: int) -> RunRequest:
-        """The request that repeats recorded run ``run_id``: its parameters, seed and model
-        (``LookupError`` for an unknown run or tool, ``ValueError`` for a run that cannot be
-        repeated)."""
+        """The request that repeats recorded run ``run_id``: its parameters (carried forward by
+        the tool's ``migrate_params`` when another version of the plugin recorded them), seed and
+        model (``LookupError`` for an unknown run or tool, ``ValueError`` for a run that cannot be
+        repeated). :meth:`reproduce_plan` also says what could not be carried forward."""
+        return self.reproduce_plan(run_id)[0]
+
+    def reproduce_plan(self, run_id: int) -> tuple[RunRequest, list[str]]:
+        """:meth:`reproduce_request` and the sentences about recorded parameters that the
+        installed version of the tool does not take (they are left out of the request)."""
         if self.session is None:
             raise LookupError("no session is open")
         run = self.session.run(run_id)
         tool = self.tool(run.tool_id)
+        carried = self.carry_forward(tool, run.params, run.plugin_version)
         seed_p, model_p = _first(tool, api.SeedParam), _first(tool, api.ModelParam)
-        known = {p.name for p in tool.params} - {p.name for p in (seed_p, model_p) if p is not None}
-        params = {k: v for k, v in run.params.items() if k in known}
+        skip = {p.name for p in (seed_p, model_p) if p is not None}
+        params = {k: v for k, v in carried.values.items() if k not in skip}
         lost = [k for k, v in params.items() if v in _IN_MEMORY]
         if lost:
             raise ValueError(f"run #{run_id} was given its {', '.join(lost)} in memory and the session did not "
                              f"keep it, so the run cannot be repeated")
         model = run.model_ref if model_p is not None else None
         if model is None and model_p is not None:
-            model = run.params.get(model_p.name)
-        return RunRequest(tool=run.tool_id, params=params, seed=run.seed if seed_p is not None else None,
-                          model=model, parents=(run.parent_run_id,) if run.parent_run_id is not None else ())
+            model = carried.values.get(model_p.name)
+        request = RunRequest(tool=run.tool_id, params=params, seed=run.seed if seed_p is not None else None,
+                             model=model, parents=(run.parent_run_id,) if run.parent_run_id is not None else ())
+        return request, carried.notes
+
+    # -- parameters recorded by another version of a plugin ---------------------------------------
+    def carry_forward(self, tool: api.ToolSpec, params: Mapping[str, Any],
+                      version: Optional[str] = None) -> Carried:
+        """Recorded ``params`` of ``tool`` (by version ``version`` of its plugin; ``None`` or
+        ``""`` if unknown) as the installed tool takes them: through the tool's
+        ``migrate_params`` when the versions differ, then only the names the tool declares.
+        Whatever does not fit is named in :attr:`Carried.notes`, never dropped silently."""
+        current = None
+        rec = getattr(self.manager, "records", {}).get(tool.plugin)
+        if rec is not None:
+            current = rec.version
+        values = dict(params)
+        notes: list[str] = []
+        if tool.migrate_params and (version or "") != (current or ""):
+            try:
+                fn = self.manager.resolve(tool.migrate_params, tool.plugin, f"migrate_params of tool {tool.id!r}")
+                out = self.manager.guarded(tool.plugin, f"migrate_params of tool {tool.id!r}", fn,
+                                           version or "", dict(values))
+                if not isinstance(out, Mapping):
+                    raise TypeError(f"{tool.migrate_params} returned {type(out).__name__}, not a dict of parameters")
+                values = dict(out)
+            except Exception as exc:  # noqa: BLE001 - the plugin's fault: say so, keep the values as recorded
+                original = getattr(exc, "original", exc)
+                notes.append(f"the parameters recorded by {tool.plugin} {version or '(unknown version)'} could not "
+                             f"be carried forward by {tool.migrate_params}: {type(original).__name__}: {original}")
+        known = {p.name for p in tool.params}
+        left = [k for k in values if k not in known]
+        for name in left:
+            del values[name]
+        if left:
+            by = f"{tool.plugin} {version}" if version else "an earlier version"
+            now = f"{tool.plugin} {current}" if current else "the installed version"
+            notes.append(f"{', '.join(left)} (recorded by {by}) cannot be used: {now} of {tool.id} has no such "
+                         f"parameter" + ("" if tool.migrate_params else "; the plugin can carry renamed parameters "
+                                                                        "forward with ToolSpec(migrate_params=...)"))
+        return Carried(values, notes)
 
     def reproduce(self, run_id: int) -> int:
         """Re-run ``run_id``; when it ends a ``reproduce-checked`` event says whether its outputs
         match the original's bit for bit. Returns the job id."""
-        job_id = self.submit(self.reproduce_request(run_id))
+        request, notes = self.reproduce_plan(run_id)
+        if notes:
+            with self._lock:
+                self._notes[run_id] = notes
+        job_id = self.submit(request)
         with self._lock:
             job = self._runner.job(job_id) if self._runner is not None else None
             if job is not None and job.state.done:  # finished before we got here (a very fast tool)
@@ -418,12 +544,16 @@ class RunController:
         """Did ``job`` (a repeat of ``orig_run_id``) make the same outputs, bit for bit?"""
         from app.jobs import JobState  # noqa: PLC0415
 
+        with self._lock:
+            notes = self._notes.pop(orig_run_id, [])
+        extra = "".join(f" Note: {n}." for n in notes)
         if job.state is not JobState.FINISHED:
-            return False, f"Reproducing run #{orig_run_id} did not finish ({job.state.value}: {job.error or ''})."
+            return False, f"Reproducing run #{orig_run_id} did not finish ({job.state.value}: {job.error or ''}).{extra}"
         try:
-            return self.session.compare_outputs(orig_run_id, job.run_id, job.results)
+            matched, message = self.session.compare_outputs(orig_run_id, job.run_id, job.results)
         except Exception as exc:  # noqa: BLE001 - reported as the check's outcome
-            return False, f"could not compare: {type(exc).__name__}: {exc}"
+            return False, f"could not compare: {type(exc).__name__}: {exc}{extra}"
+        return matched, message + extra
 
     # -- send to, compare, restore --------------------------------------------------------------
     def send_targets(self) -> list[SendTarget]:
@@ -461,17 +591,28 @@ class RunController:
             sides.append(CompareSide(f"#{run.id} {run.tool_id}", str(path) if path is not None else None, params))
         return sides[0], sides[1]
 
-    def restore_values(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None) -> dict[str, Any]:
+    def restore_values(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None,
+                       version: Optional[str] = None) -> dict[str, Any]:
         """Form values of ``tool_id`` from recorded parameters (a run's, a PNG's), with ``seed``
-        put under the tool's seed parameter (``LookupError`` for a tool that is not available)."""
+        put under the tool's seed parameter (``LookupError`` for a tool that is not available).
+        ``version`` is the plugin version that recorded them: the tool's ``migrate_params``
+        carries them forward (:meth:`restore` also gives the notes on what it could not)."""
+        return self.restore(tool_id, params, seed, version).values
+
+    def restore(self, tool_id: str, params: Mapping[str, Any], seed: Optional[int] = None,
+                version: Optional[str] = None) -> Carried:
+        """:meth:`restore_values` with the notes about parameters that could not be carried
+        forward (for the status line: "not restored: ...")."""
         tool = self.manager.tools.get(tool_id)
         if tool is None:
             raise LookupError(f"The tool {tool_id!r} is not available")
-        values = dict(params)
+        carried = self.carry_forward(tool, params, version) if version is not None or tool.migrate_params \
+            else Carried(dict(params), [])
+        values = dict(carried.values)
         seed_p = _first(tool, api.SeedParam)
         if seed is not None and seed_p is not None:
             values[seed_p.name] = seed
-        return values
+        return Carried(values, carried.notes)
 
     # -- the queue ------------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:

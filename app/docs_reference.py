@@ -21,15 +21,15 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 _SECTIONS = [
     ("Hooks", None),
     ("Tool and parameter declarations", ["ToolSpec", "Param", "IntParam", "FloatParam", "ChoiceParam", "BoolParam",
-                                         "TextParam", "SeedParam", "ImageParam", "MaskParam", "PathParam",
-                                         "ModelParam"]),
+                                         "TextParam", "SeedParam", "IntListParam", "FloatListParam",
+                                         "SeedListParam", "ImageParam", "MaskParam", "PathParam", "ModelParam"]),
     ("Other records", ["ReaderSpec", "WriterSpec", "ViewerSpec", "SettingsSpec", "RewardSpec", "CommandSpec",
                        "SessionEvent"]),
     ("Results", ["Result", "ImageResult", "MaskResult", "MeshResult", "ScalarFieldResult", "DistributionSeries",
                  "TableResult", "FileResult"]),
     ("Running", ["RunContext", "Cancelled", "ToolError", "ParamError", "IncompatibleAPIError"]),
     ("Helpers and constants", ["hookimpl", "model_fingerprint", "load_ref", "check_api_version", "api_compatible", "is_kebab_case",
-                               "API_VERSION", "PROJECT_NAME", "RESULT_KINDS", "RESULT_REF_PREFIX", "SEED_MAX",
+                               "is_empty_value", "API_VERSION", "PROJECT_NAME", "RESULT_KINDS", "RESULT_REF_PREFIX", "SEED_MAX",
                                "TOOL_GROUPS", "SESSION_EVENT_KINDS"]),
 ]
 

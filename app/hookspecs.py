@@ -111,7 +111,9 @@ def studio_viewers() -> Iterable[ViewerSpec]:
 def studio_settings() -> Iterable[SettingsSpec]:
     """Return preference pages: :class:`~app.api.SettingsSpec` records whose typed ``params``
     become a page in the Preferences dialog. Values are saved in the user's settings and read in
-    a run with ``ctx.setting(section, name)``.
+    a run with ``ctx.setting(section, name, default)``. The ``section`` is kebab-case
+    (``"my-filters"``; one with ``_``, capitals or spaces fails the plugin at start-up) and shared
+    by all plugins: start it with your plugin's name.
 
     Added in API 1.0.
     """

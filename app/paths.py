@@ -28,6 +28,11 @@ def default_model_dir() -> Path:
     return resources_dir() / "models" / "default"
 
 
+def default_student_dir() -> Path:
+    """The bundled model's one-step student (``default-1step``), a diffusers folder made by the distill tool."""
+    return resources_dir() / "models" / "default-1step"
+
+
 def default_model_onnx_dir() -> Path:
     """The ONNX export of the bundled model (text encoder, UNet, VAE encoder and decoder)."""
     return resources_dir() / "models" / "default-onnx"

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import pluggy
 
-from app import api, hookspecs
+from app import api, crashguard, hookspecs
 from app import entrypoints as _ep
 
 _log = logging.getLogger("implicit_studio.plugins")
@@ -45,6 +45,12 @@ BUILTIN_DIST = "implicit-studio"
 #: The package of the built-in plugins; their resources are the studio's bundled ``resources/``.
 BUILTIN_PACKAGE = "plugins"
 SLOW_HOOK_MS = 100.0
+
+#: Modules an entry module should not import at start-up (they take a second or more); a plugin
+#: that does is flagged (``PluginRecord.heavy_imports``). Seen by comparing ``sys.modules``
+#: before and after the import, so only the first plugin to import one is named.
+HEAVY_IMPORTS = ("torch", "diffusers", "transformers", "onnxruntime", "tensorflow", "jax", "cv2", "scipy",
+                 "sklearn", "matplotlib", "pyqtgraph", "PySide6")
 
 LOADED, FAILED, DISABLED, INCOMPATIBLE = "loaded", "failed", "disabled", "incompatible"
 
@@ -60,7 +66,12 @@ REGISTRATION_HOOKS: dict[str, tuple[type, str]] = {
 }
 
 #: Passed through ``guarded`` unchanged: they carry a user-facing meaning.
-_PASS_THROUGH = (api.Cancelled, api.ToolError, api.ParamError, KeyboardInterrupt, SystemExit)
+_PASS_THROUGH = (api.Cancelled, api.ToolError, api.ParamError)
+
+# SystemExit and KeyboardInterrupt from plugin code are the plugin's failure; only the user's Ctrl-C
+# on the command line passes through (see app.crashguard).
+_from_the_user = crashguard.from_the_user
+_describe = crashguard.describe
 
 
 class PluginCallError(Exception):
@@ -68,7 +79,7 @@ class PluginCallError(Exception):
     ``original`` is the exception and ``traceback_text`` its formatted traceback."""
 
     def __init__(self, plugin: str, what: str, original: BaseException, traceback_text: str):
-        super().__init__(f"plugin {plugin!r} failed in {what}: {type(original).__name__}: {original}")
+        super().__init__(f"plugin {plugin!r} failed in {what}: {_describe(original)}")
         self.plugin = plugin
         self.what = what
         self.original = original
@@ -101,15 +112,41 @@ class PluginRecord:
     traceback: Optional[str] = None
     builtin: bool = False
     source: str = "entry-point"
+    #: Start-up cost: importing the entry module, registering it and its registration hooks.
     load_ms: float = 0.0
+    #: The part of ``load_ms`` spent importing the entry module.
+    import_ms: float = 0.0
     hook_ms: dict[str, float] = field(default_factory=dict)
     tools: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     runtime_errors: list[str] = field(default_factory=list)
+    #: Heavy modules (:data:`HEAVY_IMPORTS`) the entry module imported at start-up.
+    heavy_imports: list[str] = field(default_factory=list)
+    #: Run-time errors of this plugin remembered from earlier sessions (dicts with ``what``,
+    #: ``error``, ``traceback``, ``time``; see :mod:`app.plugin_history`).
+    earlier_errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status == LOADED
+
+    @property
+    def slow_hooks(self) -> dict[str, float]:
+        """Registration hooks that took more than :data:`SLOW_HOOK_MS`, with their time."""
+        return {k: v for k, v in self.hook_ms.items() if v > SLOW_HOOK_MS}
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences about what slows the studio's start-up: slow hooks, a slow or heavy import."""
+        out = []
+        if self.heavy_imports:
+            out.append(f"its entry module imports {', '.join(self.heavy_imports)} at start-up; import "
+                       f"{'it' if len(self.heavy_imports) == 1 else 'them'} inside the run function instead")
+        elif self.import_ms > SLOW_HOOK_MS:
+            out.append(f"importing its entry module took {self.import_ms:.0f} ms (keep it to app.api records)")
+        for name, ms in self.slow_hooks.items():
+            out.append(f"hook {name} took {ms:.0f} ms at start-up (keep registration hooks cheap)")
+        return out
 
 
 @dataclass
@@ -162,8 +199,17 @@ class PluginManager:
         *,
         entry_points: Optional[Iterable[Any]] = None,
         env: Optional[Mapping[str, str]] = None,
+        history: Any = None,
     ) -> None:
         self.settings = settings
+        # what is remembered between sessions (tools per plugin, run-time errors): by default
+        # for a manager of the user's settings (the app), not for a bare one (tests, checks)
+        if history is None and settings is not None:
+            from app.plugin_history import PluginHistory  # noqa: PLC0415
+
+            history = PluginHistory()
+        self.history = history
+        self._disabled_tools: dict[str, str] = {}
         self.env = dict(os.environ if env is None else env)
         self._entry_points = list(entry_points) if entry_points is not None else None
         self.pm = pluggy.PluginManager(api.PROJECT_NAME)
@@ -306,19 +352,41 @@ class PluginManager:
         self._candidates[cand.name] = cand
         reason = self._switched_off(cand) if switches else None
         if reason:
-            return self._add_record(cand, DISABLED, error=reason)
+            rec = self._add_record(cand, DISABLED, error=reason)
+            if self.history is not None:  # its tools, as it provided them when it last loaded
+                for tool_id in self.history.tools_of(cand.name):
+                    self._disabled_tools.setdefault(tool_id, cand.name)
+                rec.earlier_errors = self.history.earlier_errors(cand.name)
+            return rec
         rec = self._add_record(cand, LOADED)
         t0 = time.perf_counter()
         try:
-            plugin = cand.loader()
-        except Exception as exc:  # noqa: BLE001 - isolation boundary
+            return self._load_record(cand, rec, t0)
+        finally:
             rec.load_ms = (time.perf_counter() - t0) * 1000.0
-            self._fail(rec, FAILED, f"import failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+            if rec.ok and self.history is not None:
+                self.history.remember_tools(rec.name, rec.tools)
+
+    def _load_record(self, cand: _Candidate, rec: PluginRecord, t0: float) -> PluginRecord:
+        if self.history is not None:
+            rec.earlier_errors = self.history.earlier_errors(rec.name)
+        heavy_before = {m for m in HEAVY_IMPORTS if m in sys.modules}
+        try:
+            plugin = cand.loader()
+        except BaseException as exc:  # noqa: BLE001 - isolation boundary (sys.exit at import too)
+            if _from_the_user(exc):
+                raise
+            rec.import_ms = (time.perf_counter() - t0) * 1000.0
+            self._fail(rec, FAILED, f"import failed: {_describe(exc)}", traceback.format_exc())
             return rec
-        rec.load_ms = (time.perf_counter() - t0) * 1000.0
-        if rec.load_ms > SLOW_HOOK_MS:
+        rec.import_ms = (time.perf_counter() - t0) * 1000.0
+        rec.heavy_imports = [m for m in HEAVY_IMPORTS if m in sys.modules and m not in heavy_before]
+        if rec.heavy_imports:
+            _log.warning("plugin %r: importing %s imported %s at start-up (import heavy modules inside the run "
+                         "function)", rec.name, cand.module, ", ".join(rec.heavy_imports))
+        elif rec.import_ms > SLOW_HOOK_MS:
             _log.warning("plugin %r: importing %s took %.0f ms (keep the entry module cheap)",
-                         rec.name, cand.module, rec.load_ms)
+                         rec.name, cand.module, rec.import_ms)
         if rec.version is None:
             rec.version = str(getattr(plugin, "__version__", "") or "") or None
         if not rec.summary:
@@ -327,14 +395,16 @@ class PluginManager:
         required = getattr(plugin, "REQUIRES_API", None)
         if required is not None:
             try:
-                api.check_api_version(str(required), what=f"plugin {rec.name!r}")
+                api.check_api_version(str(required), what=f"plugin {rec.name!r}", dist=rec.dist, version=rec.version)
             except api.IncompatibleAPIError as exc:
                 self._fail(rec, INCOMPATIBLE, str(exc), None)
                 return rec
         try:
             self.pm.register(plugin, name=cand.name)
-        except Exception as exc:  # noqa: BLE001 - e.g. pluggy.PluginValidationError
-            self._fail(rec, FAILED, f"registration failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+        except BaseException as exc:  # noqa: BLE001 - e.g. pluggy.PluginValidationError
+            if _from_the_user(exc):
+                raise
+            self._fail(rec, FAILED, f"registration failed: {_describe(exc)}", traceback.format_exc())
             return rec
         unknown = [hc.name for hc in (self.pm.get_hookcallers(plugin) or []) if hc.spec is None]
         if unknown:
@@ -363,9 +433,11 @@ class PluginManager:
                 try:
                     items = impl.function()
                     items = list(items) if items is not None else []
-                except Exception as exc:  # noqa: BLE001 - isolation boundary
+                except BaseException as exc:  # noqa: BLE001 - isolation boundary
+                    if _from_the_user(exc):
+                        raise
                     self._unregister(rec.name)
-                    self._fail(rec, FAILED, f"hook {hook_name} raised {type(exc).__name__}: {exc}", traceback.format_exc())
+                    self._fail(rec, FAILED, f"hook {hook_name} raised {_describe(exc)}", traceback.format_exc())
                     return
                 finally:
                     ms = (time.perf_counter() - t0) * 1000.0
@@ -415,7 +487,7 @@ class PluginManager:
                                f"{self.tools[spec.id].plugin!r}; this one was ignored")
             return
         try:
-            api.check_api_version(spec.requires_api, what=f"tool {spec.id!r}")
+            api.check_api_version(spec.requires_api, what=f"tool {spec.id!r}", dist=rec.dist, version=rec.version)
         except api.IncompatibleAPIError as exc:
             self._problem(rec, f"{exc}; the tool was not added")
             return
@@ -447,9 +519,13 @@ class PluginManager:
             if rec.ok:
                 self._unregister(name)
                 self._drop_contributions(name)
+            for tool_id in rec.tools:
+                self._disabled_tools[tool_id] = name
             rec.status, rec.error, rec.traceback = DISABLED, "disabled by the user", None
             rec.tools = []
             return rec
+        for tool_id in [t for t, plugin in self._disabled_tools.items() if plugin == name]:
+            del self._disabled_tools[tool_id]
         cand = self._candidates.get(name)
         if cand is None or rec.ok:
             return rec
@@ -475,21 +551,27 @@ class PluginManager:
 
     def guarded(self, plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call plugin code. :class:`~app.api.Cancelled`, :class:`~app.api.ToolError` and
-        :class:`~app.api.ParamError` pass through; any other exception is logged with its
-        traceback, remembered on the plugin's record and re-raised as :class:`PluginCallError`."""
+        :class:`~app.api.ParamError` pass through; anything else it raises (``SystemExit`` and
+        ``KeyboardInterrupt`` included, unless the user pressed Ctrl-C: see
+        :data:`USER_INTERRUPT`) is logged with its traceback, remembered on the plugin's record
+        and re-raised as :class:`PluginCallError`."""
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         except _PASS_THROUGH:
             raise
-        except Exception as exc:  # noqa: BLE001 - isolation boundary
+        except BaseException as exc:  # noqa: BLE001 - isolation boundary
+            if _from_the_user(exc) or isinstance(exc, GeneratorExit):
+                raise
             tb = traceback.format_exc()
             err = PluginCallError(plugin, what, exc, tb)
             rec = self.records.get(plugin)
             if rec is not None:
-                rec.runtime_errors.append(f"{what}: {type(exc).__name__}: {exc}\n{tb}")
+                rec.runtime_errors.append(f"{what}: {_describe(exc)}\n{tb}")
                 del rec.runtime_errors[:-20]
-            _log.error("plugin %r failed in %s: %s: %s\n%s", plugin, what, type(exc).__name__, exc, tb)
+            if self.history is not None:  # shown again in the next sessions
+                self.history.record_error(plugin, what, _describe(exc), tb)
+            _log.error("plugin %r failed in %s: %s\n%s", plugin, what, _describe(exc), tb)
             for cb in list(self._error_listeners):
                 try:
                     cb(err)
@@ -533,6 +615,16 @@ class PluginManager:
                     hint = " (some plugins failed to load: see 'implicit-studio plugins')"
                     break
             raise UnknownToolError(f"unknown tool {tool_id!r}; available tools: {known}{hint}") from None
+
+    def disabled_tool(self, tool_id: str) -> Optional[str]:
+        """The name of the disabled plugin that provides ``tool_id`` (as far as is known: a plugin
+        disabled in this session, or one whose tools an earlier session remembered), else None."""
+        if tool_id in self.tools:
+            return None
+        name = self._disabled_tools.get(tool_id)
+        if name is not None and name in self.records and self.records[name].status == DISABLED:
+            return name
+        return None
 
     def tools_by_plugin(self) -> dict[str, list[api.ToolSpec]]:
         out: dict[str, list[api.ToolSpec]] = {}
@@ -637,7 +729,17 @@ class PluginManager:
         if takes_ctx:
             settings = self.settings.plugin_settings() if self.settings is not None else {}
             kwargs["ctx"] = self.context(spec.plugin, settings=settings, tool_id=spec.name)
-        return int(self.guarded(spec.plugin, f"command {spec.name!r}", fn, argv, **kwargs) or 0)
+
+        def command(argv: list[str]) -> Any:
+            try:
+                return fn(argv, **kwargs)
+            except SystemExit as exc:  # a command's own exit status (argparse's --help...)
+                if exc.code is None or isinstance(exc.code, int):
+                    return exc.code or 0
+                print(exc.code, file=sys.stderr)  # sys.exit("message")
+                return 1
+
+        return int(self.guarded(spec.plugin, f"command {spec.name!r}", command, argv) or 0)
 
     def notify(self, event: api.SessionEvent) -> None:
         """Give ``event`` to every ``studio_session_event`` implementation; failures are logged."""
@@ -654,7 +756,8 @@ def _as_path(value: Any) -> Optional[Path]:
 
 
 #: Sub-command names the studio keeps for itself.
-RESERVED_COMMANDS = frozenset({"run", "tools", "plugins", "history", "export", "devices", "new-plugin", "help", "gui"})
+RESERVED_COMMANDS = frozenset({"run", "tools", "plugins", "history", "export", "reproduce", "devices",
+                               "new-plugin", "help", "gui", "session"})
 
 
 _default: Optional[PluginManager] = None

@@ -41,11 +41,12 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: repr(o)))
 
 
-def encode_png(array, info: Optional[dict] = None) -> bytes:
+def encode_png(array, info: Optional[dict] = None, meta: Optional[dict] = None) -> bytes:
     """PNG bytes of an ``HxW`` or ``HxWxC`` uint8 array. ``info`` (``tool``, ``params``, ``seed``,
     ``plugin``, ``plugin_version``, ``model``, ``model_hash``, ``device``, ``backend``, plus
     anything else) is written with ``storage.pngmeta``: the studio's JSON chunk, from which the
-    run can be restored, and the A1111-style ``parameters`` text other tools read."""
+    run can be restored, and the A1111-style ``parameters`` text other tools read; ``meta`` is the
+    result's own record (the generated size, the scheduler used) for that text."""
     from storage import pngmeta
 
     info = _json_safe(dict(info or {}))
@@ -57,7 +58,7 @@ def encode_png(array, info: Optional[dict] = None) -> bytes:
     implicit = pngmeta.our_json(tool_id=tool, params=params, seed=seed, model_ref=model, **known, **info)
     height, width = array.shape[:2]
     text = pngmeta.format_parameters(params, seed=seed, width=width, height=height, model=model,
-                                     model_hash=known["model_hash"], extra={"Tool": tool})
+                                     model_hash=known["model_hash"], meta=meta, extra={"Tool": tool})
     return pngmeta.encode_png(array, implicit=implicit, parameters=text)
 
 
@@ -76,7 +77,7 @@ def encode(result: api.Result, run_info: Optional[dict] = None) -> Encoded:
     if result.label:
         meta.setdefault("label", result.label)
     if isinstance(result, api.ImageResult):
-        data = encode_png(result.image, run_info)
+        data = encode_png(result.image, run_info, meta)
         h, w = result.image.shape[:2]
         return Encoded("image", data, ".png", w, h, tuple(result.image.shape), meta)
     if isinstance(result, api.MaskResult):

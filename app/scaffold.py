@@ -1,9 +1,9 @@
 """``implicit-studio new-plugin NAME [--out DIR]``: write a ready plugin project.
 
-The project (pyproject with the entry point, a package with a cheap entry module and a compute
-module holding one tool, tests that use the studio's pytest fixtures, a README) installs with
-``pip install -e DIR`` and passes its own tests at once. The templates live in
-:mod:`app.scaffold_template`.
+The project (pyproject with the entry point and its authors, a package with a cheap entry module
+and a compute module holding one tool, tests that use the studio's pytest fixtures, a README)
+installs with ``pip install -e ".[test]"`` in its folder (the ``test`` extra brings pytest and
+pytest-qt) and passes its own tests at once. The templates live in :mod:`app.scaffold_template`.
 
 ``NAME`` is kebab-case (``my-filters``): it becomes the folder, the distribution name and the
 tool id; the Python package is the same with underscores (``my_filters``). Names that are not
@@ -101,20 +101,62 @@ def _render(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def template_values(names: dict[str, str]) -> dict[str, str]:
+def default_author() -> tuple[str, str]:
+    """``(name, email)`` for the new project's ``authors``: git's ``user.name``/``user.email``
+    when git knows them, else the login name (and no email)."""
+    import shutil
+    import subprocess
+
+    found = {}
+    if shutil.which("git"):
+        for key in ("user.name", "user.email"):
+            try:
+                out = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True, timeout=5)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if out.returncode == 0 and out.stdout.strip():
+                found[key] = out.stdout.strip()
+    name = found.get("user.name")
+    if not name:
+        import getpass
+
+        try:
+            name = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no login name: still write a project
+            name = "Plugin author"
+    return name, found.get("user.email", "")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def template_values(names: dict[str, str], author: Optional[str] = None, email: Optional[str] = None) -> dict[str, str]:
     import app
     from app.api import API_VERSION
 
+    if author is None:
+        author, found_email = default_author()
+        email = email if email is not None else found_email
+    entry = f"name = {_toml_string(author)}" + (f", email = {_toml_string(email)}" if email else "")
     version = re.match(r"\d+(?:\.\d+)*", str(app.__version__))
-    return {**names, "api_version": API_VERSION, "app_version": version.group(0) if version else "0"}
+    return {**names, "api_version": API_VERSION, "app_version": version.group(0) if version else "0",
+            "author": author, "authors_toml": "{ " + entry + " }"}
 
 
-def write_plugin_project(name: str, parent: str | Path = ".", *, check_installed: bool = True) -> Path:
-    """Write the project ``parent/NAME`` and return its folder.
+def write_plugin_project(name: str, parent: str | Path = ".", *, check_installed: bool = True,
+                         author: Optional[str] = None, email: Optional[str] = None) -> Path:
+    """Write the project ``parent/NAME`` and return its folder. ``author``/``email`` fill the
+    project's ``authors`` (default: :func:`default_author`); the Plugins dialog shows them.
 
     Raises :class:`NewPluginError` (a ``ValueError``) for a bad or taken name and
     ``FileExistsError`` if the folder exists. Nothing is written unless every check passes.
     """
+    if author is not None and not author.strip():
+        raise NewPluginError("the author's name is empty; give --author \"Your Name\" or leave it out")
     names = plugin_names(name)
     parent = Path(parent).expanduser()
     root = parent / names["name"]
@@ -125,7 +167,7 @@ def write_plugin_project(name: str, parent: str | Path = ".", *, check_installed
         raise NewPluginError(f"{parent} is a file, not a folder")
     if check_installed:
         check_not_taken(names)
-    values = template_values(names)
+    values = template_values(names, author, email)
     from app.scaffold_template import FILES
 
     package_files = resources.files("app.scaffold_template")
@@ -145,13 +187,16 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Write a ready-to-install Implicit Studio plugin project: pyproject with the entry "
                     "point, a package with one tool, tests using the studio's pytest fixtures, a README.",
-        epilog="Then: pip install -e NAME && pytest NAME",
+        epilog="Then: cd NAME && pip install -e \".[test]\" && pytest",
     )
     parser.add_argument("name", help="kebab-case plugin name, e.g. my-filters (folder, distribution and tool id)")
     parser.add_argument("--out", "--dir", dest="out", default=".", metavar="DIR",
                         help="folder in which to create the project folder (default: the current folder)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the check against installed modules, distributions, plugins and tools")
+    parser.add_argument("--author", metavar="NAME", help="the project's author (default: git's user.name, "
+                                                          "else your login name)")
+    parser.add_argument("--email", metavar="ADDRESS", help="the author's email (default: git's user.email)")
     return parser
 
 
@@ -163,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # --help, or argparse's own usage error (already printed)
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
     try:
-        root = write_plugin_project(args.name, args.out, check_installed=not args.no_check)
+        root = write_plugin_project(args.name, args.out, check_installed=not args.no_check, author=args.author,
+                                    email=args.email)
     except (NewPluginError, FileExistsError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -173,8 +219,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     package = plugin_names(args.name)["package"]
     print(f"created {root}")
     print("next steps:")
-    print(f"  pip install -e {root}")
-    print(f"  pytest {root}")
+    print(f"  cd {root}")
+    print('  pip install -e ".[test]"      # the plugin, and pytest with pytest-qt for its tests')
+    print("  pytest")
     print(f"  implicit-studio run {args.name} --image picture.png --out results")
     print(f"edit {root / 'src' / package / 'compute.py'} to make the tool your own")
     return 0

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from storage import SessionStore
     from storage.types import ResultInfo, RunInfo
 
-__all__ = ["INPUT_TOOL_ID", "ResultInfo", "RunInfo", "SessionView", "SessionWatcher", "result_label",
+__all__ = ["INPUT_TOOL_ID", "ResultInfo", "RunInfo", "SessionView", "SessionWatcher", "result_label", "run_device_text",
            "run_subtitle", "run_tooltip", "run_when"]
 
 log = logging.getLogger("implicit_studio.session")
@@ -50,11 +50,18 @@ def run_when(run: RunInfo) -> str:
 
 
 def run_subtitle(run: RunInfo, seed: bool = True) -> str:
-    """"seed 3  ·  06 Dec 14:02:11  ·  1.2s  ·  cpu" (without the seed when ``seed`` is False:
-    the window shows it apart, whole)."""
+    """"seed 3  ·  06 Dec 14:02:11  ·  1.2s  ·  cpu float32" (without the seed when ``seed`` is
+    False: the window shows it apart, whole)."""
     parts = [f"seed {run.seed}" if seed and run.seed is not None else "", run_when(run),
-             f"{run.duration_s:.1f}s" if run.duration_s else "", run.device]
+             f"{run.duration_s:.1f}s" if run.duration_s else "", run_device_text(run)]
     return "  ·  ".join(p for p in parts if p)
+
+
+def run_device_text(run: RunInfo) -> str:
+    """Where a run computed and in what: "cuda:0 float16" (the device alone for a run recorded
+    before runs kept their dtype)."""
+    dtype = getattr(run, "dtype", None)
+    return f"{run.device} {dtype}" if dtype else run.device
 
 
 def run_tooltip(run: RunInfo) -> str:
@@ -333,7 +340,8 @@ class SessionView:
     # --- PNG parameters, export ---------------------------------------------------------------------
     @staticmethod
     def png_params(path: str) -> dict[str, Any] | None:
-        """Parameters from a PNG's text chunks: ``{"tool", "params", "seed", "source"}`` or None.
+        """Parameters from a PNG's text chunks: ``{"tool", "params", "seed", "source",
+        "plugin_version"}`` or None (the version of the plugin that made it, when the PNG says).
 
         Our own JSON chunk names the tool exactly; an A1111 ``parameters`` text (or a ComfyUI
         graph) maps onto text-to-image."""
@@ -348,7 +356,9 @@ class SessionView:
             tool = "text-to-image"
         if not tool:
             return None
-        return {"tool": str(tool), "params": dict(params), "seed": seed, "source": meta.source}
+        version = (meta.implicit or {}).get("plugin_version") if isinstance(meta.implicit, dict) else None
+        return {"tool": str(tool), "params": dict(params), "seed": seed, "source": meta.source,
+                "plugin_version": str(version) if version else None}
 
     def export(self, result_id: int | None, path: str, result: api.Result | None = None,
                run_id: int | None = None) -> str:

@@ -3,7 +3,8 @@
 Settings are a small JSON document in the user's config folder
 (``platformdirs.user_config_dir("implicit-studio")``), written atomically. Keys used by the
 services: ``plugins.disabled`` (list of plugin names), ``device`` (``"auto"``, ``"cpu"``,
-``"cuda"``, ``"cuda:1"``, ``"mps"``), ``plugin_settings`` (``{section: {name: value}}``) and
+``"cuda"``, ``"cuda:1"``, ``"mps"``), ``precision`` (``"auto"``, ``"fp32"``, ``"fp16"``,
+``"bf16"``), ``plugin_settings`` (``{section: {name: value}}``) and
 ``last_params`` (``{tool_id: {name: value}}``). The window keeps its layout in QSettings.
 
 Environment overrides (used by tests and portable installs):
@@ -156,6 +157,11 @@ class Settings:
     @property
     def device(self) -> str:
         return str(self.get("device", "auto") or "auto")
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic runs ask for (``auto``, ``fp32``, ``fp16``, ``bf16``; see app.devices)."""
+        return str(self.get("precision", "auto") or "auto")
 
     def plugin_settings(self) -> dict[str, dict[str, Any]]:
         value = self.get("plugin_settings", {}) or {}

@@ -131,6 +131,8 @@ for t in m.tools.values():
     for p in t.params:
         if isinstance(p, (api.ImageParam, api.PathParam, api.ModelParam)):
             continue
+        if api.is_empty_value(p.default) and (p.required or getattr(p, "allow_empty", True) is False):
+            continue  # an empty default is how a value the user must give is declared
         try:
             p.validate(p.default)
         except api.ParamError as e:
@@ -208,13 +210,20 @@ def studio_session(tmp_path: Path):
 @pytest.fixture
 def run_tool(studio_manager: Any, studio_session: Any) -> Callable[..., list]:
     """``run_tool(tool_id, device="cpu", **params)`` runs a tool to completion in this thread,
-    records it in ``studio_session`` and returns its results (``run_tool.last_job`` holds the job)."""
+    through the same run controller as the window and the command line (so a tool that calls
+    ``ctx.run_tool`` works, and its children are recorded), records it in ``studio_session`` and
+    returns its results. ``run_tool.last_job`` holds the job (``.run_id``, ``.children``...),
+    ``run_tool.controller`` the controller, ``run_tool.session`` the session store."""
+    from app.controller import RunController
     from app.jobs import JobRunner, JobState
+    from app.session_view import SessionView
 
     runner = JobRunner(studio_manager, studio_session, device="cpu")
+    controller = RunController(studio_manager, SessionView(studio_session, Path(studio_session.folder)),
+                               runner=runner)
 
     def _run(tool_id: str, device: str = "cpu", **params: Any) -> list:
-        job = runner.run_sync(tool_id, params, device=device)
+        job = controller.run(controller.request(tool_id, params, device=device))
         _run.last_job = job  # type: ignore[attr-defined]
         if job.state is not JobState.FINISHED:
             raise ToolRunError(f"{tool_id} {job.state.value}: {job.error}\n{job.traceback or ''}")
@@ -222,6 +231,8 @@ def run_tool(studio_manager: Any, studio_session: Any) -> Callable[..., list]:
 
     _run.last_job = None  # type: ignore[attr-defined]
     _run.runner = runner  # type: ignore[attr-defined]
+    _run.controller = controller  # type: ignore[attr-defined]
+    _run.session = studio_session  # type: ignore[attr-defined]
     return _run
 
 
@@ -264,12 +275,11 @@ def plugin_dist(tmp_path_factory: pytest.TempPathFactory,
         yield _install
 
 
-# The window fixtures live with the views helpers (app.testing_kit); importing the fixture here
-# registers it for every project that has Implicit Studio installed.
-try:
-    from app.testing_kit import WindowRun, make_studio_window, run_in_window  # noqa: F401
-except ImportError:  # pragma: no cover - a broken views layer must not break every test run
-    make_studio_window = None  # type: ignore[assignment]
+# The window fixtures (make_studio_window) live in app.testing_kit, the second pytest11 plugin of
+# the studio: pytest loads both. A fixture must be defined in one plugin only: imported here too,
+# it was registered twice and ``pytest --fixtures`` crashed sorting the duplicates. Only the
+# helpers that are not fixtures are re-exported.
+from app.testing_kit import WindowRun, run_in_window  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -277,8 +287,6 @@ def studio_window(request: pytest.FixtureRequest):
     """The real main window, shown offscreen, with the installed plugins and a private session
     (``make_studio_window()`` of :mod:`app.testing_kit`; needs pytest-qt). Drive it with
     ``app.testing_kit.run_in_window(qtbot, window, tool_id, **values)``."""
-    if make_studio_window is None:
-        pytest.skip("the window test helpers (app.testing_kit) are not available")
     factory = request.getfixturevalue("make_studio_window")
     return factory()
 

@@ -17,9 +17,15 @@ the way a user meets it, in the window:
     presses Run and waits for the job to end. Returns a :class:`WindowRun` (status, job id, the
     result the window shows).
 
-Use it from a test module or conftest with ``from app.testing_kit import make_studio_window``
-(importing a fixture makes it available), or register this module as a pytest plugin. It builds
-on the ``studio_env`` fixture of :mod:`app.testing`, which pytest loads automatically.
+Installing Implicit Studio registers this module as a pytest plugin (the ``implicit_studio_kit``
+entry in the ``pytest11`` group, beside ``implicit_studio`` for :mod:`app.testing`), so the
+fixture is available in any project with no import: do not import it into a conftest (a fixture
+defined twice breaks ``pytest --fixtures``). It builds on the ``studio_env`` fixture of
+:mod:`app.testing`.
+
+:class:`WindowRun` fields: ``status`` (``"ok"``, ``"failed"`` or ``"cancelled"``), ``job_id`` (the
+queue's id of the run), ``result`` (the result the window shows after the run, its first one, or
+``None``), ``error`` (the window's last error message when the run did not finish, else ``""``).
 
 Qt is imported only inside the fixture, so importing this module stays cheap.
 """
@@ -40,7 +46,9 @@ PluginLike = Union[str, ModuleType, Any]
 
 @dataclass
 class WindowRun:
-    """Outcome of :func:`run_in_window`."""
+    """Outcome of :func:`run_in_window`: ``status`` (``"ok"``, ``"failed"`` or ``"cancelled"``),
+    ``job_id`` (the queue's id of the run), ``result`` (what the window shows after the run: its
+    first result, or ``None``) and ``error`` (the window's error message if it did not finish)."""
 
     status: str  # "ok", "failed" or "cancelled"
     job_id: Any

@@ -11,6 +11,9 @@ studio's services, ``app.paths`` for the bundled resources.
   ``export-default-model-onnx``) and its model card (``card``).
 - ``lab.hedit_eval`` and ``lab.inpaint_eval``: the h-Edit and inpainting evaluations
   (``python -m lab.hedit_eval``, ``python -m lab.inpaint_eval``).
+- ``lab.distill``: the one-step student of the bundled model: training prompts, the training
+  driver (``python -m lab.distill.train_student``), its evaluation against the teacher, the
+  SiD/DMD2 comparison and its model card.
 - ``lab.inr_samples`` and ``lab.rl_samples``: the bundled INR and RL samples
   (``python -m lab.inr_samples``, ``python -m lab.rl_samples``).
 """

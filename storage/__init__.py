@@ -32,6 +32,7 @@ _LAZY = {
     "SessionInfo": ".types",
     "IntegrityReport": ".types",
     "OrphanReport": ".types",
+    "InterruptedRun": ".types",
 }
 
 __all__ = [

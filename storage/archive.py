@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import ArchiveError, MissingFileError, StorageError
-from .filestore import fsync_dir, os_error_to_storage
+from .filestore import destination_error, fsync_dir, os_error_to_storage
 
 FORMAT = "implicit-studio-session"
 FORMAT_VERSION = 1
@@ -91,7 +91,7 @@ def export_archive(store, path: Path, snapshot_database) -> Path:
         raise
     except OSError as exc:
         _unlink(tmp)
-        raise os_error_to_storage(exc, f"The archive {path}") from exc
+        raise destination_error(exc, path) from exc
     return path
 
 

@@ -68,18 +68,60 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only file: collection checks references again anyway
+        pass
+
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def os_error_to_storage(exc: OSError, what: str):
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return DiskFullError(
-            f"The disk is full: {what} could not be written ({exc.strerror or exc}). Nothing "
-            "already saved in the session was lost; free some space and try again."
-        )
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return ReadOnlySessionError(
-            f"{what} could not be written because the session folder is read-only "
-            f"({exc.strerror or exc}). Open the session read-only or copy it somewhere writable."
-        )
+    """The error for a file of the session that could not be written."""
+    reason = exc.strerror or exc
+    if exc.errno in _FULL:
+        return DiskFullError(f"The disk is full: {what} could not be written ({reason}). Nothing "
+                             "already saved in the session was lost; free some space and try again.")
+    if exc.errno in _DENIED:
+        return ReadOnlySessionError(f"{what} could not be written because the session folder is read-only "
+                                    f"({reason}). Open the session read-only or copy it somewhere writable.")
     return StorageWriteError(f"{what} could not be written: {exc}. Nothing already saved was lost.")
+
+
+def destination_error(exc: OSError, path: Path):
+    """The error for a file written *outside* the session at the user's request (an export, an
+    archive, ``run --out``): it names that file and its folder, never the session."""
+    path, reason = Path(path), exc.strerror or str(exc)
+    if exc.errno in _FULL:
+        return DiskFullError(f"The disk is full: {path} could not be written ({reason}). Free some space "
+                             "or choose a folder on another disk.")
+    if exc.errno in _DENIED:
+        return StorageWriteError(f"{path} could not be written: the folder {path.parent} is read-only or "
+                                 f"not yours to write to ({reason}). Choose another folder.")
+    if exc.errno == errno.ENOTDIR or isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return StorageWriteError(f"{path} could not be written: {exc.filename or path.parent} is a file, "
+                                 "not a folder.")
+    return StorageWriteError(f"{path} could not be written: {reason}.")
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it that is renamed into place,
+    or removed when the write fails (no half-written file, no leftover). Errors are
+    :func:`destination_error`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        write_bytes_durably(tmp, data, sync=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise destination_error(exc, path) from exc
 
 
 @dataclass(frozen=True)
@@ -111,26 +153,37 @@ class FileStore:
         final = self.path_for(digest, ext)
         try:
             if final.is_file() and final.stat().st_size == len(data):
+                _touch(final)  # young again: an orphan collection spares it until it is committed
                 return StoredFile(digest, ext, len(data), final, False)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.{ext}"
-            try:
-                if self.durable:
-                    write_bytes_durably(tmp, data)
-                else:
-                    write_bytes_durably(tmp, data, sync=False)
-                os.replace(tmp, final)
-            except BaseException:
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
-                raise
+            for attempt in range(3):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if self._write_new(final, data, ext, last=attempt == 2):
+                    break
             if self.durable:
                 fsync_dir(final.parent)
         except OSError as exc:
             raise os_error_to_storage(exc, f"A {len(data)}-byte .{ext} file") from exc
         return StoredFile(digest, ext, len(data), final, True)
+
+    def _write_new(self, final: Path, data: bytes, ext: str, last: bool) -> bool:
+        """Write ``final`` through a temporary file. False when the temporary file (or its
+        folder) vanished before the rename: an orphan collection in another process took it for
+        a crash leftover, and the caller writes again."""
+        tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.{ext}"
+        try:
+            write_bytes_durably(tmp, data, sync=self.durable)
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            if last:
+                raise
+            return False
+        except BaseException:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise
+        return True
 
     def iter_files(self):
         """Yield ``(path, parsed)`` for every file under the store; parsed is None for temp/foreign."""

@@ -71,9 +71,28 @@ def dumps_params(params: Any) -> str:
 
 
 def loads_params(text: str | None) -> dict:
+    """The parameters dict of ``text``; ``ValueError`` (with where) for text that is not a JSON
+    object (a damaged row: the caller lists it as damaged)."""
     if not text:
         return {}
-    return json.loads(text)
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def safe_text(value: Any) -> Any:
+    """``value`` unchanged unless it is a string that is not valid UTF-8 (lone surrogates, such as
+    the ``\\udcff`` Python makes of a non-UTF-8 byte in a file name or argument): those are
+    written as ``\\udcff`` escapes, so every text column holds valid UTF-8 that any reader can
+    decode."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def dumps_any(value: Any, what: str = "metadata") -> str | None:

@@ -68,6 +68,7 @@ class Run(Base):
     model_ref: Mapped[str | None] = mapped_column(Text)
     model_hash: Mapped[str | None] = mapped_column(Text)
     device: Mapped[str] = mapped_column(Text, nullable=False)
+    dtype: Mapped[str | None] = mapped_column(Text)  # float32/float16/bfloat16; NULL before 0002
     backend: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[float] = mapped_column(Float, nullable=False)
     finished_at: Mapped[float | None] = mapped_column(Float)

@@ -8,7 +8,11 @@ Two text chunks are written into exported PNGs:
 
       a red circle on grass
       Negative prompt: blurry
-      Steps: 20, Sampler: ddim, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 1a2b3c4d5e, Model: default
+      Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 1a2b3c4d5e, Model: default
+
+Sampler and schedule names are A1111's (and ComfyUI's in its graphs): :data:`A1111_SAMPLERS`,
+:data:`COMFYUI_SAMPLERS` and their schedule tables map every one of them onto the studio's
+scheduler and schedule names (``plugins.diffusion_common.schedulers``) and back.
 
 Chunks are inserted into the existing PNG byte stream (no re-encoding, pixels untouched).  Reading
 uses Pillow and understands our JSON, A1111 ``parameters`` text and ComfyUI's ``prompt`` graph.
@@ -30,18 +34,173 @@ OUR_KEY = "implicit_studio"
 A1111_KEY = "parameters"
 FORMAT = "implicit-studio/1"
 
-# our parameter name(s) -> A1111 label, in A1111's usual order
-_A1111_FIELDS: list[tuple[tuple[str, ...], str]] = [
-    (("steps", "num_inference_steps"), "Steps"),
-    (("sampler", "scheduler", "sampler_name"), "Sampler"),
-    (("guidance_scale", "cfg_scale", "cfg", "guidance"), "CFG scale"),
-    (("seed",), "Seed"),
-    (("strength", "denoising_strength", "denoise"), "Denoising strength"),
-]
+# ----------------------------------------------------------------------------- sampler names
+
+#: The studio's scheduler name -> A1111's sampler label (and the schedule type it implies).
+A1111_SAMPLERS: dict[str, str] = {
+    "ddim": "DDIM", "ddpm": "DDPM", "euler": "Euler", "euler-a": "Euler a", "heun": "Heun", "lms": "LMS",
+    "dpm2": "DPM2", "dpmpp-2m": "DPM++ 2M", "dpmpp-2m-karras": "DPM++ 2M",
+    "dpmpp-2m-sde": "DPM++ 2M SDE", "dpmpp-3m-sde": "DPM++ 3M SDE", "dpmpp-2s": "DPM++ 2S", "deis": "DEIS",
+    "pndm": "PLMS", "lcm": "LCM", "unipc": "UniPC",
+}
+#: The studio's schedule name -> A1111's "Schedule type" (the model's default writes none).
+A1111_SCHEDULES: dict[str, str] = {"karras": "Karras", "exponential": "Exponential", "beta": "Beta",
+                                   "trailing": "Simple", "leading": "DDIM"}
+#: Every A1111 (and Forge) sampler label, lower case -> (studio scheduler, exact?). Samplers diffusers
+#: has no solver for map onto the nearest one the studio has, marked inexact.
+A1111_TO_STUDIO: dict[str, tuple[str, bool]] = {
+    "ddim": ("ddim", True), "ddpm": ("ddpm", True), "euler": ("euler", True), "euler a": ("euler-a", True),
+    "heun": ("heun", True), "lms": ("lms", True), "dpm2": ("dpm2", True), "dpm2 a": ("euler-a", False),
+    "dpm++ 2m": ("dpmpp-2m", True), "dpm++ 2m sde": ("dpmpp-2m-sde", True), "dpm++ 3m sde": ("dpmpp-3m-sde", True),
+    "dpm++ 2s": ("dpmpp-2s", True), "deis": ("deis", True), "plms": ("pndm", True), "lcm": ("lcm", True),
+    "unipc": ("unipc", True),
+    "dpm++ 2s a": ("dpmpp-2s", False), "dpm++ sde": ("dpmpp-2m-sde", False), "dpm++ 2m sde heun": ("dpmpp-2m-sde", False),
+    "dpm++ 2m sde gpu": ("dpmpp-2m-sde", False), "dpm++ 3m sde gpu": ("dpmpp-3m-sde", False),
+    "dpm fast": ("euler", False), "dpm adaptive": ("euler", False), "restart": ("euler", False),
+    "ddim cfg++": ("ddim", False), "euler cfg++": ("euler", False), "euler a cfg++": ("euler-a", False),
+    "heun++": ("heun", False), "ipndm": ("pndm", False), "ipndm_v": ("pndm", False),
+}
+#: Every A1111 schedule type, lower case -> (studio schedule, exact?).
+A1111_SCHEDULE_TO_STUDIO: dict[str, tuple[str, bool]] = {
+    "automatic": ("default", True), "uniform": ("default", True), "normal": ("default", True),
+    "karras": ("karras", True), "exponential": ("exponential", True), "beta": ("beta", True),
+    "simple": ("trailing", True), "sgm uniform": ("trailing", True), "ddim": ("leading", True),
+    "polyexponential": ("exponential", False), "kl optimal": ("default", False),
+    "align your steps": ("default", False), "align your steps gits": ("default", False),
+    "align your steps 11": ("default", False), "align your steps 32": ("default", False),
+    "turbo": ("trailing", False),
+}
+#: The studio's scheduler -> ComfyUI's sampler_name.
+COMFYUI_SAMPLERS: dict[str, str] = {
+    "ddim": "ddim", "ddpm": "ddpm", "euler": "euler", "euler-a": "euler_ancestral", "heun": "heun", "lms": "lms",
+    "dpm2": "dpm_2", "dpmpp-2m": "dpmpp_2m", "dpmpp-2m-karras": "dpmpp_2m",
+    "dpmpp-2m-sde": "dpmpp_2m_sde", "dpmpp-3m-sde": "dpmpp_3m_sde", "dpmpp-2s": "dpmpp_2s_ancestral",
+    "deis": "deis", "pndm": "ipndm", "lcm": "lcm", "unipc": "uni_pc",
+}
+#: The studio's schedule -> ComfyUI's scheduler.
+COMFYUI_SCHEDULES: dict[str, str] = {"default": "normal", "karras": "karras", "exponential": "exponential",
+                                     "beta": "beta", "trailing": "simple", "leading": "ddim_uniform"}
+#: Every ComfyUI sampler_name -> (studio scheduler, exact?).
+COMFYUI_TO_STUDIO: dict[str, tuple[str, bool]] = {
+    "ddim": ("ddim", True), "ddpm": ("ddpm", True), "euler": ("euler", True), "euler_ancestral": ("euler-a", True),
+    "heun": ("heun", True), "lms": ("lms", True), "dpm_2": ("dpm2", True), "dpm_2_ancestral": ("euler-a", False),
+    "dpmpp_2m": ("dpmpp-2m", True), "dpmpp_2m_sde": ("dpmpp-2m-sde", True), "dpmpp_2m_sde_gpu": ("dpmpp-2m-sde", True),
+    "dpmpp_3m_sde": ("dpmpp-3m-sde", True), "dpmpp_3m_sde_gpu": ("dpmpp-3m-sde", True), "deis": ("deis", True),
+    "lcm": ("lcm", True), "uni_pc": ("unipc", True),
+    "dpmpp_2s_ancestral": ("dpmpp-2s", False), "dpmpp_2s_ancestral_cfg_pp": ("dpmpp-2s", False),
+    "dpmpp_sde": ("dpmpp-2m-sde", False), "dpmpp_sde_gpu": ("dpmpp-2m-sde", False),
+    "dpmpp_2m_cfg_pp": ("dpmpp-2m", False), "dpmpp_2m_sde_heun": ("dpmpp-2m-sde", False),
+    "dpmpp_2m_sde_heun_gpu": ("dpmpp-2m-sde", False), "dpmpp_3m_sde_cfg_pp": ("dpmpp-3m-sde", False),
+    "euler_cfg_pp": ("euler", False), "euler_ancestral_cfg_pp": ("euler-a", False), "heunpp2": ("heun", False),
+    "dpm_fast": ("euler", False), "dpm_adaptive": ("euler", False), "ipndm": ("pndm", False),
+    "ipndm_v": ("pndm", False), "uni_pc_bh2": ("unipc", False), "res_multistep": ("dpmpp-2m", False),
+    "res_multistep_cfg_pp": ("dpmpp-2m", False), "res_multistep_ancestral": ("euler-a", False),
+    "res_multistep_ancestral_cfg_pp": ("euler-a", False), "gradient_estimation": ("euler", False),
+    "gradient_estimation_cfg_pp": ("euler", False), "er_sde": ("dpmpp-2m-sde", False), "seeds_2": ("dpmpp-2m-sde", False),
+    "seeds_3": ("dpmpp-3m-sde", False), "sa_solver": ("dpmpp-2m-sde", False), "sa_solver_pece": ("dpmpp-2m-sde", False),
+    "lcm_cfg_pp": ("lcm", False),
+}
+#: Every ComfyUI scheduler -> (studio schedule, exact?).
+COMFYUI_SCHEDULE_TO_STUDIO: dict[str, tuple[str, bool]] = {
+    "normal": ("default", True), "karras": ("karras", True), "exponential": ("exponential", True),
+    "beta": ("beta", True), "simple": ("trailing", True), "sgm_uniform": ("trailing", True),
+    "ddim_uniform": ("leading", True), "linear_quadratic": ("default", False), "kl_optimal": ("default", False),
+}
+#: diffusers scheduler class -> the studio's scheduler name (what "Model default" is).
+CLASS_TO_STUDIO = {
+    "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "EulerDiscreteScheduler": "euler",
+    "EulerAncestralDiscreteScheduler": "euler-a", "HeunDiscreteScheduler": "heun", "LMSDiscreteScheduler": "lms",
+    "KDPM2DiscreteScheduler": "dpm2",
+    "DPMSolverMultistepScheduler": "dpmpp-2m", "DPMSolverSinglestepScheduler": "dpmpp-2s",
+    "DEISMultistepScheduler": "deis", "PNDMScheduler": "pndm", "LCMScheduler": "lcm",
+    "UniPCMultistepScheduler": "unipc",
+}
+
+
+def _studio_names(scheduler: str | None, schedule: str | None, scheduler_class: str | None) -> tuple[str, str]:
+    """The studio's (scheduler, schedule) with "default" named after the model's scheduler class
+    and the Karras pair spelt out."""
+    name = (scheduler or "default").strip().lower()
+    if name == "default":
+        name = CLASS_TO_STUDIO.get(scheduler_class or "", "")
+    sched = (schedule or "default").strip().lower()
+    if name == "dpmpp-2m-karras" and sched == "default":
+        sched = "karras"
+    return name, sched
+
+
+def sampler_to_a1111(scheduler: str | None, schedule: str | None = None,
+                     scheduler_class: str | None = None) -> tuple[str | None, str | None]:
+    """(A1111 "Sampler", A1111 "Schedule type" or None) for a studio scheduler and schedule;
+    ``"default"`` is named after the model's own scheduler class when it is known."""
+    name, sched = _studio_names(scheduler, schedule, scheduler_class)
+    return A1111_SAMPLERS.get(name), A1111_SCHEDULES.get(sched)
+
+
+def sampler_to_comfyui(scheduler: str | None, schedule: str | None = None,
+                       scheduler_class: str | None = None) -> tuple[str | None, str]:
+    """(ComfyUI sampler_name, ComfyUI scheduler) for a studio scheduler and schedule."""
+    name, sched = _studio_names(scheduler, schedule, scheduler_class)
+    return COMFYUI_SAMPLERS.get(name), COMFYUI_SCHEDULES.get(sched, "normal")
+
+
+def _to_studio(who: str, sampler_key: str, sampler_label: str, schedule_key: str, schedule_label: str,
+               samplers: dict[str, tuple[str, bool]], schedules: dict[str, tuple[str, bool]]):
+    """(studio scheduler or None, studio schedule, notes) from another tool's names (looked up by
+    their keys in that tool's tables)."""
+    notes: list[str] = []
+    name = None
+    found = samplers.get(sampler_key)
+    if found is None:
+        if sampler_label:
+            notes.append(f"{who}sampler {sampler_label!r} is not one the studio knows; the scheduler is left as it was")
+    else:
+        name = found[0]
+        if not found[1]:
+            notes.append(f"{who}sampler {sampler_label!r} has no diffusers solver: restored as the nearest, "
+                         f"{A1111_SAMPLERS.get(name, name)}")
+    schedule = "default"
+    if schedule_key:
+        sfound = schedules.get(schedule_key)
+        if sfound is None:
+            notes.append(f"{who}schedule {schedule_label!r} is not one the studio knows; the model's default is used")
+        else:
+            schedule = sfound[0]
+            if not sfound[1]:
+                notes.append(f"{who}schedule {schedule_label!r} has no diffusers equivalent: restored as "
+                             f"{A1111_SCHEDULES.get(schedule, 'the model default')}")
+    if name is None:
+        return None, schedule, notes
+    if name == "dpmpp-2m" and schedule == "karras":
+        name, schedule = "dpmpp-2m-karras", "default"  # the studio's own name for the pair
+    return name, schedule, notes
+
+
+def sampler_from_a1111(sampler: str | None, schedule_type: str | None = None) -> tuple[str | None, str, list[str]]:
+    """(studio scheduler or None, studio schedule, notes) for an A1111 sampler label and schedule
+    type, including old labels that carry the schedule ("DPM++ 2M Karras")."""
+    label = (sampler or "").strip()
+    key = label.lower()
+    sched_key = (schedule_type or "").strip().lower()
+    if key not in A1111_TO_STUDIO:
+        for suffix in (" karras", " exponential"):
+            if key.endswith(suffix) and key[:-len(suffix)] in A1111_TO_STUDIO:
+                key, sched_key = key[:-len(suffix)], sched_key or suffix.strip()
+                break
+    return _to_studio("", key, label, sched_key, schedule_type or sched_key, A1111_TO_STUDIO, A1111_SCHEDULE_TO_STUDIO)
+
+
+def sampler_from_comfyui(sampler_name: str | None, scheduler: str | None = None) -> tuple[str | None, str, list[str]]:
+    """(studio scheduler or None, studio schedule, notes) for ComfyUI's KSampler sampler_name
+    and scheduler."""
+    name, sched = (sampler_name or "").strip(), (scheduler or "").strip()
+    return _to_studio("ComfyUI ", name, name, sched, sched, COMFYUI_TO_STUDIO, COMFYUI_SCHEDULE_TO_STUDIO)
+
+
 _PROMPT_KEYS = ("prompt",)
 _NEGATIVE_KEYS = ("negative_prompt", "negative")
+_GUIDANCE_KEYS = ("guidance", "guidance_scale", "cfg_scale", "cfg")
 _SIZE_KEYS = ("width", "height")
-
 # A1111 label -> key of the parsed dict
 _PARSE_NAMES = {
     "steps": "steps", "sampler": "sampler", "cfg scale": "cfg_scale", "seed": "seed",
@@ -70,6 +229,18 @@ def _title(key: str) -> str:
     return t[:1].upper() + t[1:]
 
 
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _model_hash10(value: Any) -> str | None:
+    """A1111's short model hash: the first 10 hex digits of the sha256 (any "sha256:" prefix dropped)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().split(":", 1)[-1]
+    return text[:10] if re.fullmatch(r"[0-9a-fA-F]{10,}", text) else None
+
+
 def format_parameters(
     params: dict[str, Any],
     *,
@@ -79,43 +250,68 @@ def format_parameters(
     model: str | None = None,
     model_hash: str | None = None,
     extra: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> str:
-    """A1111-style ``parameters`` text for ``params`` (prompt, negative prompt, settings line).
+    """A1111-style ``parameters`` text for ``params`` (prompt, negative prompt, settings line),
+    in A1111's field names and order: ``Steps, Sampler, Schedule type, CFG scale, Seed, Size,
+    Model hash, Model, Denoising strength, Clip skip``.
 
-    Known names (prompt, negative_prompt, steps, scheduler/sampler, guidance_scale, seed,
-    width/height, strength) map to A1111's labels; other scalar parameters follow as
-    ``Title case: value``; nested values are left out (they are in our JSON chunk).
+    ``meta`` is the result's own record (what the tool actually used: the image size, the
+    model's scheduler class for "Model default", the model hash); ``width``/``height`` are the
+    picture's pixels, used when neither the record nor the parameters give the generated size.
+    Denoising strength is written only when an init image was given (A1111 writes it for
+    img2img only). A diffusion tool's other parameters are left out (they are in our JSON chunk);
+    other tools' scalar parameters follow as ``Title case: value``.
     """
     params = dict(params or {})
+    meta = dict(meta or {})
+    if seed is None and isinstance(meta.get("seed"), int):
+        seed = meta["seed"]
     if seed is None and isinstance(params.get("seed"), int):
         seed = params["seed"]
     prompt = next((params[k] for k in _PROMPT_KEYS if isinstance(params.get(k), str)), "")
     negative = next((params[k] for k in _NEGATIVE_KEYS if isinstance(params.get(k), str)), None)
-    used = set(_PROMPT_KEYS) | set(_NEGATIVE_KEYS) | {"seed"}
+    diffusion = "steps" in params or "scheduler" in params
     items: list[tuple[str, Any]] = []
-    for keys, label in _A1111_FIELDS:
-        if label == "Seed":
-            if seed is not None:
-                items.append(("Seed", seed))
-            continue
-        for k in keys:
-            if k in params and params[k] is not None and not isinstance(params[k], (dict, list)):
-                items.append((label, params[k]))
-                used.update(keys)
-                break
-    w = width if width is not None else params.get("width")
-    h = height if height is not None else params.get("height")
-    if isinstance(w, int) and isinstance(h, int):
+    steps = params.get("steps", params.get("num_inference_steps"))
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        items.append(("Steps", steps))
+    sampler_value = params.get("scheduler", params.get("sampler"))
+    if isinstance(sampler_value, str):
+        sampler, schedule_type = sampler_to_a1111(sampler_value, params.get("schedule"),
+                                                  meta.get("scheduler_class"))
+        if sampler:
+            items.append(("Sampler", sampler))
+        if schedule_type:
+            items.append(("Schedule type", schedule_type))
+    cfg = next((params[k] for k in _GUIDANCE_KEYS if isinstance(params.get(k), (int, float))
+                and not isinstance(params.get(k), bool)), None)
+    if cfg is not None:
+        items.append(("CFG scale", cfg))
+    if seed is not None:
+        items.append(("Seed", seed))
+    w = _positive_int(meta.get("width")) or _positive_int(params.get("width")) or _positive_int(width)
+    h = _positive_int(meta.get("height")) or _positive_int(params.get("height")) or _positive_int(height)
+    if w and h:
         items.append(("Size", f"{w}x{h}"))
-        used.update(_SIZE_KEYS)
-    if model_hash:
-        items.append(("Model hash", model_hash[:10]))
+    short = _model_hash10(model_hash) or _model_hash10(meta.get("model_hash"))
+    if short:
+        items.append(("Model hash", short))
+    model = model or meta.get("model") or params.get("model")
     if model:
         items.append(("Model", Path(str(model)).name or str(model)))
-    for k, v in params.items():
-        if k in used or isinstance(v, (dict, list)) or v is None:
-            continue
-        items.append((_title(k), v))
+    strength = next((params[k] for k in ("strength", "denoising_strength", "denoise") if k in params), None)
+    if isinstance(strength, (int, float)) and params.get("init_image") not in (None, ""):
+        items.append(("Denoising strength", strength))
+    clip_skip = params.get("clip_skip")
+    if isinstance(clip_skip, int) and not isinstance(clip_skip, bool) and clip_skip > 0:
+        items.append(("Clip skip", clip_skip + 1))  # A1111 counts the last layer as 1
+    used = set(_PROMPT_KEYS) | set(_NEGATIVE_KEYS) | set(_GUIDANCE_KEYS) | set(_SIZE_KEYS) | {"seed"}
+    if not diffusion:
+        for k, v in params.items():
+            if k in used or isinstance(v, (dict, list)) or v is None:
+                continue
+            items.append((_title(k), v))
     for k, v in (extra or {}).items():
         items.append((k, v))
     lines = [prompt]
@@ -230,6 +426,8 @@ def parse_comfyui_prompt(graph: dict) -> dict[str, Any]:
                      ("scheduler", "schedule_type"), ("denoise", "denoising_strength")):
         if isinstance(inputs.get(src), (int, float, str)):
             out[dst] = inputs[src]
+    if isinstance(out.get("denoising_strength"), (int, float)) and out["denoising_strength"] >= 1.0:
+        del out["denoising_strength"]  # ComfyUI writes denoise 1.0 on plain text-to-image
     pos = follow(inputs.get("positive"))
     neg = follow(inputs.get("negative"))
     if isinstance(pos, str):
@@ -292,7 +490,8 @@ def _text_chunk(key: str, value: str) -> bytes:
     try:
         return _chunk(b"tEXt", kw + b"\0" + value.encode("latin-1"))
     except UnicodeEncodeError:
-        return _chunk(b"iTXt", kw + b"\0\0\0\0\0" + value.encode("utf-8"))
+        # lone surrogates (from non-UTF-8 file names or text) are written as \\udcff escapes
+        return _chunk(b"iTXt", kw + b"\0\0\0\0\0" + value.encode("utf-8", "backslashreplace"))
 
 
 def add_png_text(png: bytes, texts: dict[str, str]) -> bytes:
@@ -347,12 +546,12 @@ def png_for_run(png: bytes, run, result=None) -> bytes:
     implicit = our_json(tool_id=run.tool_id, params=run.params, seed=run.seed, plugin=run.plugin,
                         plugin_version=run.plugin_version, model_ref=run.model_ref,
                         model_hash=run.model_hash, device=run.device, backend=run.backend,
-                        **extra)
+                        **({"dtype": run.dtype} if getattr(run, "dtype", None) else {}), **extra)
     width = getattr(result, "width", None)
     height = getattr(result, "height", None)
     text = format_parameters(run.params, seed=run.seed, width=width, height=height,
                              model=run.model_ref, model_hash=run.model_hash,
-                             extra={"Tool": run.tool_id})
+                             meta=getattr(result, "metadata", None) or {}, extra={"Tool": run.tool_id})
     return write_png_metadata(png, implicit=implicit, parameters=text)
 
 
@@ -381,25 +580,45 @@ class PngMetadata:
     source: str | None = None  # "implicit-studio", "a1111", "comfyui" or None
 
     def restore(self) -> tuple[str | None, dict[str, Any], int | None]:
-        """``(tool_id, params, seed)`` to restore in the window.
+        """``(tool_id, params, seed)`` to restore in the window or on the command line.
 
         Our JSON gives the exact tool and parameters. Otherwise A1111/ComfyUI settings are mapped
-        onto text-to-image parameter names: prompt, negative_prompt, steps, guidance_scale,
-        scheduler, width, height, strength (tool id None: the caller picks text-to-image or, with
-        a denoising strength, an image-to-image tool).
-        """
+        onto the text-to-image tool's parameter names: prompt, negative_prompt, steps, guidance
+        (CFG), scheduler and schedule (every A1111 and ComfyUI sampler/schedule name, see
+        :func:`sampler_from_a1111`), width, height, clip_skip and, for img2img, strength (tool id
+        None: the caller picks text-to-image or an image-to-image tool). :meth:`restore_notes`
+        says what could only be restored approximately."""
+        tool, params, seed, _ = self._restore()
+        return tool, params, seed
+
+    def restore_notes(self) -> list[str]:
+        """What :meth:`restore` could not restore exactly (samplers diffusers has no solver for...)."""
+        return self._restore()[3]
+
+    def _restore(self) -> tuple[str | None, dict[str, Any], int | None, list[str]]:
         if self.implicit and isinstance(self.implicit.get("params"), dict):
-            return (self.implicit.get("tool_id"), dict(self.implicit["params"]),
-                    self.implicit.get("seed"))
+            return (self.implicit.get("tool_id"), dict(self.implicit["params"]), self.implicit.get("seed"), [])
         if not self.parameters:
-            return None, {}, None
+            return None, {}, None, []
         p = self.parameters
         mapping = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps": "steps",
-                   "cfg_scale": "guidance_scale", "sampler": "scheduler", "width": "width",
-                   "height": "height", "denoising_strength": "strength"}
+                   "cfg_scale": "guidance", "width": "width", "height": "height", "denoising_strength": "strength"}
         params = {dst: p[src] for src, dst in mapping.items() if src in p}
+        if isinstance(params.get("guidance"), int):
+            params["guidance"] = float(params["guidance"])
+        notes: list[str] = []
+        if self.source == "comfyui":
+            scheduler, schedule, notes = sampler_from_comfyui(p.get("sampler"), p.get("schedule_type"))
+        else:
+            scheduler, schedule, notes = sampler_from_a1111(p.get("sampler"), p.get("schedule_type"))
+        if scheduler is not None:
+            params["scheduler"] = scheduler
+        if scheduler is not None or p.get("schedule_type"):
+            params["schedule"] = schedule
+        if isinstance(p.get("clip_skip"), int) and p["clip_skip"] >= 1:
+            params["clip_skip"] = p["clip_skip"] - 1  # A1111 counts the last layer as 1
         seed = p.get("seed") if isinstance(p.get("seed"), int) else None
-        return None, params, seed
+        return None, params, seed, notes
 
 
 def _json_or_none(text: str | None):

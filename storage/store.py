@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from . import jsonutil
+from . import filestore, jsonutil, rows
 from .errors import (
     CorruptDatabaseError,
     DiskFullError,
@@ -39,8 +40,8 @@ from .errors import (
     RunNotFoundError,
     StorageError,
 )
-from .filestore import TEMP_PREFIX, FileStore, normalise_ext
-from .migrations import HEAD_REVISION, KNOWN_REVISIONS
+from .filestore import TEMP_PREFIX, FileStore, normalise_ext, os_error_to_storage
+from .migrations import HEAD_REVISION, KNOWN_REVISIONS, READABLE_REVISIONS
 from .models import (
     FTS_TABLE,
     CanvasEdit,
@@ -51,9 +52,11 @@ from .models import (
     RunTag,
     SessionMeta,
 )
+from .owners import RunLock, RunOwners
 from .types import (
     CanvasState,
     IntegrityReport,
+    InterruptedRun,
     NewResult,
     OrphanReport,
     ResultInfo,
@@ -61,12 +64,16 @@ from .types import (
     SessionInfo,
 )
 
+_log = logging.getLogger("implicit_studio.storage")
+
 DB_NAME = "session.db"
 FILES_DIR = "files"
 BACKUP_DIR = "backups"
 CANVAS_EXT = "edit"
 FINISHED_STATUSES = ("ok", "failed", "cancelled")
 DEFAULT_ARCHIVE_LIMIT = 4 * 1024**3
+#: A temporary file younger than this may be a write under way in another process (collect_orphans).
+TEMP_GRACE_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _runs = Run.__table__
@@ -90,8 +97,9 @@ def _translate_db_error(exc: BaseException, folder: Path, what: str) -> StorageE
     if "malformed" in msg or "not a database" in msg or code in (11, 26):
         return CorruptDatabaseError(
             f"The session database in {folder} is damaged ({orig}); {what} failed. The file was "
-            f"left as it is; result files in {folder / FILES_DIR} are untouched. Restore a copy "
-            f"from {folder / BACKUP_DIR} or from an exported archive, or start a new session."
+            f"left as it is; result files in {folder / FILES_DIR} are untouched. 'implicit-studio "
+            f"session repair --session {folder}' copies every readable run and file into a new "
+            f"session (or restore a copy from {folder / BACKUP_DIR} or an exported archive)."
         )
     if "full" in msg or code == 13:
         return DiskFullError(
@@ -100,8 +108,14 @@ def _translate_db_error(exc: BaseException, folder: Path, what: str) -> StorageE
         )
     if "readonly" in msg or "read-only" in msg or code == 8:
         return ReadOnlySessionError(
-            f"The session in {folder} is read-only, so {what} could not be saved. Open it with "
-            "readonly=True to look at it, or copy the folder somewhere writable."
+            f"The session in {folder} is read-only, so {what} could not be saved. It can still "
+            "be opened read-only to look at it (the history and export commands do), or copied "
+            "somewhere writable."
+        )
+    if ("disk i/o error" in msg or code == 10) and _nearly_full(folder):
+        return DiskFullError(
+            f"The disk is full: {what} could not be saved in {folder}. Nothing already saved in "
+            "the session was lost; free some space and try again."
         )
     if "locked" in msg or "busy" in msg:
         return StorageError(
@@ -111,9 +125,20 @@ def _translate_db_error(exc: BaseException, folder: Path, what: str) -> StorageE
     if "unable to open" in msg:
         return ReadOnlySessionError(
             f"The session database in {folder} cannot be opened for writing ({orig}). Check the "
-            "folder's permissions, or open it with readonly=True."
+            "folder's permissions; reading commands (history, export) open it read-only."
         )
     return StorageError(f"{what} failed in the session {folder}: {orig}")
+
+
+def _nearly_full(folder: Path, margin: int = 64 * 1024**2) -> bool:
+    """True when the disk holding ``folder`` has less than ``margin`` bytes free (SQLite reports
+    a write that ran out of space as a plain "disk I/O error")."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def check_db_header(db: Path, folder: Path) -> None:
@@ -143,6 +168,30 @@ def check_db_header(db: Path, folder: Path) -> None:
         )
 
 
+def _hot_journal(db: Path) -> bool:
+    """A rollback journal left by a process killed in the middle of a transaction."""
+    journal = db.with_name(db.name + "-journal")
+    try:
+        return journal.is_file() and journal.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _revision_number(revision: str) -> int:
+    """The number a revision id starts with ("0002_add_x" -> 2); -1 when it has none."""
+    m = re.match(r"\d+", revision or "")
+    return int(m.group()) if m else -1
+
+
+def _interrupted_message(tool_id: str, plugin: str, fatal: str | None) -> str:
+    if fatal:
+        return (f"Interrupted: the application crashed ({fatal}) while tool {tool_id!r} of plugin "
+                f"{plugin!r} was running; if it happens again, disable that plugin "
+                f"('implicit-studio plugins disable {plugin}').")
+    return (f"Interrupted: the application stopped before this run finished (it was closed, "
+            f"killed or crashed while tool {tool_id!r} of plugin {plugin!r} was running).")
+
+
 def _fts_query(text_: str) -> str | None:
     tokens = re.findall(r"\w+", text_ or "", flags=re.UNICODE)
     if not tokens:
@@ -153,7 +202,17 @@ def _fts_query(text_: str) -> str | None:
 def _check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidParamsError(f"{what} must be a non-empty string, not {value!r}.")
-    return value
+    return jsonutil.safe_text(value)
+
+
+_text = jsonutil.safe_text  # every other text column: valid UTF-8, surrogates escaped
+
+
+def run_columns(has_dtype: bool = True) -> str:
+    """The columns of a ``runs`` row as :func:`storage.rows.run_info` reads them; a database of
+    revision 0001 has no ``dtype`` column (``has_dtype`` False): it reads as NULL."""
+    return SessionStore._RUN_COLS if has_dtype else SessionStore._RUN_COLS.replace(", dtype", ", NULL AS dtype")
+
 
 
 class SessionStore:
@@ -171,6 +230,9 @@ class SessionStore:
         self._closed = False
         self._writer = None
         self._reader = None
+        self.damage: tuple[str, ...] = ()  # what quick_check found wrong on open; () when sound
+        self.owners = RunOwners(self.folder)
+        self._run_locks: dict[int, RunLock] = {}
 
     @staticmethod
     def default_session_dir() -> Path:
@@ -213,24 +275,9 @@ class SessionStore:
 
     def _open(self, *, name: str | None, app_version: str, durable: bool) -> None:
         folder, db = self.folder, self.db_path
-        if self.readonly:
-            if not db.is_file():
-                raise InvalidSessionError(f"There is no session in {folder} (no {DB_NAME}).")
-        else:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ReadOnlySessionError(
-                    f"The session folder {folder} cannot be created ({exc.strerror or exc}). "
-                    "Choose a folder you can write to."
-                ) from exc
-            if not folder.is_dir():
-                raise InvalidSessionError(f"{folder} is a file, not a session folder.")
-            if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-                raise ReadOnlySessionError(
-                    f"The session folder {folder} is read-only. Open it with readonly=True to "
-                    "look at it, or copy it somewhere writable to add to it."
-                )
+        self._check_folder()
+        if _hot_journal(db):
+            self._roll_back_journal()
         if db.exists():
             if not db.is_file():
                 raise InvalidSessionError(f"{db} is not a file.")
@@ -242,17 +289,20 @@ class SessionStore:
                     f"{folder / BACKUP_DIR} or an exported archive."
                 )
         revision = self._read_revision()
-        if revision is not None and revision not in KNOWN_REVISIONS:
-            raise NewerSchemaError(
-                f"The session in {folder} was written by a newer version of Implicit Studio "
-                f"(database schema {revision!r}; this version knows up to {HEAD_REVISION!r}). "
-                "Update Implicit Studio to open it. The session was not changed."
-            )
+        self._check_revision(revision)
+        # a session of an older readable revision, opened read-only, lacks the later columns
+        self._run_cols = run_columns(revision in (None, HEAD_REVISION) or not self.readonly)
         if self.readonly:
-            if revision != HEAD_REVISION:
+            if revision is None:
+                raise InvalidSessionError(
+                    f"There is no session in {folder} yet: its creation was interrupted before "
+                    "anything was saved. Opening it for writing (a run) finishes creating it."
+                )
+            if revision not in READABLE_REVISIONS:
                 raise StorageError(
                     f"The session in {folder} uses an older database schema ({revision!r}) and "
-                    "must be upgraded before it can be read; open it once without readonly=True."
+                    "must be upgraded before it can be read: open it once for writing (for "
+                    "example with a run) in a folder you can write to."
                 )
             immutable = not os.access(folder, os.W_OK)
             self._reader = self._make_engine(readonly=True, immutable=immutable, durable=durable)
@@ -261,11 +311,88 @@ class SessionStore:
                 self._migrate(revision, name=name, app_version=app_version)
             self._writer = self._make_engine(readonly=False, immutable=False, durable=durable)
             self._reader = self._make_engine(readonly=True, immutable=False, durable=durable)
+        self.damage = self._quick_check()
+        if self.damage:
+            return  # reads go on where they can; writes are refused (see _need_writable)
         try:
             self.info()
         except StorageError:
             self.close()
             raise
+
+    def _check_folder(self) -> None:
+        folder, db = self.folder, self.db_path
+        if folder.exists() and not folder.is_dir():
+            raise InvalidSessionError(
+                f"{folder} is a file, not a session folder. Give a folder (it is created if it "
+                "does not exist yet)."
+            )
+        if self.readonly:
+            if not db.is_file():
+                raise InvalidSessionError(f"There is no session in {folder} (no {DB_NAME}).")
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReadOnlySessionError(
+                f"The session folder {folder} cannot be created ({exc.strerror or exc}). "
+                "Choose a folder you can write to."
+            ) from exc
+        if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise ReadOnlySessionError(
+                f"The session folder {folder} is read-only, so nothing can be added to it. It "
+                "can still be opened read-only to look at it (the history and export commands "
+                "do); copy it somewhere writable to add to it."
+            )
+
+    def _roll_back_journal(self) -> None:
+        """Undo the half-written transaction a killed process left in a rollback journal.
+
+        SQLite does this on the first read of a connection that may write; a read-only
+        connection cannot, and would fail on every open.
+        """
+        if not os.access(self.folder, os.W_OK):
+            raise ReadOnlySessionError(
+                f"The session in {self.folder} was interrupted while it was being written and must "
+                f"be recovered before it can be read ({DB_NAME}-journal is left over), which "
+                "needs a folder that can be written to. Copy the folder somewhere writable "
+                "(with that file) and open it there."
+            )
+        try:
+            conn = sqlite3.connect(str(self.db_path), timeout=10.0)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise _translate_db_error(exc, self.folder, "Recovering the interrupted write") from exc
+
+    def _check_revision(self, revision: str | None) -> None:
+        if revision is None or revision in KNOWN_REVISIONS:
+            return
+        if _revision_number(revision) > _revision_number(HEAD_REVISION):
+            raise NewerSchemaError(
+                f"The session in {self.folder} was written by a newer version of Implicit Studio "
+                f"(database schema {revision!r}; this version knows up to {HEAD_REVISION!r}). "
+                "Update Implicit Studio to open it. The session was not changed."
+            )
+        raise NewerSchemaError(
+            f"The session in {self.folder} has a database schema revision ({revision!r}) that no "
+            f"version of Implicit Studio wrote (this version knows "
+            f"{', '.join(KNOWN_REVISIONS)}): it was changed by another program or damaged. The "
+            "session was not changed; 'implicit-studio session repair' copies what it can read "
+            "into a new session."
+        )
+
+    def _quick_check(self) -> tuple[str, ...]:
+        """SQLite's ``quick_check`` (every page and row readable, in order): ``()`` when the
+        database is sound, else what it found."""
+        try:
+            with self._reader.connect() as c:
+                found = [str(r[0]) for r in c.exec_driver_sql("PRAGMA quick_check")]
+        except (sa_exc.DBAPIError, sqlite3.Error) as exc:
+            return (str(getattr(exc, "orig", exc)),)
+        return () if found == ["ok"] else tuple(" ".join(f.split()) for f in found)
 
     def _has_files(self) -> bool:
         return any(True for _ in self.files.iter_files())
@@ -377,6 +504,9 @@ class SessionStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            for lock in self._run_locks.values():  # runs left running: another start recovers them
+                lock.abandon()
+            self._run_locks.clear()
             for eng in (self._writer, self._reader):
                 if eng is not None:
                     eng.dispose()
@@ -409,11 +539,7 @@ class SessionStore:
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[Session]:
         """A write transaction on the single writer connection (BEGIN IMMEDIATE)."""
-        self._check_open()
-        if self.readonly or self._writer is None:
-            raise ReadOnlySessionError(
-                f"The session {self.folder} was opened read-only; {what} is not possible."
-            )
+        self._need_writable(what)
         with self._lock:
             try:
                 with Session(self._writer, expire_on_commit=False, autoflush=False) as s:
@@ -428,6 +554,13 @@ class SessionStore:
 
     def _need_writable(self, what: str) -> None:
         self._check_open()
+        if self.damage:
+            raise CorruptDatabaseError(
+                f"The session database in {self.folder} is damaged ({'; '.join(self.damage[:3])}), "
+                f"so {what} was refused: nothing more is written to it, so what it holds is not "
+                f"made worse. 'implicit-studio session repair --session {self.folder}' copies "
+                "every readable run and file into a new session and leaves this one as it is."
+            )
         if self.readonly or self._writer is None:
             raise ReadOnlySessionError(
                 f"The session {self.folder} was opened read-only; {what} is not possible."
@@ -463,7 +596,7 @@ class SessionStore:
         return SessionInfo(self.folder, name, created, version, rev)
 
     def set_name(self, name: str) -> None:
-        _check_name(name, "The session name")
+        name = _check_name(name, "The session name")
         with self._write("Renaming the session") as s:
             s.execute(update(SessionMeta).where(SessionMeta.id == 1).values(name=name))
 
@@ -483,24 +616,41 @@ class SessionStore:
         inputs: Sequence[int] = (),
         parent_run_id: int | None = None,
         started_at: float | None = None,
+        dtype: str | None = None,
     ) -> int:
         """Record the start of a run (status ``running``) and return its id.
 
         ``inputs`` are result ids the run takes; the run becomes a child of the run that made the
-        first one (override with ``parent_run_id``).
+        first one (override with ``parent_run_id``). ``dtype``: what it computes in (float32...).
         """
-        with self._write("Recording the run") as s:
-            run = self._insert_run(s, tool_id=tool_id, plugin=plugin,
-                                   plugin_version=plugin_version, params=params, seed=seed,
-                                   model_ref=model_ref, model_hash=model_hash, device=device,
-                                   backend=backend, inputs=inputs, parent_run_id=parent_run_id,
-                                   started_at=started_at)
-            return run.id
+        lock = None
+        try:
+            with self._write("Recording the run") as s:
+                run = self._insert_run(s, tool_id=tool_id, plugin=plugin,
+                                       plugin_version=plugin_version, params=params, seed=seed,
+                                       model_ref=model_ref, model_hash=model_hash, device=device,
+                                       dtype=dtype, backend=backend, inputs=inputs,
+                                       parent_run_id=parent_run_id, started_at=started_at)
+                # locked before the commit: a recovery in another process (which must wait for
+                # this transaction) never sees the run running without its owner's lock
+                lock = self._lock_run(run.id, run.tool_id, run.plugin)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        self._run_locks[run.id] = lock
+        return run.id
+
+    def _lock_run(self, run_id: int, tool_id: str, plugin: str) -> RunLock:
+        try:
+            return self.owners.acquire(run_id, tool_id, plugin)
+        except OSError as exc:
+            raise os_error_to_storage(exc, f"The lock file of run {run_id}") from exc
 
     def _insert_run(self, s: Session, *, tool_id, plugin, plugin_version, params, seed, model_ref,
-                    model_hash, device, backend, inputs, parent_run_id, started_at) -> Run:
-        _check_name(tool_id, "The tool id")
-        _check_name(plugin, "The plugin name")
+                    model_hash, device, backend, inputs, parent_run_id, started_at, dtype=None) -> Run:
+        tool_id = _check_name(tool_id, "The tool id")
+        plugin = _check_name(plugin, "The plugin name")
         if not isinstance(plugin_version, str):
             raise InvalidParamsError(f"The plugin version must be a string, not {plugin_version!r}.")
         params_json = jsonutil.dumps_params(params)
@@ -519,9 +669,10 @@ class SessionStore:
             parent_run_id = input_runs[inputs[0]]
         elif parent_run_id is not None and s.get(Run, parent_run_id) is None:
             raise RunNotFoundError(f"Parent run {parent_run_id} does not exist in {self.folder}.")
-        run = Run(tool_id=tool_id, plugin=plugin, plugin_version=plugin_version,
-                  params_json=params_json, seed=seed, model_ref=model_ref, model_hash=model_hash,
-                  device=device or "cpu", backend=backend,
+        run = Run(tool_id=tool_id, plugin=plugin, plugin_version=_text(plugin_version),
+                  params_json=params_json, seed=seed, model_ref=_text(model_ref),
+                  model_hash=_text(model_hash), device=_text(device or "cpu"), dtype=_text(dtype),
+                  backend=_text(backend),
                   started_at=time.time() if started_at is None else float(started_at),
                   status="running", parent_run_id=parent_run_id)
         s.add(run)
@@ -545,6 +696,7 @@ class SessionStore:
             self._need_run_exists(run_id)
             stored = self.files.put(spec.data, spec.ext)
             with self._write("Saving the result") as s:
+                self._keep_files([(stored, spec.data)])
                 if s.get(Run, run_id) is None:
                     raise RunNotFoundError(f"Run {run_id} does not exist in {self.folder}.")
                 pos = s.execute(select(func.count()).select_from(_results)
@@ -553,6 +705,14 @@ class SessionStore:
                 s.add(row)
                 s.flush()
                 return row.id
+
+    def _keep_files(self, stored: list[tuple[Any, bytes]]) -> None:
+        """Inside a write transaction (no orphan collection can run meanwhile): write again any
+        file that an orphan collection removed between its write and this transaction (identical
+        content already present is reused without writing, so it may have been unreferenced)."""
+        for st, data in stored:
+            if not st.path.is_file():
+                self.files.put(data, st.ext)
 
     @staticmethod
     def _check_result(spec: NewResult) -> None:
@@ -576,7 +736,7 @@ class SessionStore:
 
     @staticmethod
     def _result_row(run_id: int, pos: int, spec: NewResult, stored) -> Result:
-        return Result(run_id=run_id, position=pos, kind=spec.kind, sha256=stored.sha256,
+        return Result(run_id=run_id, position=pos, kind=_text(spec.kind), sha256=stored.sha256,
                       ext=stored.ext, size=stored.size, width=spec.width, height=spec.height,
                       shape_json=jsonutil.dumps_any(list(spec.shape) if spec.shape is not None
                                                     else None, "shape"),
@@ -595,8 +755,11 @@ class SessionStore:
             if run is None:
                 raise RunNotFoundError(f"Run {run_id} does not exist in {self.folder}.")
             end = time.time() if finished_at is None else float(finished_at)
-            run.status, run.error, run.finished_at = status, error, end
+            run.status, run.error, run.finished_at = status, _text(error), end
             run.duration_s = max(0.0, end - run.started_at) if duration_s is None else duration_s
+        lock = self._run_locks.pop(run_id, None)
+        if lock is not None:
+            lock.release()
 
     def record_run(
         self,
@@ -618,6 +781,7 @@ class SessionStore:
         started_at: float | None = None,
         finished_at: float | None = None,
         duration_s: float | None = None,
+        dtype: str | None = None,
     ) -> int:
         """Begin + results + finish in one transaction; returns the run id once committed."""
         if status not in FINISHED_STATUSES:
@@ -633,33 +797,54 @@ class SessionStore:
         with self._lock:
             stored = [self.files.put(spec.data, spec.ext) for spec in specs]
             with self._write("Recording the run") as s:
+                self._keep_files([(st, spec.data) for st, spec in zip(stored, specs)])
                 run = self._insert_run(s, tool_id=tool_id, plugin=plugin,
                                        plugin_version=plugin_version, params=params, seed=seed,
                                        model_ref=model_ref, model_hash=model_hash, device=device,
-                                       backend=backend, inputs=inputs, parent_run_id=parent_run_id,
-                                       started_at=started_at)
+                                       dtype=dtype, backend=backend, inputs=inputs,
+                                       parent_run_id=parent_run_id, started_at=started_at)
                 for pos, (spec, st) in enumerate(zip(specs, stored)):
                     s.add(self._result_row(run.id, pos, spec, st))
                 end = time.time() if finished_at is None else float(finished_at)
-                run.status, run.error, run.finished_at = status, error, end
+                run.status, run.error, run.finished_at = status, _text(error), end
                 run.duration_s = (max(0.0, end - run.started_at) if duration_s is None
                                   else float(duration_s))
                 s.flush()
                 return run.id
 
     def recover_interrupted(self, error: str | None = None) -> list[int]:
-        """Mark runs still ``running`` (left by a process that stopped) as failed; returns ids.
+        """Mark runs left ``running`` by a process that stopped as failed; returns their ids.
 
-        Call it at start-up before any run of this process begins.
+        A run is touched only when no live process owns it (see :mod:`storage.owners`), so a
+        second process writing to the same session keeps its runs. Call it at start-up.
         """
-        msg = error or "Interrupted: the application stopped before this run finished."
+        return [r.run_id for r in self.recover_interrupted_runs(error)]
+
+    def recover_interrupted_runs(self, error: str | None = None) -> list[InterruptedRun]:
+        """Like :meth:`recover_interrupted`, with which tool and plugin each run was and the fatal
+        error its process wrote, if any (then the plugin most likely crashed the application)."""
+        found: list[InterruptedRun] = []
+        dead_logs: set[str] = set()
         with self._write("Recovering interrupted runs") as s:
-            ids = list(s.execute(select(Run.id).where(Run.status == "running")).scalars())
-            if ids:
-                now = time.time()
-                s.execute(update(Run).where(Run.id.in_(ids))
-                          .values(status="failed", error=msg, finished_at=now))
-            return ids
+            running = s.execute(select(Run.id, Run.tool_id, Run.plugin)
+                                .where(Run.status == "running")).all()
+            for run_id, tool_id, plugin in running:
+                if run_id in self._run_locks:
+                    continue  # this process's own run
+                dead, owner = self.owners.claim_if_dead(run_id)
+                if not dead:
+                    continue
+                fatal = owner.fatal_error() if owner is not None else None
+                if owner is not None and owner.fatal_log:
+                    dead_logs.add(owner.fatal_log)
+                found.append(InterruptedRun(run_id, tool_id, plugin,
+                                            owner.pid if owner is not None else None, fatal))
+                s.execute(update(Run).where(Run.id == run_id).values(
+                    status="failed", finished_at=time.time(),
+                    error=_text(error or _interrupted_message(tool_id, plugin, fatal))))
+            self.owners.sweep({r[0] for r in running})
+        self.owners.remove_logs(dead_logs)
+        return found
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run with its results, tags and lineage rows (files go at collect_orphans).
@@ -682,7 +867,8 @@ class SessionStore:
     def remove_tag(self, run_id: int, tag: str) -> None:
         with self._write("Removing the tag") as s:
             self._need_run(s, run_id)
-            s.execute(delete(RunTag).where(RunTag.run_id == run_id, RunTag.tag == tag.strip()))
+            s.execute(delete(RunTag).where(RunTag.run_id == run_id,
+                                           RunTag.tag == _text(tag).strip()))
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag in the session with how many runs carry it, most used first."""
@@ -702,7 +888,7 @@ class SessionStore:
         if note is not None and not isinstance(note, str):
             raise InvalidParamsError(f"A note is text or None, not {type(note).__name__}.")
         with self._write("Saving the note") as s:
-            self._need_run(s, run_id).note = note
+            self._need_run(s, run_id).note = _text(note)
             s.execute(text(f"UPDATE {FTS_TABLE} SET note = :n WHERE rowid = :id"),
                       {"n": jsonutil._clean(note or ""), "id": run_id})
 
@@ -718,63 +904,49 @@ class SessionStore:
     # keeps listing 100 runs within a few milliseconds.
     _RUN_COLS = ("id, tool_id, plugin, plugin_version, params_json, seed, model_ref, model_hash, "
                  "device, backend, started_at, finished_at, duration_s, status, error, "
-                 "parent_run_id, rating, note")
+                 "parent_run_id, rating, note, dtype")
     _RES_COLS = ("id, run_id, position, kind, sha256, ext, size, width, height, shape_json, "
                  "metadata_json, created_at")
 
     @staticmethod
     def _rows(c, sql: str, params: Sequence = ()) -> list[tuple]:
         c.exec_driver_sql("SELECT 1")  # make SQLAlchemy begin the read transaction
-        cur = c.connection.driver_connection.execute(sql, tuple(params))
-        try:
-            return cur.fetchall()
-        finally:
-            cur.close()
+        return rows.fetch_all(c.connection.driver_connection, sql, tuple(params))
 
     def _runs_where(self, c, where: str, params: Sequence = (), order: str = "id DESC",
                     limit: int | None = None, offset: int = 0) -> list[RunInfo]:
-        sql = f"SELECT {self._RUN_COLS} FROM runs WHERE {where} ORDER BY {order}"
+        sql = f"SELECT {self._run_cols} FROM runs WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {max(0, int(limit))} OFFSET {max(0, int(offset))}"
         return self._run_infos(c, self._rows(c, sql, params))
 
-    def _run_infos(self, c, rows: list[tuple]) -> list[RunInfo]:
-        if not rows:
+    def _run_infos(self, c, run_rows: list[tuple]) -> list[RunInfo]:
+        """Records of ``run_rows``, each read on its own: a damaged row is listed with what can
+        be read and its :attr:`RunInfo.damage`."""
+        if not run_rows:
             return []
-        ids_json = json.dumps([r[0] for r in rows])
+        ids = [r[0] for r in run_rows]
+        ids_json = json.dumps(ids)
         sub = "(SELECT value FROM json_each(?))"
-        res_by_run: dict[int, list[ResultInfo]] = {r[0]: [] for r in rows}
+        res_by_run: dict[int, list[ResultInfo]] = {i: [] for i in ids}
+        damage: dict[int, list[str]] = {i: [] for i in ids}
         for r in self._rows(c, f"SELECT {self._RES_COLS} FROM results WHERE run_id IN {sub} "
                                "ORDER BY run_id, position", (ids_json,)):
-            res_by_run[r[1]].append(self._result_info(r))
-        inputs: dict[int, list] = {r[0]: [] for r in rows}
+            res_by_run[r[1]].append(rows.result_info(r, self._files_root, damage[r[1]]))
+        inputs: dict[int, list] = {i: [] for i in ids}
         for run_id, result_id in self._rows(
                 c, f"SELECT run_id, result_id FROM run_inputs WHERE run_id IN {sub} "
                    "ORDER BY run_id, position", (ids_json,)):
             inputs[run_id].append(result_id)
-        tags: dict[int, list[str]] = {r[0]: [] for r in rows}
+        tags: dict[int, list[str]] = {i: [] for i in ids}
         for run_id, tag in self._rows(c, f"SELECT run_id, tag FROM run_tags WHERE run_id IN {sub} "
                                          "ORDER BY tag", (ids_json,)):
             tags[run_id].append(tag)
-        loads = jsonutil.loads_params
-        return [
-            RunInfo(id=r[0], tool_id=r[1], plugin=r[2], plugin_version=r[3], params=loads(r[4]),
-                    seed=r[5], model_ref=r[6], model_hash=r[7], device=r[8], backend=r[9],
-                    started_at=r[10], finished_at=r[11], duration_s=r[12], status=r[13],
-                    error=r[14], parent_run_id=r[15], rating=r[16], note=r[17],
-                    tags=tuple(tags[r[0]]), results=tuple(res_by_run[r[0]]),
-                    inputs=tuple(inputs[r[0]]))
-            for r in rows
-        ]
+        return [rows.run_info(r, res_by_run[r[0]], inputs[r[0]], tags[r[0]], damage[r[0]])
+                for r in run_rows]
 
     def _result_info(self, r: tuple) -> ResultInfo:
-        shape = None if r[9] is None else json.loads(r[9])
-        return ResultInfo(id=r[0], run_id=r[1], position=r[2], kind=r[3], sha256=r[4], ext=r[5],
-                          size=r[6], path=Path(f"{self._files_root}/{r[4][:2]}/{r[4]}.{r[5]}"),
-                          width=r[7], height=r[8],
-                          shape=tuple(shape) if shape is not None else None,
-                          metadata=(json.loads(r[10]) if r[10] else None) or {},
-                          created_at=r[11])
+        return rows.result_info(r, self._files_root, [])
 
     @property
     def _files_root(self) -> str:
@@ -825,13 +997,13 @@ class SessionStore:
 
     def get_result(self, result_id: int) -> ResultInfo:
         with self._read("Reading the result") as c:
-            rows = self._rows(c, f"SELECT {self._RES_COLS} FROM results WHERE id = ?",
-                              (result_id,))
-        if not rows:
+            found = self._rows(c, f"SELECT {self._RES_COLS} FROM results WHERE id = ?",
+                               (result_id,))
+        if not found:
             raise ResultNotFoundError(
                 f"Result {result_id} does not exist in the session {self.folder}."
             )
-        return self._result_info(rows[0])
+        return self._result_info(found[0])
 
     def result_path(self, result_id: int) -> Path:
         info = self.get_result(result_id)
@@ -885,7 +1057,7 @@ class SessionStore:
     # ------------------------------------------------------------------ canvas history
     def canvas_history(self, key: str) -> CanvasState:
         """The persisted edit list and undo pointer of a canvas (empty if never edited)."""
-        _check_name(key, "A canvas key")
+        key = _check_name(key, "A canvas key")
         with self._read("Reading the canvas history") as c:
             hist = c.execute(select(CanvasHistory.__table__)
                              .where(CanvasHistory.__table__.c.key == key)).first()
@@ -906,13 +1078,14 @@ class SessionStore:
 
     def push_canvas_edit(self, key: str, blob: bytes, label: str | None = None) -> int:
         """Append an edit after the undo pointer (dropping any redo branch); returns the new position."""
-        _check_name(key, "A canvas key")
+        key = _check_name(key, "A canvas key")
         if not isinstance(blob, (bytes, bytearray, memoryview)):
             raise InvalidParamsError("A canvas edit must be bytes.")
         self._need_writable("saving a canvas edit")
         with self._lock:
             stored = self.files.put(bytes(blob), CANVAS_EXT)
             with self._write("Saving the canvas edit") as s:
+                self._keep_files([(stored, bytes(blob))])
                 hist = s.get(CanvasHistory, key)
                 if hist is None:
                     hist = CanvasHistory(key=key, position=0, updated_at=time.time())
@@ -921,13 +1094,13 @@ class SessionStore:
                 s.execute(delete(CanvasEdit).where(CanvasEdit.key == key,
                                                    CanvasEdit.seq >= hist.position))
                 s.add(CanvasEdit(key=key, seq=hist.position, sha256=stored.sha256, ext=stored.ext,
-                                 size=stored.size, label=label, created_at=time.time()))
+                                 size=stored.size, label=_text(label), created_at=time.time()))
                 hist.position += 1
                 hist.updated_at = time.time()
                 return hist.position
 
     def _move_pointer(self, key: str, step: int) -> bytes | None:
-        _check_name(key, "A canvas key")
+        key = _check_name(key, "A canvas key")
         with self._write("Moving the canvas undo pointer") as s:
             hist = s.get(CanvasHistory, key)
             if hist is None:
@@ -957,6 +1130,7 @@ class SessionStore:
         return self._move_pointer(key, +1)
 
     def clear_canvas(self, key: str) -> None:
+        key = _text(key)
         with self._write("Clearing the canvas history") as s:
             s.execute(delete(CanvasHistory).where(CanvasHistory.key == key))
 
@@ -996,31 +1170,74 @@ class SessionStore:
                 problems.append(f"{who}: {seen[(sha, ext)]}")
         return IntegrityReport(ok=not problems, problems=tuple(problems))
 
-    def collect_orphans(self, min_age_s: float = 60.0) -> OrphanReport:
+    def collect_orphans(self, min_age_s: float = 60.0, *, temp_min_age_s: float | None = None, batch: int = 256,
+                        stop: Callable[[], bool] | None = None) -> OrphanReport:
         """Delete files no row refers to, and temporary files left by interrupted writes.
 
-        Files younger than ``min_age_s`` are kept: another process may be about to commit the row
-        that points at them.
+        Files younger than ``min_age_s`` are kept (a write may be under way). A temporary file
+        is a write under way in some process until it is ``temp_min_age_s`` old (default: the
+        larger of ``min_age_s`` and :data:`TEMP_GRACE_S`; give 0 only when no process can be
+        writing, e.g. after a crash in a test). Files are deleted in
+        batches, each inside a write transaction that first checks again that no row refers to
+        them: no process can commit a row pointing at a file while it is being deleted, and
+        writers check inside their own transaction that their files are still there. ``stop()``
+        is asked between batches (a background collection ends when the store closes).
         """
         self._need_writable("collecting orphan files")
+        with self._read() as c:
+            refs = self._referenced_files(c)
+        candidates = [path for path, parsed in self.files.iter_files()
+                      if (parsed is None and path.name.startswith(TEMP_PREFIX))
+                      or (parsed is not None and parsed not in refs)]
+        temp_age = max(min_age_s, TEMP_GRACE_S) if temp_min_age_s is None else temp_min_age_s
         removed: list[Path] = []
         freed = 0
-        with self._lock:
-            with self._read() as c:
-                refs = self._referenced_files(c)
-            for path, parsed in list(self.files.iter_files()):
-                orphan = parsed is None and path.name.startswith(TEMP_PREFIX)
-                orphan = orphan or (parsed is not None and parsed not in refs)
-                if not orphan or self.files.age_s(path) < min_age_s:
-                    continue
-                try:
-                    size = path.lstat().st_size
-                    path.unlink()
-                except OSError:
-                    continue
-                removed.append(path)
-                freed += size
+        for i in range(0, len(candidates), batch):
+            if stop is not None and stop():
+                break
+            with self._write("Collecting orphan files") as s:
+                for path in candidates[i:i + batch]:
+                    parsed = filestore.parse_name(path.name)
+                    if self.files.age_s(path) < (min_age_s if parsed is not None else temp_age) or (
+                            parsed is not None and self._is_referenced(s, *parsed)):
+                        continue
+                    try:
+                        size = path.lstat().st_size
+                        path.unlink()
+                    except OSError:
+                        continue
+                    removed.append(path)
+                    freed += size
         return OrphanReport(removed=tuple(removed), bytes_freed=freed)
+
+    @staticmethod
+    def _is_referenced(s: Session, sha256: str, ext: str) -> bool:
+        return s.execute(text(
+            "SELECT 1 FROM results WHERE sha256 = :h AND ext = :e UNION ALL "
+            "SELECT 1 FROM canvas_edits WHERE sha256 = :h AND ext = :e LIMIT 1"),
+            {"h": sha256, "e": ext}).first() is not None
+
+    def collect_orphans_in_background(self, min_age_s: float = 60.0) -> threading.Thread | None:
+        """Run :meth:`collect_orphans` on a daemon thread (start-up housekeeping: leftovers of
+        crashes are removed without delaying the window). None when the session cannot be
+        written."""
+        if self.readonly or self.damage or self._writer is None:
+            return None
+
+        def work() -> None:
+            try:
+                report = self.collect_orphans(min_age_s, stop=lambda: self._closed)
+            except StorageError as exc:
+                if not self._closed:
+                    _log.warning("collecting orphan files of %s failed: %s", self.folder, exc)
+                return
+            if report.removed:
+                _log.info("session %s: removed %d orphan files (%d bytes)", self.folder,
+                          len(report.removed), report.bytes_freed)
+
+        thread = threading.Thread(target=work, name="session-orphans", daemon=True)
+        thread.start()
+        return thread
 
     # ------------------------------------------------------------------ archives
     def export_archive(self, path: str | os.PathLike) -> Path:

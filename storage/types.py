@@ -52,6 +52,13 @@ class RunInfo:
     tags: tuple[str, ...] = ()
     results: tuple[ResultInfo, ...] = ()
     inputs: tuple[int | None, ...] = ()  # result ids, in order; None if that result was deleted
+    damage: tuple[str, ...] = ()  # what could not be read from a damaged row ("parameters: ...")
+    dtype: str | None = None  # what it computed in (float32, float16, bfloat16); None: not recorded
+
+    @property
+    def damaged(self) -> bool:
+        """True when part of this run's record could not be read (see :attr:`damage`)."""
+        return bool(self.damage)
 
     @property
     def started(self) -> _dt.datetime:
@@ -124,3 +131,19 @@ class IntegrityReport:
 class OrphanReport:
     removed: tuple[Path, ...]
     bytes_freed: int
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """A run found ``running`` after the process that ran it stopped; marked failed on open.
+
+    ``fatal_error`` is the first line of the fatal error that process wrote before it died
+    (``"Fatal Python error: Aborted"``), when it recorded one: then the tool's plugin most likely
+    crashed it.
+    """
+
+    run_id: int
+    tool_id: str
+    plugin: str
+    pid: int | None = None
+    fatal_error: str | None = None

@@ -14,9 +14,12 @@
 """
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -36,6 +39,31 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+@pytest.fixture
+def make_read_only():
+    """``make_read_only(folder) -> undo``: make a folder and everything in it really read-only,
+    also for root (the immutable attribute; the test is skipped where it cannot be set)."""
+
+    def make(folder: Path):
+        paths = [folder, *sorted(folder.rglob("*"))]
+        if os.geteuid() != 0:
+            modes = {p: p.stat().st_mode for p in paths}
+            for p in reversed(paths):
+                p.chmod(p.stat().st_mode & ~0o222)
+            return lambda: [p.chmod(m) for p, m in modes.items()]
+        done = []
+        for p in paths:
+            r = subprocess.run(["chattr", "+i", str(p)], capture_output=True)
+            if r.returncode != 0:
+                for q in done:
+                    subprocess.run(["chattr", "-i", str(q)])
+                pytest.skip(f"cannot make a read-only folder as root here: {r.stderr.decode()}")
+            done.append(p)
+        return lambda: [subprocess.run(["chattr", "-i", str(q)]) for q in done]
+
+    return make
+
+
 def pytest_configure(config) -> None:
     try:
         from PySide6.QtCore import QCoreApplication, Qt
@@ -43,3 +71,33 @@ def pytest_configure(config) -> None:
         return
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
+
+
+@pytest.fixture
+def torch_ops():
+    """``with torch_ops() as ops:`` records the dtype and device of every tensor torch's
+    operators make inside the block (a ``TorchDispatchMode``: below autocast, so it sees the
+    arithmetic really done). ``ops.dtypes("mm", "addmm")`` -> the set of dtypes those made;
+    ``ops.devices()`` -> the set of device types. It observes; it changes nothing."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[tuple[str, object, str]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.seen.append((func.overloadpacket.__name__, t.dtype, t.device.type))
+            return out
+
+        def dtypes(self, *names: str) -> set:
+            return {d for n, d, _ in self.seen if not names or n in names}
+
+        def devices(self) -> set:
+            return {dev for _, _, dev in self.seen}
+
+    return Ops

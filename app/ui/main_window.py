@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.current_file: str | None = None  # the file the shown result was opened from (not stored)
         self.current_file_kind = ""
         self.current_file_params: dict | None = None  # the parameters an opened PNG carries
+        self.crash_notice: QMessageBox | None = None  # "plugin X crashed the last session" offer
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
         if sys.getswitchinterval() > 0.001:
@@ -226,6 +227,7 @@ class MainWindow(QMainWindow):
         if self.session.error:
             self.statusBar().showMessage(f"The session could not be opened; runs will not be recorded ({self.session.error})", 20000)
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
+        window_actions.offer_to_disable_crashed_plugin(self)
         self.sessionReady.emit()
 
     def _vocabulary_of(self, model_ref: object):  # noqa: ANN202 - a Vocabulary or None

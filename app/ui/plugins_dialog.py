@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.plugin_history import describe_error
 from app.plugins import PluginRecord
 
 STATE_COLORS = {"loaded": "#30a46c", "ok": "#30a46c", "failed": "#e5484d", "incompatible": "#d9a000", "disabled": "#8b8d98"}
@@ -39,6 +40,11 @@ def plugin_info(rec: PluginRecord) -> dict[str, Any]:
         "description": rec.summary,
         "builtin": rec.builtin,
         "tools": list(rec.tools),
+        "load_ms": rec.load_ms,
+        "warnings": list(rec.warnings),
+        "runtime_errors": list(rec.runtime_errors),
+        "earlier_errors": [describe_error(e) + ("\n" + e["traceback"].rstrip() if e.get("traceback") else "")
+                           for e in rec.earlier_errors],
     }
 
 
@@ -97,8 +103,11 @@ class PluginsDialog(QDialog):
         self.tree.currentItemChanged.connect(lambda cur, _prev: self._show(cur))
         self.tree.itemChanged.connect(self._on_item_changed)
         if self.tree.topLevelItemCount():
-            failed = [i for i in range(self.tree.topLevelItemCount())
-                      if self.infos[self.tree.topLevelItem(i).data(1, Qt.ItemDataRole.UserRole)]["state"] == "failed"]
+            def _notable(i: int) -> bool:
+                info = self.infos[self.tree.topLevelItem(i).data(1, Qt.ItemDataRole.UserRole)]
+                return info["state"] == "failed" or bool(info["runtime_errors"] or info["earlier_errors"])
+
+            failed = [i for i in range(self.tree.topLevelItemCount()) if _notable(i)]
             self.tree.setCurrentItem(self.tree.topLevelItem(failed[0] if failed else 0))
 
     def set_records(self, records: Iterable[PluginRecord]) -> None:
@@ -115,9 +124,15 @@ class PluginsDialog(QDialog):
             color = STATE_COLORS.get(info["state"])
             if color:
                 item.setForeground(2, QBrush(QColor(color)))
-            if info["error"]:
-                item.setToolTip(2, info["error"])
-                item.setToolTip(1, info["error"])
+            notes = [info["error"]] if info["error"] else []
+            n_errors = len(info["runtime_errors"]) + len(info["earlier_errors"])
+            if n_errors:
+                notes.append(f"{n_errors} run-time error{'s' if n_errors != 1 else ''} (this or earlier sessions)")
+                item.setForeground(1, QBrush(QColor(STATE_COLORS["incompatible"])))
+            notes += info["warnings"]
+            if notes:
+                item.setToolTip(2, "\n".join(notes))
+                item.setToolTip(1, "\n".join(notes))
             self.tree.addTopLevelItem(item)
         self._filling = False
 
@@ -153,6 +168,13 @@ class PluginsDialog(QDialog):
             parts.append(info["traceback"])
         if info["tools"]:
             parts.append("Tools: " + ", ".join(info["tools"]))
+        if info["state"] == "loaded":
+            parts.append(f"Start-up: {info['load_ms']:.0f} ms (import, registration and hooks)"
+                         + "".join(f"\n  slow: {w}" for w in info["warnings"]))
+        if info["runtime_errors"]:
+            parts.append("Run-time errors in this session:\n" + "\n".join(info["runtime_errors"]))
+        if info["earlier_errors"]:
+            parts.append("Run-time errors in earlier sessions:\n" + "\n".join(info["earlier_errors"]))
         self.details.setPlainText("\n\n".join(parts) or "No details.")
 
     def details_text(self) -> str:

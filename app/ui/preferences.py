@@ -1,4 +1,4 @@
-"""Preferences: the compute device, and one page per plugin settings page (``studio_settings``
+"""Preferences: the compute device and precision, and one page per plugin settings page (``studio_settings``
 hook), each built from its typed parameters like a tool form. Values are checked with the
 parameters' own validation and stored in the user's settings; runs read them through
 ``RunContext.setting``."""
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 DEVICES = (("auto", "Automatic (CUDA, then Apple MPS, then CPU)"), ("cpu", "CPU"), ("cuda", "NVIDIA CUDA"),
            ("mps", "Apple MPS"))
+PRECISIONS = (("auto", "Automatic (float16 on CUDA, float32 elsewhere)"), ("fp32", "float32"),
+              ("fp16", "float16 (on the CPU: float32)"), ("bf16", "bfloat16 (CPUs; GPUs from NVIDIA Ampere on)"))
 
 
 class PreferencesDialog(QDialog):
@@ -56,7 +58,16 @@ class PreferencesDialog(QDialog):
             i = self.device.count() - 1
         self.device.setCurrentIndex(i)
         gl.addRow("Compute device", self.device)
-        note = QLabel("Used by new runs. The command line's --device overrides it for one run.")
+        self.precision = QComboBox()
+        for value, label in PRECISIONS:
+            self.precision.addItem(label, value)
+        j = self.precision.findData(settings.precision or "auto")
+        self.precision.setCurrentIndex(max(j, 0))
+        self.precision.setToolTip("The arithmetic of the models' passes. float16 on the CPU computes in float32 (torch "
+                                  "emulates float16 there, many times slower); bfloat16 on a GPU without it refuses "
+                                  "the run with a message.")
+        gl.addRow("Precision", self.precision)
+        note = QLabel("Used by new runs. The command line's --device and --precision override them for one run.")
         note.setObjectName("muted")
         note.setWordWrap(True)
         gl.addRow("", note)
@@ -119,6 +130,7 @@ class PreferencesDialog(QDialog):
                     return False
             checked[spec.section] = out
         self.settings.set("device", self.device.currentData())
+        self.settings.set("precision", self.precision.currentData())
         for section, values in checked.items():
             for name, value in values.items():
                 self.settings.set_plugin_setting(section, name, value)

@@ -204,21 +204,26 @@ class RunActions:
 
     def use_run_params(self, run_id: int) -> bool:
         run = self.win.session.run(run_id)  # its params hold every parameter, the model included
-        return self.restore_params(run.tool_id, run.params, seed=run.seed, source=f"run #{run_id}")
+        return self.restore_params(run.tool_id, run.params, seed=run.seed, source=f"run #{run_id}",
+                                   version=run.plugin_version)
 
-    def restore_params(self, tool_id: str, params: dict[str, Any], seed: Optional[int] = None, source: str = "") -> bool:
+    def restore_params(self, tool_id: str, params: dict[str, Any], seed: Optional[int] = None, source: str = "",
+                       version: Optional[str] = None) -> bool:
         win = self.win
-        try:
-            values = win.controller.restore_values(tool_id, params, seed)
+        try:  # parameters recorded by another version of the plugin go through its migrate_params
+            carried = win.controller.restore(tool_id, params, seed, version)
         except LookupError as exc:
             win.show_error(str(exc), "Its plugin may be disabled or not installed. See Plugins.")
             return False
         win.tool_panel.select_tool(tool_id)
-        bad = win.tool_panel.set_values(values)
+        bad = win.tool_panel.set_values(carried.values)
         msg = f"Parameters of {tool_id} restored" + (f" from {source}" if source else "")
         if bad:
             msg += f" (not restored: {', '.join(bad)})"
-        win.statusBar().showMessage(msg, 8000)
+        if carried.notes:
+            msg += " — " + "; ".join(carried.notes)
+            log.info("%s", msg)
+        win.statusBar().showMessage(msg, 15000 if carried.notes else 8000)
         return True
 
     # -- files ----------------------------------------------------------------------------------
@@ -235,7 +240,8 @@ class RunActions:
         name = Path(path).name
         meta = win.session.png_params(path) if path.lower().endswith(".png") else None
         if meta and meta.get("tool"):
-            restored = self.restore_params(meta["tool"], meta.get("params", {}), seed=meta.get("seed"), source=name)
+            restored = self.restore_params(meta["tool"], meta.get("params", {}), seed=meta.get("seed"), source=name,
+                                           version=meta.get("plugin_version"))
             self._show_image_file(path, name, "parameters restored" if restored else "", meta.get("params"))
             return restored
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import traceback
 from typing import TYPE_CHECKING
 
@@ -160,3 +161,37 @@ def report_failed_plugins(win: MainWindow) -> None:
         win.statusBar().showMessage(msg, 20000)
         for r in bad:
             win.log_view.message(f"plugin {r.name} {r.status}: {r.error}", logging.ERROR)
+
+
+def offer_to_disable_crashed_plugin(win: MainWindow) -> None:
+    """When the last session ended in a native crash during a run, name the tool's plugin and
+    offer to disable it (non-blocking)."""
+    from app import crashguard  # noqa: PLC0415
+    from app.jobs import interrupted_runs  # noqa: PLC0415
+
+    crashed = crashguard.crashed(interrupted_runs(win.session.store)) if win.session.store else []
+    if not crashed:
+        return
+    run = crashed[-1]
+    text = (f"Implicit Studio crashed ({run.fatal_error}) the last time while tool "
+            f"{run.tool_id!r} of plugin {run.plugin!r} was running (run {run.run_id}, now marked "
+            f"failed).\n\nDisable the plugin {run.plugin!r}? It can be enabled again in Plugins.")
+    box = QMessageBox(QMessageBox.Icon.Warning, "Implicit Studio", text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, win)
+    box.button(QMessageBox.StandardButton.Yes).setText(f"Disable {run.plugin}")
+    box.button(QMessageBox.StandardButton.No).setText("Keep it")
+    box.setWindowModality(Qt.WindowModality.NonModal)
+
+    def answered(button) -> None:
+        if box.standardButton(button) == QMessageBox.StandardButton.Yes:
+            try:
+                win.manager.set_enabled(run.plugin, False)
+            except KeyError:  # not installed any more
+                pass
+            win.refresh_tools()
+            win.statusBar().showMessage(f"Plugin {run.plugin} disabled; enable it again in Plugins.", 15000)
+
+    box.buttonClicked.connect(answered)
+    win.log_view.message(text.replace("\n\n", " "), logging.WARNING)
+    win.crash_notice = box
+    box.show()

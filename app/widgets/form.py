@@ -2,9 +2,12 @@
 
 One editor per parameter kind: int/float (slider + spin box within the declared range), choice
 (combo box), bool (check box), text (line edit), multiline text, seed (spin box + dice button + a
-"random" toggle), image/mask (picker from the session or from a file, with a thumbnail), path, and
-model reference. Every editor has ``value()``, ``set_value(v)`` and a ``changed`` signal; the form
-collects ``values()`` as a plain dict and shows per-field validation messages.
+"random" toggle), image/mask (picker from the session or from a file, with a thumbnail), path,
+model reference, and lists of numbers or seeds (a line such as ``1, 2, 10-13`` with a count).
+A required parameter's label is marked with ``*``; a plugin's own parameter type gets a line
+edit that shows ``param.format(value)``. Every editor has ``value()``, ``set_value(v)`` and a
+``changed`` signal; the form collects ``values()`` as a plain dict and shows per-field
+validation messages.
 
 Edits are recorded on an optional ``QUndoStack`` (consecutive edits of one field merge), so
 Ctrl+Z / Ctrl+Shift+Z walk through form changes.
@@ -262,7 +265,56 @@ class TextEditor(ParamEditor):
         return self.edit.text()
 
     def set_value(self, v: Any) -> None:
-        self.edit.setText("" if v is None else str(v))
+        if v is None or isinstance(v, str):
+            self.edit.setText(v or "")
+        else:  # a plugin's own Param type writes its values as it parses them back
+            self.edit.setText(self.param.format(v))
+
+    def focus_widget(self) -> QWidget:
+        return self.edit
+
+
+class ListEditor(ParamEditor):
+    """A list of numbers or seeds typed as ``1, 2, 10-13``; beside it, how many values that is
+    or what is wrong with it. ``value()`` is the tuple when the text reads, else the text itself
+    (the run then refuses it with the parameter's message under the field)."""
+
+    def __init__(self, param: api.Param, parent: QWidget | None = None):
+        super().__init__(param, parent)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(getattr(param, "_example", ""))
+        self.count = QLabel()
+        self.count.setObjectName("muted")
+        self.count.setMinimumWidth(self.count.fontMetrics().horizontalAdvance("000 values") + 4)
+        self.edit.textChanged.connect(self._update)
+        self.edit.textChanged.connect(lambda *_: self.changed.emit())
+        self.setLayout(_row(self.edit, self.count))
+        self._update()
+
+    def _parsed(self) -> tuple[Any, str]:
+        try:
+            return self.param.parse(self.edit.text()), ""
+        except api.ParamError as exc:
+            return None, exc.message.split(": ", 1)[-1]
+
+    def _update(self, *_: Any) -> None:
+        values, problem = self._parsed()
+        if values is None:
+            self.count.setText("?")
+            self.count.setToolTip(problem)
+        else:
+            n = len(values)
+            self.count.setText(f"{n} value{'s' if n != 1 else ''}")
+            self.count.setToolTip(self.param.format(values))
+
+    def value(self) -> Any:
+        values, _problem = self._parsed()
+        return values if values is not None else self.edit.text()
+
+    def set_value(self, v: Any) -> None:
+        text = v if isinstance(v, str) else self.param.format(self.param.validate(v))
+        if text != self.edit.text():
+            self.edit.setText(text)
 
     def focus_widget(self) -> QWidget:
         return self.edit
@@ -612,7 +664,8 @@ def make_editor(param: api.Param, session_images: Callable[[], list] | None = No
 _EDITORS: tuple[tuple[type[api.Param], type[ParamEditor]], ...] = (
     (api.SeedParam, SeedEditor), (api.IntParam, IntEditor), (api.FloatParam, FloatEditor),
     (api.ChoiceParam, ChoiceEditor), (api.BoolParam, BoolEditor), (api.PathParam, PathEditor),
-    (api.ModelParam, ModelEditor),
+    (api.ModelParam, ModelEditor), (api.IntListParam, ListEditor), (api.FloatListParam, ListEditor),
+    (api.SeedListParam, ListEditor),
 )
 
 
@@ -724,7 +777,9 @@ class ParamForm(QWidget):
                 pass
         ed.setObjectName(f"param_{ed.name}")
         tip = p.help
-        label = QLabel(p.label)
+        label = QLabel(p.label + (" *" if p.required else ""))
+        if p.required:  # an empty value is refused when the tool runs, with this field's name
+            tip = (tip + "\n" if tip else "") + "Required: it must not be left empty."
         if tip:
             label.setToolTip(tip)
             ed.setToolTip(tip)

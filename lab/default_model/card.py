@@ -72,16 +72,24 @@ def ramp_flag(ramp) -> str:
     return ",".join(f"{int(until)}:{int(b)}" for until, b in ramp) or "none"
 
 
-def precision_text(precisions) -> str:
-    """The arithmetic the UNet's steps were computed in, in words (a checkpoint without the record: float32)."""
+def precision_text(precisions, devices=None) -> str:
+    """The arithmetic the UNet's steps were computed in, and where, in words (a checkpoint without
+    the records: float32 on the CPU)."""
     used = sorted(set(precisions or ("fp32",)))
+    where = sorted(set(devices or ("cpu",)))
+    gpus = [d for d in where if d != "cpu"]
+    on = ("" if not gpus else f" on {', '.join(gpus)}" if "cpu" not in where
+          else f", on the CPU and on {', '.join(gpus)} (the run was resumed on another device)")
     if used == ["bf16"]:
-        return ("bfloat16 autocast for the forward passes on the CPU's AMX units (attention, weights, optimiser "
-                "state, EMA and losses in float32)")
+        if not gpus:
+            return ("bfloat16 autocast for the forward passes on the CPU's AMX units (attention, weights, optimiser "
+                    "state, EMA and losses in float32)")
+        return ("bfloat16 autocast for the forward passes (on the CPU attention in float32; weights, optimiser "
+                f"state, EMA and losses in float32){on}")
     if used == ["fp32"]:
-        return "float32 throughout"
-    return ("bfloat16 autocast for some steps and float32 for others (the run was resumed on a CPU "
-            "of the other kind; `--precision` fixes one)")
+        return "float32 throughout" + on
+    return ("bfloat16 autocast for some steps and float32 for others (the run was resumed on a device "
+            f"of the other kind; `--precision` fixes one){on}")
 
 
 def training_command(cfg: dict, geometry: str, train_dir: Path, decoder_ran: bool) -> str:
@@ -225,8 +233,8 @@ python -m lab.default_model.card --train {train_dir.as_posix()} --eval eval.json
   classifier-free guidance, EMA {cfg['ema_decay']} (the shipped weights). An early version of this model used
   Stable Diffusion's scaled_linear betas, whose last step keeps 7% of the latent: on 8x8 latents the
   model learned to read the layout from that leak, not from the prompt (position 6.8%).
-- Arithmetic: {precision_text(meta.get('precisions'))}; `--precision auto` (the default) takes bfloat16
-  where the CPU has AMX and float32 elsewhere.
+- Arithmetic: {precision_text(meta.get('precisions'), meta.get('devices'))}; `--precision auto` (the default) takes
+  bfloat16 where the CPU has AMX or the GPU computes bfloat16 and float32 elsewhere.
 - Timesteps: {cfg.get('high_noise_frac', 0):.0%} of every batch from the noisiest end (t >= {cfg.get('high_noise_from', 0)}), the rest uniform.
   {timestep_text}
 - Loss (unweighted MSE of the v-objective, mean of {k} steps): start {sum(losses[:k]) / k:.4f}, end {sum(losses[-k:]) / k:.4f}.

@@ -51,11 +51,32 @@ def generate(pipe, prompts: list[str], seeds: list[int], steps: int, guidance: f
     return out
 
 
+def score_images(scenes, images, reference_sharpness: float) -> dict:
+    """The detector's accuracies (per asked object), shape breakdown and sharpness of ``images``,
+    each read against the scene it was asked for (``scenes[k]`` for ``images[k]``)."""
+    import numpy as np
+
+    from .detector import detect, score, shape_breakdown, shape_readings, sharpness
+
+    totals: dict[str, float] = {}
+    readings = []
+    for scene, img in zip(scenes, images):
+        det = detect(img)
+        for key, v in score(scene.background, scene.objects, det).items():
+            totals[key] = totals.get(key, 0.0) + v
+        readings += shape_readings(scene.objects, det)
+    row = {k: v / len(images) for k, v in totals.items()}
+    row["shapes"] = shape_breakdown(readings)
+    row["sharpness"] = float(np.mean([sharpness(i) for i in images]))
+    row["sharpness_ratio"] = row["sharpness"] / reference_sharpness
+    return row
+
+
 def evaluate(model_dir: Path, n_prompts: int = 200, seeds=(0, 1), steps_list=(4, 10, 25), guidance: float = 5.0,
              threads: int = 2, save_grid: Path | None = None) -> dict:
     import numpy as np
 
-    from .detector import detect, score, shape_breakdown, shape_readings, sharpness
+    from .detector import sharpness
 
     pipe = load_pipeline(model_dir, threads)
     scenes = eval_scenes(n_prompts)
@@ -68,17 +89,7 @@ def evaluate(model_dir: Path, n_prompts: int = 200, seeds=(0, 1), steps_list=(4,
         t0 = time.time()
         images = generate(pipe, prompts, seed_list, steps, guidance)
         gen_time = time.time() - t0
-        totals: dict[str, float] = {}
-        readings = []
-        for k, img in enumerate(images):
-            scene, det = scenes[k // len(seeds)], detect(img)
-            for key, v in score(scene.background, scene.objects, det).items():
-                totals[key] = totals.get(key, 0.0) + v
-            readings += shape_readings(scene.objects, det)
-        row = {k: v / len(images) for k, v in totals.items()}
-        row["shapes"] = shape_breakdown(readings)
-        row["sharpness"] = float(np.mean([sharpness(i) for i in images]))
-        row["sharpness_ratio"] = row["sharpness"] / truth_sharp
+        row = score_images([scenes[k // len(seeds)] for k in range(len(images))], images, truth_sharp)
         row["seconds_per_image_batched"] = gen_time / len(images)
         results["by_steps"][str(steps)] = row
         print(f"steps={steps}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)

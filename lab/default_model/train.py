@@ -1,4 +1,4 @@
-"""Train the bundled default model from nothing, on the CPU, resumably.
+"""Train the bundled default model from nothing, on the CPU or a GPU, resumably.
 
     implicit-studio train-default-model --out DIR          (or: python -m lab.default_model.train --out DIR)
 
@@ -15,8 +15,13 @@ Stages, each checkpointed in DIR so an interrupted run resumes where it stopped:
                  from the compositional caption generator, so each image is seen in many wordings.
   5. ``export``  a diffusers StableDiffusionPipeline folder (safetensors) in DIR/pipeline.
 
-The forward passes of every stage run under bfloat16 autocast where the CPU has AMX (``--precision``;
-float32 elsewhere), the weights, optimiser state and losses in float32.
+The stages run on ``--device`` (auto: app.devices' choice, CUDA when there is one; cpu; cuda;
+cuda:N): the models, their passes and the optimiser there, the training images, their sampling and
+every random draw on the CPU, so a seed draws the same batches and noise on every device. The
+forward passes of every stage run under bfloat16 autocast where ``--precision auto`` finds it fast
+(a CPU with AMX, a GPU with bfloat16 arithmetic: NVIDIA Ampere or later; float32 elsewhere), the
+weights, optimiser state and losses in float32. Each checkpoint records the arithmetic and the
+devices its steps were computed with; a run resumed elsewhere adds to the record.
 Checkpoints are safetensors files plus a JSON state file: nothing is ever unpickled.
 ``--smoke`` runs a few steps of every stage on a few hundred images and checks the losses fall.
 """
@@ -24,7 +29,6 @@ Checkpoints are safetensors files plus a JSON state file: nothing is ever unpick
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
@@ -33,6 +37,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.default_model.shapes import vocabulary_by_role
+# The checkpoint helpers are shared with the distillation tool (plugins/diffusion_common/checkpoint.py:
+# safetensors + JSON meta, atomic writes, the meta also in the tensor file's header; threads on a shared CPU).
+from plugins.diffusion_common.checkpoint import adapt_threads  # noqa: F401
+from plugins.diffusion_common.checkpoint import load_state as _load_state
+from plugins.diffusion_common.checkpoint import pack as _pack
+from plugins.diffusion_common.checkpoint import pack_optimizer as _pack_optimizer
+from plugins.diffusion_common.checkpoint import restore_optimizer as _restore_optimizer
+from plugins.diffusion_common.checkpoint import save_state as _save_state
+from plugins.diffusion_common.checkpoint import unpack as _unpack
+# The arithmetic of the training passes (bfloat16 autocast with float32 attention, or float32), also shared.
+from plugins.diffusion_common.precision import PRECISIONS, mixed_precision  # noqa: F401
+from plugins.diffusion_common.precision import resolve_precision as _resolve_precision
 
 
 # What the studio's tools use with this model where a setting is left at its default
@@ -116,8 +132,12 @@ class TrainConfig:
     # (weights, optimiser state, EMA and losses stay float32), "fp32" runs them in float32, "auto"
     # takes bf16 where the CPU multiplies bfloat16 matrices in hardware (AMX) and fp32 elsewhere. On an
     # AMX CPU a UNet step costs 0.61-0.68 of the float32 one, a VAE step 0.61
-    # (benchmarks/bench_train_precision.py), and the recipe took 107 min from nothing there.
+    # (benchmarks/bench_train_precision.py), and the recipe took 107 min from nothing there. On a
+    # CUDA device "auto" takes bf16 where the GPU computes it (compute capability 8.0 on).
     precision: str = "auto"
+    # Where the stages train: "auto" (app.devices' choice: CUDA, then MPS, then the CPU), "cpu",
+    # "cuda" or "cuda:N". Not part of the recipe: the command line below never names it.
+    device: str = "auto"
 
     @classmethod
     def for_latent(cls, latent: str) -> "TrainConfig":
@@ -153,67 +173,44 @@ def lr_length(cfg: TrainConfig, step: int) -> int:
     return next((int(n) for n in sorted(cfg.unet_lr_lengths) if step < n), cfg.unet_steps)
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+def resolve_device(device: str | None) -> str:
+    """The torch device the stages train on: ``auto`` is app.devices' choice (CUDA, then MPS, then
+    the CPU); an explicit one must exist (ValueError saying what to use instead)."""
+    from app import devices
 
-
-def resolve_precision(precision: str) -> str:
-    """The arithmetic a run uses: "bf16" or "fp32" ("auto": bf16 where the CPU has AMX tiles)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    import torch
-
-    try:  # AMX multiplies bfloat16 tiles in hardware; AVX-512's bf16 dot products alone were not faster
-        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
-    except AttributeError:  # a torch without the probe
-        return "fp32"
-
-
-def _attention_in_float32(sdpa):
-    """``sdpa`` (scaled dot-product attention) computed in float32 whatever autocast says."""
-    import functools
-
-    import torch
-
-    @functools.wraps(sdpa)
-    def attention(query, key, value, attn_mask=None, *args, **kwargs):
-        if attn_mask is not None and attn_mask.is_floating_point():
-            attn_mask = attn_mask.float()
-        with torch.autocast("cpu", enabled=False):
-            out = sdpa(query.float(), key.float(), value.float(), attn_mask, *args, **kwargs)
-        return out.to(query.dtype)
-
-    return attention
-
-
-@contextlib.contextmanager
-def mixed_precision(precision: str):
-    """The context a training forward pass runs in: bfloat16 autocast for "bf16", nothing for "fp32".
-
-    Under bf16, attention (diffusers' and transformers' calls of torch's scaled_dot_product_attention)
-    runs in float32: on the CPU the flash-attention kernel's bfloat16 backward pass took 10x its float32
-    time and cost more than autocast saved everywhere else, and the math kernel in bfloat16 made a UNet
-    step still 6-13% slower than float32 flash attention (benchmarks/bench_train_precision.py).
-    """
-    if precision != "bf16":
-        yield
-        return
-    import torch
-    import torch.nn.functional as F
-
-    sdpa = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = _attention_in_float32(sdpa)
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            yield
-    finally:
-        F.scaled_dot_product_attention = sdpa
+        return devices.choose(device or "auto", ("torch",)).device
+    except devices.DeviceError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """The arithmetic the stages use on ``device`` ("bf16" or "fp32"): on a CUDA GPU app.devices
+    judges bfloat16 (the studio's one decision point; an explicit bf16 it refuses is a ValueError with
+    its message), elsewhere the shared training rule (plugins.diffusion_common.precision)."""
+    if str(device).split(":")[0] == "cuda" and precision in ("auto", "bf16"):
+        from app import devices
+
+        try:
+            devices.resolve_dtype(str(device), "bf16")
+            return "bf16"
+        except devices.DeviceError as exc:
+            if precision == "bf16":
+                raise ValueError(str(exc)) from None
+            return "fp32"
+    return _resolve_precision(precision, device)
 
 
 def _precisions(meta, now: str) -> list:
     """The arithmetic a checkpoint's steps were computed in, over every process that ran them."""
     return sorted(set((meta or {}).get("precisions") or ()) | {now})
+
+
+def _devices(meta, now: str) -> list:
+    """The devices a checkpoint's steps were computed on, over every process that ran them (a
+    checkpoint from before the record was made on the CPU, where the trainer then always ran)."""
+    before = (meta or {}).get("devices") or (["cpu"] if meta else [])
+    return sorted(set(before) | {now})
 
 
 def _kl(mean, logvar):
@@ -222,106 +219,7 @@ def _kl(mean, logvar):
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3))
 
 
-# ----------------------------------------------------------------------------- checkpoint helpers
-def _save_state(path: Path, tensors: dict, meta: dict) -> None:
-    """Write tensors (safetensors) and meta (JSON) atomically.
-
-    The meta travels inside the safetensors header too, so tensors and meta always belong to the same
-    step: a process ended between the two writes leaves a new tensor file beside an older JSON, and
-    _load_state then takes the header's copy. The JSON beside it is for people and older readers.
-    """
-    from safetensors.torch import save_file
-
-    text = json.dumps(meta)
-    tmp = path.with_suffix(".tmp.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"meta": text})
-    tmp.replace(path.with_suffix(".safetensors"))
-    mtmp = path.with_suffix(".tmp.json")
-    mtmp.write_text(text)
-    mtmp.replace(path.with_suffix(".json"))
-
-
-def _load_state(path: Path):
-    """(tensors, meta) of a checkpoint, or (None, None) where there is none.
-
-    The meta is the one written with the tensors (their header's); a checkpoint from before the header
-    held it falls back to the JSON beside it.
-    """
-    from safetensors import safe_open
-
-    st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    if not st.exists():
-        return None, None
-    with safe_open(str(st), framework="pt") as f:  # one read: the header and the tensors
-        header = (f.metadata() or {}).get("meta")
-        if header is None and not js.exists():
-            return None, None
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, json.loads(header if header is not None else js.read_text())
-
-
-def _pack(prefix: str, module) -> dict:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
-
-
-def _pack_optimizer(prefix: str, opt) -> dict:
-    out = {}
-    for pid, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            import torch
-
-            out[f"{prefix}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def _unpack(tensors: dict, prefix: str) -> dict:
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def _restore_optimizer(opt, tensors: dict, prefix: str) -> None:
-    sd = opt.state_dict()
-    state: dict = {}
-    for k, v in _unpack(tensors, prefix).items():
-        pid, name = k.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-_OWN_CPU: dict = {}  # adapt_threads' last reading of this process's CPU time
-
-
-def adapt_threads(max_threads: int) -> None:
-    """Use fewer intra-op threads while other processes load the machine.
-
-    OpenMP threads that wait for a busy core at every barrier make a step many times slower than
-    one thread that has a core to itself, so the thread count follows the load average less this
-    process's own share of it. That share is measured (CPU seconds over wall seconds since the last
-    call), not taken as the thread count: a process set to one thread keeps about 1.3 cores busy
-    here, and counting the extra 0.3 as somebody else's load held training at one thread for good.
-    """
-    import os
-
-    import torch
-
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return
-    cores = os.cpu_count() or 1
-    current = torch.get_num_threads()
-    cpu, wall = time.process_time(), time.monotonic()
-    own = float(current)
-    if _OWN_CPU and wall - _OWN_CPU["wall"] >= 1.0:
-        own = max(own, (cpu - _OWN_CPU["cpu"]) / (wall - _OWN_CPU["wall"]))
-    _OWN_CPU.update(cpu=cpu, wall=wall)
-    others = max(0.0, load - own)
-    want = max(1, min(max_threads, int(cores - others + 0.3)))
-    if want != current:
-        torch.set_num_threads(want)
-
-
+# ----------------------------------------------------------------------------- progress
 class Progress:
     """A plain progress line with ETA (works in logs and terminals alike)."""
 
@@ -392,7 +290,7 @@ def _autoencoder_pool(cfg: TrainConfig):
 
 
 def _autoencoder_update(vae, opt, params, loss, step: int, total: int, losses: list, prog, ck: Path,
-                        cfg: TrainConfig, precisions: list) -> int:
+                        cfg: TrainConfig, precisions: list, devices: list) -> int:
     """One optimiser step of an autoencoder stage, with logging and checkpoints; the new step."""
     import torch
 
@@ -407,7 +305,7 @@ def _autoencoder_update(vae, opt, params, loss, step: int, total: int, losses: l
         adapt_threads(cfg.threads)
     if step % cfg.checkpoint_every == 0 or step == total:
         _save_state(ck, {**_pack("vae", vae), **_pack_optimizer("opt", opt)},
-                    {"step": step, "losses": losses, "precisions": precisions})
+                    {"step": step, "losses": losses, "precisions": precisions, "devices": devices})
     return step
 
 
@@ -427,13 +325,14 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     from .build import make_vae
 
     ck = out / "vae_ckpt"
-    vae = make_vae(cfg.latent)
+    device = resolve_device(cfg.device)
+    vae = make_vae(cfg.latent).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     tensors, meta = _load_state(ck)
     step, losses = _resume_autoencoder(vae, opt, tensors, meta, "vae", log)
     total = cfg.vae_crop_steps + cfg.vae_full_steps
-    precision = resolve_precision(cfg.precision)
-    precisions = _precisions(meta, precision)
+    precision = resolve_precision(cfg.precision, device)
+    precisions, devices = _precisions(meta, precision), _devices(meta, device)
     if step >= total:
         return losses
     pool_n, data, weights, masks = _autoencoder_pool(cfg)
@@ -457,10 +356,11 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                 xs.append(x[j, :, oy : oy + 32, ox : ox + 32])
                 ws.append(w[j, :, oy : oy + 32, ox : ox + 32])
             x, w = torch.stack(xs), torch.stack(ws)
+        x, w = x.to(device), w.to(device)
         lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.3 if full else 1.0)
         for grp in opt.param_groups:
             grp["lr"] = lr
-        with mixed_precision(precision):
+        with mixed_precision(precision, device):
             post = vae.encode(x).latent_dist
             # Deterministic latents (the posterior mean): sampling adds unit noise at initialisation
             # and slows learning many times over; the diffusion model is trained on the means too.
@@ -468,7 +368,8 @@ def train_vae(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         kl = _kl(post.mean, post.logvar).mean() / x[0].numel()
         err = rec.float() - x
         loss = ((err.abs() + err.pow(2)) * w).mean() / w.mean() + 1e-4 * kl
-        step = _autoencoder_update(vae, opt, vae.parameters(), loss, step, total, losses, prog, ck, cfg, precisions)
+        step = _autoencoder_update(vae, opt, vae.parameters(), loss, step, total, losses, prog, ck, cfg, precisions,
+                                   devices)
     return losses
 
 
@@ -512,9 +413,10 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
         write_tokenizer(tok_dir)
     if path.exists():
         return load_file(str(path))
-    vae = load_vae(out, decoder=False)
+    device = resolve_device(cfg.device)
+    vae = load_vae(out, decoder=False).to(device)
     tok = load_tokenizer(tok_dir)
-    precision = resolve_precision(cfg.precision)
+    precision = resolve_precision(cfg.precision, device)
     means, logvars, ids = [], [], []
     chunk = 1000
     prog = Progress("latents", cfg.num_images)
@@ -524,10 +426,10 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
             imgs, caps = _images(cfg, start, n)
             x = _to_tensor(imgs)
             for b in range(0, n, 250):
-                with mixed_precision(precision):
-                    d = vae.encode(x[b : b + 250]).latent_dist
-                means.append(d.mean.float())
-                logvars.append(d.logvar.float())
+                with mixed_precision(precision, device):
+                    d = vae.encode(x[b : b + 250].to(device)).latent_dist
+                means.append(d.mean.float().cpu())
+                logvars.append(d.logvar.float().cpu())
             ids.append(tok(caps, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids)
             prog.update(start + n)
     mean = torch.cat(means)
@@ -538,7 +440,7 @@ def encode_latents(out: Path, cfg: TrainConfig, log=print):
         "scaling_factor": torch.tensor([1.0 / float(mean.std())]),
         "empty_ids": tok([""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids[0],
     }
-    metadata = {"precision": precision}
+    metadata = {"precision": precision, "device": device}
     tmp = out / "latents.tmp.safetensors"
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -562,15 +464,16 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
 
     lat_scale = float(encode_latents(out, cfg, log)["scaling_factor"])
     ck = out / "decoder_ckpt"
-    vae = load_vae(out, decoder=False)
+    device = resolve_device(cfg.device)
+    vae = load_vae(out, decoder=False).to(device)
     tensors, meta = _load_state(ck)
     dec_params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(dec_params, lr=cfg.decoder_lr, weight_decay=0.0)
     step, losses = _resume_autoencoder(vae, opt, tensors, meta, "decoder", log)
     if step >= cfg.decoder_steps:
         return losses
-    precision = resolve_precision(cfg.precision)
-    precisions = _precisions(meta, precision)
+    precision = resolve_precision(cfg.precision, device)
+    precisions, devices = _precisions(meta, precision), _devices(meta, device)
     pool_n, data, weights, _ = _autoencoder_pool(cfg)
     g = torch.Generator().manual_seed(cfg.seed + 17 + step)
     for p in vae.encoder.parameters():
@@ -579,12 +482,13 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     prog = Progress("decoder", cfg.decoder_steps, step)
     while step < cfg.decoder_steps:
         idx = torch.randint(0, pool_n, (cfg.decoder_batch,), generator=g)
-        x, w = data[idx], weights[idx]
+        x, w = data[idx].to(device), weights[idx].to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
-            # noise of a fraction of the latent spread, in the UNet's scaled units
-            z = z + torch.randn(z.shape, generator=g) * (cfg.decoder_latent_noise / lat_scale) * float(torch.rand(1, generator=g))
-        with mixed_precision(precision):
+            # noise of a fraction of the latent spread, in the UNet's scaled units (drawn on the CPU)
+            z = z + (torch.randn(z.shape, generator=g) * (cfg.decoder_latent_noise / lat_scale)
+                     * float(torch.rand(1, generator=g))).to(device)
+        with mixed_precision(precision, device):
             rec = vae.decode(z).sample
         rec = rec.float()
         err = rec - x
@@ -596,7 +500,7 @@ def train_decoder(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         for grp in opt.param_groups:
             grp["lr"] = lr
         step = _autoencoder_update(vae, opt, dec_params, loss, step, cfg.decoder_steps, losses, prog, ck, cfg,
-                                   precisions)
+                                   precisions, devices)
     return losses
 
 
@@ -640,7 +544,8 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
 
     lat = encode_latents(out, cfg, log)
     tok = load_tokenizer(out / "tokenizer")
-    unet, te = make_unet(cfg.latent, cfg.unet_channels), make_text_encoder(tok)
+    device = resolve_device(cfg.device)
+    unet, te = make_unet(cfg.latent, cfg.unet_channels).to(device), make_text_encoder(tok).to(device)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
@@ -666,9 +571,9 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
     # compute time of the kept steps, summed over the processes that ran them (a process that is
     # stopped loses only the steps since its last checkpoint, and their time is not counted)
     seconds_before, t_start = float((meta or {}).get("seconds", 0.0)), time.time()
-    precision = resolve_precision(cfg.precision)
-    precisions = _precisions(meta, precision)
-    log(f"[unet] arithmetic: {'bfloat16 autocast' if precision == 'bf16' else 'float32'}")
+    precision = resolve_precision(cfg.precision, device)
+    precisions, devices = _precisions(meta, precision), _devices(meta, device)
+    log(f"[unet] arithmetic: {'bfloat16 autocast' if precision == 'bf16' else 'float32'} on {device}")
     sched = make_scheduler()
     acp = sched.alphas_cumprod.float()
     snr = acp / (1 - acp)
@@ -705,13 +610,13 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
         lr = cfg.unet_lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog_frac)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        with mixed_precision(precision):
-            cond = te(tok_ids).last_hidden_state
-            pred = unet(zt, t, cond).sample
+        with mixed_precision(precision, device):
+            cond = te(tok_ids.to(device)).last_hidden_state
+            pred = unet(zt.to(device), t.to(device), cond).sample
         pred = pred.float()
-        target = a * noise - s * z0  # v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0
+        target = (a * noise - s * z0).to(device)  # v = sqrt(alpha_bar) * eps - sqrt(1 - alpha_bar) * x0
         per = (pred - target).pow(2).mean(dim=(1, 2, 3))
-        loss = (per * weight[t]).mean()
+        loss = (per * weight[t].to(device)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -732,7 +637,7 @@ def train_unet(out: Path, cfg: TrainConfig, log=print) -> list[float]:
                  **_pack("ema_te", ema_te), **_pack_optimizer("opt", opt)},
                 {"step": step, "losses": losses, "config": asdict(cfg), "objective": OBJECTIVE, "schedule": SCHEDULE,
                  "high_noise_since": high_since, "seconds": seconds_before + time.time() - t_start,
-                 "precisions": precisions},
+                 "precisions": precisions, "devices": devices},
             )
     return losses
 
@@ -797,6 +702,12 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
         want = "/".join(map(str, cfg.unet_channels or default))
         raise SystemExit(f"{out} holds a UNet with block widths {had}, not {want}; "
                          f"use a new --out folder or --unet-channels {had.replace('/', ',')}")
+    try:
+        device = resolve_device(cfg.device)
+        precision = resolve_precision(cfg.precision, device)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    log(f"[train] device {device}, arithmetic {'bfloat16 autocast' if precision == 'bf16' else 'float32'}")
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
     torch.manual_seed(cfg.seed)
@@ -843,7 +754,10 @@ def main(argv=None) -> int:
     p.add_argument("--decoder-steps", type=int, default=None)
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="arithmetic of the training passes: bf16 (bfloat16 autocast), fp32, or auto (the recipe's: "
-                        "bf16 where the CPU has AMX, fp32 elsewhere)")
+                        "bf16 where the CPU has AMX or the GPU computes bfloat16, fp32 elsewhere)")
+    p.add_argument("--device", default=None,
+                   help="where to train: auto (the studio's choice: CUDA, then Apple MPS, then the CPU; the default), "
+                        "cpu, cuda or cuda:N")
     p.add_argument("--stages", default="vae,latents,decoder,unet,export")
     p.add_argument("--latent", default=None, help="latent geometry: 16x16x4 (the shipped model's recipe) or 8x8x16 (the previous one's)")
     a = p.parse_args(argv)
@@ -887,6 +801,12 @@ def main(argv=None) -> int:
         cfg.num_images = a.num_images
     if a.precision:
         cfg.precision = a.precision
+    if a.device:
+        cfg.device = a.device
+    try:  # a device that is not there, or bf16 on a GPU without it: said now, before any stage
+        resolve_precision(cfg.precision, resolve_device(cfg.device))
+    except ValueError as exc:
+        p.error(str(exc))
     if a.threads:
         cfg.threads = a.threads
     if a.smoke and a.latent:

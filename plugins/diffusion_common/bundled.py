@@ -11,6 +11,7 @@ from typing import Optional
 BUNDLED_MODELS = {
     "default": "models/default",            # the bundled text-to-image model (diffusers folder)
     "default-onnx": "models/default-onnx",  # its ONNX export
+    "default-1step": "models/default-1step",  # its one-step student (lab.distill)
 }
 
 

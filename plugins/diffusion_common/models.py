@@ -108,9 +108,8 @@ def local_model_path(ref: str | os.PathLike) -> Path:
 # safetensors headers and classification
 # ------------------------------------------------------------------------------------------------
 
-def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Tensor name -> {"dtype", "shape"} from a safetensors file's header, without reading any
-    weights. Raises :class:`ModelError` for a file that is not a valid safetensors file."""
+def _raw_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], int, int]:
+    """(the header JSON, its length, the file size) of a safetensors file."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -131,6 +130,21 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]
         raise ModelError(f"{path.name} is not a valid safetensors file (header is not JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise ModelError(f"{path.name} is not a valid safetensors file (header is not a table)")
+    return header, n, size
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` text entries of a safetensors file (``{}`` when it has none)."""
+    header, _, _ = _raw_safetensors_header(path)
+    meta = header.get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def read_safetensors_header(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Tensor name -> {"dtype", "shape"} from a safetensors file's header, without reading any
+    weights. Raises :class:`ModelError` for a file that is not a valid safetensors file."""
+    path = Path(path)
+    header, n, size = _raw_safetensors_header(path)
     out = {}
     end = 0
     for name, meta in header.items():
@@ -213,10 +227,13 @@ def classify_state_dict(shapes: Mapping[str, tuple], name: str = "checkpoint") -
             elif has_prefix("cond_stage_model.model."):
                 ctx = 1024
         clip_norm = shapes.get("cond_stage_model.transformer.text_model.final_layer_norm.weight")
+        open_clip = shapes.get("cond_stage_model.model.token_embedding.weight")
         if latent == 4 and ctx == 768:
             arch = "sd1"
         elif latent == 4 and ctx == 1024:
             arch = "sd2"
+        elif ctx is not None and open_clip is not None and int(open_clip[1]) == ctx:
+            arch = "sd2"  # SD 2.x structure (OpenCLIP text encoder) with other widths
         elif ctx is not None and clip_norm is not None and int(clip_norm[0]) == ctx:
             # SD 1.x structure (CLIP text encoder in the file) with other widths, e.g. the bundled model
             arch = "sd-custom"
@@ -494,11 +511,34 @@ def dtype_kwargs(torch_dtype) -> dict:
     return {"torch_dtype": torch_dtype}
 
 
-def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOptions):
+def single_file_config(path: Path, info: ModelInfo,
+                       cache_dir: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """A diffusers config folder for a single-file checkpoint, offline: its own metadata when the
+    studio exported it, else the shipped SD 1.x/2.x/SDXL configs with the sizes its tensors show
+    (``plugins.diffusion_common.standard``), else a model of its architecture in the Hugging Face
+    cache. Returns (folder or None, where its configs came from); configs built from the shipped
+    ones are kept in ``cache_dir`` (the run's ``ctx.cache_dir``; default: :func:`default_cache_dir`)."""
+    from .standard import config_folder
+
+    shapes = {k: v["shape"] for k, v in read_safetensors_header(path).items()}
+    found = config_folder(path, info.arch, shapes, read_safetensors_metadata(path),
+                          Path(cache_dir or default_cache_dir()) / "single-file-configs")
+    if found is not None:
+        return found
+    local = find_local_config(info.arch)
+    return local, ("a model of the same architecture in the Hugging Face cache" if local else "")
+
+
+def _load_single_file(path: Path, info: ModelInfo, torch_dtype, options: LoadOptions,
+                      cache_dir: str | os.PathLike | None = None):
     import diffusers
 
     cls = getattr(diffusers, info.pipeline_class)
-    config = options.config or find_local_config(info.arch)
+    config = options.config
+    if config is None:
+        config, source = single_file_config(path, info, cache_dir)
+        if config is not None:
+            info.notes.append(f"configs: {source}")
     kwargs: dict[str, Any] = {**dtype_kwargs(torch_dtype), "local_files_only": True}
     if config is not None:
         kwargs["config"] = str(config)
@@ -524,7 +564,8 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
                   cache_dir: str | os.PathLike | None = None) -> LoadedModel:
     """Load (or take from the cache) the text-to-image pipeline of a local model, on ``device``
     in ``dtype``. Raises :class:`ModelError` with a sentence for every failure. ``cache_dir``
-    receives converted pickled checkpoints (see :func:`pickled_to_safetensors`)."""
+    receives converted pickled checkpoints (see :func:`pickled_to_safetensors`) and the configs of
+    single files built from the shipped standard ones."""
     options = options or LoadOptions()
     path = local_model_path(ref)
     info = inspect_model(path)
@@ -546,9 +587,11 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
         import torch
 
         torch_dtype = getattr(torch, dtype)
+        if info.format == "diffusers":
+            refuse_pickled_components(path, allow_pickle)
         try:
             if info.format == "single-file":
-                pipe = _load_single_file(source, info, torch_dtype, options)
+                pipe = _load_single_file(source, info, torch_dtype, options, cache_dir)
             else:
                 from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
@@ -584,6 +627,7 @@ def load_pipeline(ref: str | os.PathLike, device: str = "cpu", dtype: str = "flo
             if is_oom(exc):
                 raise oom_error(exc, device, "model loading") from exc
             raise
+        check_finite_weights(pipe, path if info.format == "diffusers" else None, path)
         sched = getattr(pipe, "scheduler", None)
         loaded = LoadedModel(pipe=pipe, info=info, hash=digest, device=device, dtype=dtype,
                              scheduler_config=dict(sched.config) if sched is not None else {})
@@ -611,6 +655,59 @@ def default_cache_dir() -> Path:
     """The cache folder of this shared library for callers outside a run (scripts, tests) that
     give none; a run passes its own ``ctx.cache_dir``."""
     return RunContext(plugin="diffusion_common").cache_dir
+
+
+def refuse_pickled_components(folder: Path, allow_pickle: bool = False) -> None:
+    """Refuse a diffusers folder whose component holds its weights only in a pickle file
+    (``diffusion_pytorch_model.bin``...), before anything is loaded: pickle files can run code
+    when opened. With ``allow_pickle`` they are read by diffusers with ``torch.load``."""
+    if allow_pickle:
+        return
+    for part in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = [f for f in part.iterdir() if f.is_file()]
+        if any(f.suffix == ".safetensors" for f in files):
+            continue
+        pickled = sorted(f for f in files if f.suffix.lower() in PICKLE_SUFFIXES)
+        if pickled:
+            raise ModelError(f"{part.name}/{pickled[0].name} in {folder} is a pickled weights file and there is no "
+                             ".safetensors beside it; pickle files can run code when opened, so it was refused "
+                             "before loading. Convert it to .safetensors, or allow pickled checkpoints explicitly "
+                             "(they are then read with torch.load(weights_only=True))")
+
+
+COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def check_finite_weights(pipe, folder: Path | None, source: Path) -> None:
+    """Refuse weights holding NaN or infinity (a damaged or badly converted model draws black
+    pictures). One pass over the weights when the model is loaded; names the file."""
+    import torch
+
+    for name in COMPONENTS:
+        module = getattr(pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for pname, param in module.named_parameters():
+            if torch.isfinite(param).all():
+                continue
+            where = source
+            if folder is not None:
+                files = sorted((folder / name).glob("*.safetensors")) or sorted((folder / name).glob("*"))
+                where = Path(name) / files[0].name if files else Path(name)
+                where = f"{where} in {folder}"
+            raise ModelError(f"the weights of the {name} ({where}) hold NaN or infinite values (tensor {pname}); "
+                             "the model cannot make pictures. Download or export it again")
+
+
+def check_finite_output(values, path: Path, what: str) -> None:
+    """Refuse a NaN/inf output (it would be saved as a black picture recorded as a success)."""
+    import torch
+
+    finite = torch.isfinite(values).all() if isinstance(values, torch.Tensor) else bool(
+        __import__("numpy").isfinite(values).all())
+    if not finite:
+        raise ModelError(f"the model at {path} produced NaN or infinite values in {what}, so its picture would "
+                         "be black; its weights may be damaged or overflow in this precision (try float32)")
 
 
 # ------------------------------------------------------------------------------------------------

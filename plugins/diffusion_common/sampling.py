@@ -77,6 +77,7 @@ def set_timesteps(scheduler, steps: int, device, strength: float = 1.0):
     """Set the scheduler's timesteps for ``steps`` steps and return those to run for
     image-to-image ``strength`` (1.0 = all of them), as diffusers' img2img pipeline does."""
     scheduler.set_timesteps(steps, device=device)
+    _sigmas_in_float64(scheduler, device)
     timesteps = scheduler.timesteps
     start = 0
     if strength < 1.0:
@@ -91,6 +92,20 @@ def set_timesteps(scheduler, steps: int, device, strength: float = 1.0):
     return timesteps
 
 
+def _sigmas_in_float64(scheduler, device) -> None:
+    """Ancestral samplers split each step's noise as ``sigma_down = sqrt(sigma_to**2 - sigma_up**2)``;
+    on a schedule that ends at (almost) pure noise the first sigma is about 2e4, and in float32 that
+    difference rounds below zero (NaN: a black picture at 3 Euler-a steps of the bundled model).
+    Their sigmas are kept in float64 (0-dim values in the step's arithmetic, so the latents stay in
+    their own dtype); MPS has no float64."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if ("Ancestral" not in type(scheduler).__name__ or sigmas is None or not hasattr(sigmas, "double")
+            or str(device).startswith("mps") or getattr(sigmas, "device", None) is None
+            or sigmas.device.type == "mps"):
+        return
+    scheduler.sigmas = sigmas.double()
+
+
 def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timesteps,
             generator=None, on_step: Optional[Callable[[StepInfo], None]] = None, timestep_cond=None):
     """Run the denoising loop from ``latents`` (already scaled by ``init_noise_sigma`` or noised
@@ -103,7 +118,15 @@ def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timestep
     cfg = uncond is not None and guidance > 1.0 and timestep_cond is None
     emb = torch.cat([uncond, cond]) if cfg else cond
     kwargs = step_kwargs(scheduler, generator)
-    total = len(timesteps)
+    # second-order solvers (Heun, DPM2) evaluate the model twice a step: their timesteps list
+    # each step's second evaluation again, and a step is done when the solver is back in its
+    # first-order state (or at the last entry)
+    two_evals = getattr(scheduler, "order", 1) > 1 and hasattr(scheduler, "state_in_first_order")
+    n = len(timesteps)
+    # PLMS (PNDM) warms up with one two-evaluation step: its first timestep is listed twice
+    plms_warmup = type(scheduler).__name__ == "PNDMScheduler" and n > 1
+    total = (n + 1) // 2 if two_evals else n - 1 if plms_warmup else n
+    done = 0
     b = latents.shape[0]
     for i, t in enumerate(timesteps):
         x_in = torch.cat([latents] * 2) if cfg else latents
@@ -116,8 +139,11 @@ def denoise(backend, scheduler, latents, cond, uncond, guidance: float, timestep
             out = out_u + guidance * (out_c - out_u)
         x0 = predict_x0(scheduler, x_in[:b].to(latents.dtype), out, t, prediction_type) if on_step else None
         latents = scheduler.step(out, t, latents, **kwargs, return_dict=False)[0]
+        if (two_evals and not (scheduler.state_in_first_order or i == n - 1)) or (plms_warmup and i == 0):
+            continue  # the first evaluation of a two-evaluation step
         if on_step is not None:
-            on_step(StepInfo(i, total, float(t), noise_sigma(scheduler, t), latents, x0))
+            on_step(StepInfo(done, total, float(t), noise_sigma(scheduler, t), latents, x0))
+        done += 1
     return latents
 
 

@@ -11,6 +11,20 @@ ComfyUI and ``StableDiffusionPipeline.from_single_file`` read:
 This is the inverse of diffusers' single-file conversion. The index arithmetic is derived from
 the pipeline's own configs (``block_out_channels``, ``layers_per_block``, block types), so any
 width, depth or attention layout of the SD 1.x structure is exported, not just SD 1.5's.
+
+What peers cannot read from tensor names travels with the file:
+
+- the safetensors metadata holds the diffusers configs (``implicit_studio.diffusers_configs``),
+  the tokenizer (``implicit_studio.tokenizer``: vocab, merges and its config) and
+  ``modelspec.prediction_type``; the studio and the ComfyUI node in ``integrations/comfyui`` rebuild
+  the exact model from them;
+- a v-prediction model gets the empty ``v_pred`` tensor ComfyUI writes and reads (and ``ztsnr``
+  for zero-terminal-SNR schedules);
+- a sidecar ``<name>.yaml`` next to the file is the original (LDM) config AUTOMATIC1111 and
+  diffusers' legacy converter read: sizes, noise schedule, latent scale and, for v-prediction,
+  ``parameterization: "v"``.
+
+:func:`peer_support` says, before anything is written, which tools read a given model and why not.
 Compute layer: no Qt; torch and safetensors are imported when a function runs.
 """
 
@@ -64,14 +78,17 @@ _DTYPES = ("float32", "float16", "bfloat16")
 
 @dataclass
 class ExportResult:
-    """What :func:`export_single_file` wrote: the file, its tensor count and size, the tensor
-    count per component and the safetensors metadata."""
+    """What :func:`export_single_file` wrote: the file, its weight-tensor count and size, the tensor
+    count per component, the safetensors metadata, the marker tensors (``v_pred``...) and the
+    sidecar yaml (None when not written)."""
 
     path: Path
     tensors: int
     bytes: int
     components: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    markers: list[str] = field(default_factory=list)
+    sidecar: Path | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,6 +239,7 @@ class _UNetLayout:
 
     def map(self, key: str) -> str:
         fixed = {"time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+                 "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2.",
                  "conv_in.": "input_blocks.0.0.", "conv_norm_out.": "out.0.", "conv_out.": "out.2."}
         for old, new in fixed.items():
             if key.startswith(old):
@@ -340,10 +358,262 @@ def convert_to_ldm(unet: dict, vae: dict, text: dict, unet_config: dict, vae_con
 
 
 # ------------------------------------------------------------------------------------------------
+# What travels with the file: tokenizer, prediction type, the original (LDM) config
+# ------------------------------------------------------------------------------------------------
+
+#: diffusers beta schedule -> the name the original LDM code (and so A1111's yaml) uses
+LDM_BETA_SCHEDULES = {"scaled_linear": "linear", "linear": "sqrt_linear", "squaredcos_cap_v2": "cosine"}
+
+#: The text encoder of SD 1.x (CLIP ViT-L/14's text tower): what stock tools build for any SD 1.x file.
+CLIP_L_TEXT = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+               "vocab_size": 49408, "max_position_embeddings": 77}
+#: SD 1.x's UNet and VAE sizes that stock loaders assume.
+SD1_UNET = {"block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768, "norm_num_groups": 32}
+SD_VAE = {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32, "latent_channels": 4}
+SD_SCALE = 0.18215
+
+
+def prediction_type(configs: dict[str, dict]) -> str:
+    """``"epsilon"``, ``"v_prediction"`` or ``"sample"`` from the scheduler config."""
+    return str((configs.get("scheduler") or {}).get("prediction_type") or "epsilon")
+
+
+def read_tokenizer(folder: Path) -> dict[str, Any] | None:
+    """The tokenizer files of a pipeline folder as one JSON-able dict (``vocab``, ``merges`` and
+    the ``tokenizer_config`` / ``special_tokens_map``), or None when it has no slow-tokenizer files."""
+    tok = folder / "tokenizer"
+    if not (tok / "vocab.json").is_file() or not (tok / "merges.txt").is_file():
+        return None
+    out: dict[str, Any] = {"vocab": _read_json(tok / "vocab.json", folder)}
+    out["merges"] = (tok / "merges.txt").read_text(encoding="utf-8")
+    for name in ("tokenizer_config", "special_tokens_map"):
+        f = tok / f"{name}.json"
+        if f.is_file():
+            data = _read_json(f, folder)
+            out[name] = {k: v for k, v in data.items() if k not in ("is_local", "local_files_only", "name_or_path")}
+    return out
+
+
+def is_standard_clip_vocab(vocab: dict[str, int] | None) -> bool:
+    """True when ``vocab`` is CLIP's own 49,408-token vocabulary (the one stock tools ship)."""
+    if not vocab or len(vocab) != CLIP_L_TEXT["vocab_size"]:
+        return False
+    from .standard import clip_vocab
+
+    return vocab == clip_vocab()
+
+
+def _ldm_attention_resolutions(unet: dict) -> list[int]:
+    return [2 ** i for i, t in enumerate(unet["down_block_types"]) if t.startswith("CrossAttn")]
+
+
+def _heads(unet: dict) -> tuple[int, int]:
+    """(num_heads, num_head_channels) in the LDM convention: one of them is -1."""
+    widths = list(unet["block_out_channels"])
+    heads = unet.get("num_attention_heads") or unet.get("attention_head_dim") or 8
+    per = list(heads) if isinstance(heads, (list, tuple)) else [int(heads)] * len(widths)
+    if len(set(per)) == 1:
+        return int(per[0]), -1
+    dims = {w // h for w, h in zip(widths, per)}
+    if len(dims) == 1:
+        return -1, dims.pop()
+    raise ValueError(f"the UNet's attention heads {per} are neither one count nor one width per head")
+
+
+def ldm_config(configs: dict[str, dict]) -> dict[str, Any]:
+    """The original latent-diffusion config of the model (what ``v1-inference.yaml`` holds for
+    SD 1.5), with this model's sizes, noise schedule, latent scale and parameterization."""
+    unet, vae, sched = configs["unet"], configs["vae"], configs.get("scheduler") or {}
+    lpb = unet.get("layers_per_block", 2)
+    widths = list(unet["block_out_channels"])
+    base = widths[0]
+    num_heads, head_channels = _heads(unet)
+    depth = unet.get("transformer_layers_per_block", 1)
+    pred = prediction_type(configs)
+    params: dict[str, Any] = {
+        "linear_start": float(sched.get("beta_start", 0.00085)),
+        "linear_end": float(sched.get("beta_end", 0.012)),
+        "beta_schedule": LDM_BETA_SCHEDULES.get(sched.get("beta_schedule", "scaled_linear"), "linear"),
+        "num_timesteps_cond": 1,
+        "log_every_t": 200,
+        "timesteps": int(sched.get("num_train_timesteps", 1000)),
+        "first_stage_key": "jpg",
+        "cond_stage_key": "txt",
+        "image_size": int(unet.get("sample_size", 64)),
+        "channels": int(unet.get("in_channels", 4)) if unet.get("in_channels", 4) != 9 else 4,
+        "cond_stage_trainable": False,
+        "conditioning_key": "hybrid" if unet.get("in_channels") == 9 else "crossattn",
+        "monitor": "val/loss_simple_ema",
+        "scale_factor": float(vae.get("scaling_factor", SD_SCALE)),
+        "use_ema": False,
+    }
+    if pred == "v_prediction":
+        params["parameterization"] = "v"
+    params["unet_config"] = {
+        "target": "ldm.modules.diffusionmodules.openaimodel.UNetModel",
+        "params": {
+            "image_size": int(unet.get("sample_size", 64)),
+            "in_channels": int(unet.get("in_channels", 4)),
+            "out_channels": int(unet.get("out_channels", 4)),
+            "model_channels": base,
+            "attention_resolutions": _ldm_attention_resolutions(unet),
+            "num_res_blocks": list(lpb) if isinstance(lpb, (list, tuple)) else int(lpb),
+            "channel_mult": [w // base for w in widths],
+            "num_heads": num_heads,
+            "num_head_channels": head_channels,
+            "use_spatial_transformer": True,
+            "use_linear_in_transformer": bool(unet.get("use_linear_projection", False)),
+            "transformer_depth": list(depth) if isinstance(depth, (list, tuple)) else int(depth),
+            "context_dim": int(unet["cross_attention_dim"]),
+            "use_checkpoint": False,
+            "legacy": False,
+        },
+    }
+    vwidths = list(vae["block_out_channels"])
+    params["first_stage_config"] = {
+        "target": "ldm.models.autoencoder.AutoencoderKL",
+        "params": {
+            "embed_dim": int(vae.get("latent_channels", 4)),
+            "monitor": "val/rec_loss",
+            "ddconfig": {
+                "double_z": True,
+                "z_channels": int(vae.get("latent_channels", 4)),
+                "resolution": int(vae.get("sample_size", 256)),
+                "in_channels": int(vae.get("in_channels", 3)),
+                "out_ch": int(vae.get("out_channels", 3)),
+                "ch": vwidths[0],
+                "ch_mult": [w // vwidths[0] for w in vwidths],
+                "num_res_blocks": int(vae.get("layers_per_block", 2)),
+                "attn_resolutions": [],
+                "dropout": 0.0,
+            },
+            "lossconfig": {"target": "torch.nn.Identity"},
+        },
+    }
+    params["cond_stage_config"] = {"target": "ldm.modules.encoders.modules.FrozenCLIPEmbedder"}
+    return {"model": {"base_learning_rate": 1.0e-04, "target": "ldm.models.diffusion.ddpm.LatentDiffusion",
+                      "params": params}}
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def to_yaml(data: Any, indent: int = 0) -> str:
+    """A small YAML writer for nested dicts, flat lists and scalars (all the LDM config needs)."""
+    pad = "  " * indent
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            lines.append(to_yaml(value, indent + 1))
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{pad}{key}: [{', '.join(_yaml_scalar(v) for v in value)}]")
+        else:
+            lines.append(f"{pad}{key}: {_yaml_scalar(value)}")
+    return "\n".join(lines)
+
+
+@dataclass
+class PeerSupport:
+    """Whether one tool reads the export: ``reads`` is ``"yes"``, ``"partly"`` (loads, but
+    draws wrongly unless the user does what ``why`` says) or ``"no"``; ``why`` names the reasons."""
+
+    tool: str
+    reads: str
+    why: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        word = {"yes": "reads it", "partly": "loads it but", "no": "cannot read it"}[self.reads]
+        text = f"{self.tool}: {word}"
+        if self.why:
+            text += (": " if self.reads != "partly" else " ") + "; ".join(self.why)
+        return text
+
+
+def peer_support(configs: dict[str, dict], tokenizer: dict | None) -> list[PeerSupport]:
+    """Which tools read the single file of a pipeline with these configs, and why not.
+
+    Stock ComfyUI detects SD 1.x/2.x by UNet width and text size and then builds everything else
+    from hard-coded SD sizes (GroupNorm(32), the 8x SD VAE, CLIP ViT-L and its 49,408-token
+    vocabulary, latent scale 0.18215, SD's scaled-linear noise schedule); it reads v-prediction
+    from the ``v_pred`` key for SDXL only. AUTOMATIC1111 builds the UNet and VAE from the sidecar
+    yaml (any sizes, schedule and parameterization) but its LDM code hard-codes GroupNorm(32) and
+    loads CLIP ViT-L by name."""
+    unet, vae, text, sched = configs["unet"], configs["vae"], configs["text_encoder"], configs.get("scheduler") or {}
+    ugroups, vgroups = unet.get("norm_num_groups", 32), vae.get("norm_num_groups", 32)
+    widths, vwidths = list(unet["block_out_channels"]), list(vae["block_out_channels"])
+    factor = 2 ** (len(vwidths) - 1)
+    vocab = (tokenizer or {}).get("vocab")
+    text_std = all(text.get(k) == v for k, v in CLIP_L_TEXT.items()) and (vocab is None or is_standard_clip_vocab(vocab))
+    pred = prediction_type(configs)
+    sched_std = (sched.get("beta_schedule", "scaled_linear") == "scaled_linear"
+                 and abs(float(sched.get("beta_start", 0.00085)) - 0.00085) < 1e-9
+                 and abs(float(sched.get("beta_end", 0.012)) - 0.012) < 1e-9)
+    group_msgs = []
+    if ugroups != 32:
+        group_msgs.append(f"its UNet uses GroupNorm({ugroups}), the code hard-codes GroupNorm(32)")
+    if vgroups != 32:
+        group_msgs.append(f"its VAE uses GroupNorm({vgroups}), the code hard-codes GroupNorm(32)")
+    text_msg = (f"its text encoder is {text.get('hidden_size')} wide with {text.get('num_hidden_layers')} layers and a "
+                f"{text.get('vocab_size')}-token vocabulary; stock loaders build CLIP ViT-L (768 wide, 12 layers, "
+                "49,408 tokens) and its own tokenizer")
+
+    comfy_no, comfy_partly = [], []
+    detected = (widths[0] == 320 and ((unet["cross_attention_dim"] == 768 and not unet.get("use_linear_projection"))
+                                      or (unet["cross_attention_dim"] == 1024 and unet.get("use_linear_projection"))))
+    if not detected:
+        comfy_no.append(f"its UNet is {widths[0]} wide with text size {unet['cross_attention_dim']}; model detection "
+                        "knows SD 1.x (320 wide, 768) and SD 2.x (320 wide, 1024) only ('Could not detect model type')")
+    comfy_no += group_msgs
+    if any(vae.get(k) != v for k, v in SD_VAE.items()):
+        comfy_no.append(f"its VAE is {'-'.join(map(str, vwidths))} wide ({factor}x), ComfyUI hard-codes the SD VAE "
+                        "(128-256-512-512, 8x)")
+    if not text_std:
+        comfy_no.append(text_msg)
+    if abs(float(vae.get("scaling_factor", SD_SCALE)) - SD_SCALE) > 1e-6:
+        comfy_partly.append(f"its latent scale {float(vae['scaling_factor']):.4g} is not read (SD's 0.18215 is assumed)")
+    if not sched_std:
+        comfy_partly.append(f"its noise schedule ({sched.get('beta_schedule')}) is not read (SD's scaled-linear is assumed)")
+    if pred == "v_prediction":
+        comfy_partly.append("it reads the v_pred key for SDXL only: add a ModelSamplingDiscrete node set to v_prediction")
+    node_why = ["the Implicit Studio loader node (integrations/comfyui) builds the model from the file's metadata"]
+    rows = []
+    if comfy_no:
+        rows.append(PeerSupport("ComfyUI (stock Load Checkpoint)", "no", comfy_no + comfy_partly))
+    else:
+        rows.append(PeerSupport("ComfyUI (stock Load Checkpoint)", "partly" if comfy_partly else "yes", comfy_partly))
+    rows.append(PeerSupport("ComfyUI with the Implicit Studio loader node", "yes", node_why))
+
+    a1111_no = list(group_msgs)
+    if not text_std:
+        a1111_no.append(text_msg)
+    a1111_why = ["with the sidecar .yaml next to it (sizes, noise schedule, latent scale"
+                 + (", parameterization v" if pred == "v_prediction" else "") + ")"]
+    rows.append(PeerSupport("AUTOMATIC1111 / Forge", "no" if a1111_no else "yes", a1111_no or a1111_why))
+    std_sizes = (not comfy_no) and widths == SD1_UNET["block_out_channels"]
+    rows.append(PeerSupport(
+        "diffusers from_single_file", "yes",
+        ["offline with config= a diffusers folder of the same sizes"
+         + ("" if not std_sizes else " (or the SD 1.5 config in its Hugging Face cache)")]))
+    rows.append(PeerSupport("Implicit Studio", "yes", ["builds the model from the file's own metadata, offline"]))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
 # Export
 # ------------------------------------------------------------------------------------------------
 
-def _metadata(folder: Path, configs: dict[str, dict], dtype: str) -> dict[str, str]:
+#: Empty marker tensors peers read: ComfyUI's v-prediction and zero-terminal-SNR flags.
+V_PRED_KEY = "v_pred"
+ZTSNR_KEY = "ztsnr"
+
+
+def _metadata(folder: Path, configs: dict[str, dict], dtype: str, tokenizer: dict | None) -> dict[str, str]:
     unet = configs["unet"]
     meta = {
         "format": "pt",
@@ -355,11 +625,15 @@ def _metadata(folder: Path, configs: dict[str, dict], dtype: str) -> dict[str, s
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.title": folder.name,
         "modelspec.implementation": "https://github.com/CompVis/stable-diffusion",
+        "modelspec.prediction_type": {"v_prediction": "v", "epsilon": "epsilon"}.get(prediction_type(configs),
+                                                                                      prediction_type(configs)),
         # the sizes that cannot be read back from tensor names alone: scheduler, VAE scaling and
         # the diffusers configs, so the exact folder can be rebuilt from the file
         "implicit_studio.diffusers_configs": json.dumps(
             {k: configs[k] for k in ("unet", "vae", "text_encoder", "scheduler")}, sort_keys=True),
     }
+    if tokenizer is not None:
+        meta["implicit_studio.tokenizer"] = json.dumps(tokenizer, ensure_ascii=False, sort_keys=True)
     if unet.get("cross_attention_dim") == 768 and unet.get("in_channels", 4) in (4, 9):
         meta["modelspec.architecture"] = "stable-diffusion-v1" + ("/inpainting" if unet.get("in_channels") == 9 else "")
     if configs["vae"].get("scaling_factor") is not None:
@@ -367,10 +641,47 @@ def _metadata(folder: Path, configs: dict[str, dict], dtype: str) -> dict[str, s
     return meta
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Give ``tmp`` the mode of an ordinarily created file (0644 under the usual umask:
+    safetensors' writer makes 0600 files another user's ComfyUI cannot read), then rename it."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, out)
+
+
+def sidecar_path(out: Path) -> Path:
+    """``model.yaml`` beside ``model.safetensors``: where A1111 looks for a checkpoint's config."""
+    return out.with_suffix(".yaml")
+
+
+def check_export(pipeline_dir: str | os.PathLike) -> tuple[dict[str, dict], dict | None, list[PeerSupport]]:
+    """Validate a pipeline folder for export without writing anything: its configs, its tokenizer
+    files (None when it has none) and which tools will read the file (:func:`peer_support`)."""
+    folder = Path(pipeline_dir).expanduser()
+    configs = _check_structure(folder)
+    tokenizer = read_tokenizer(folder)
+    if tokenizer is None and configs["text_encoder"].get("vocab_size") != CLIP_L_TEXT["vocab_size"]:
+        raise _not_sd(folder, f"its tokenizer/ folder has no vocab.json and merges.txt, and its "
+                              f"{configs['text_encoder'].get('vocab_size')}-token vocabulary is not CLIP's")
+    ldm_config(configs)  # raises for attention heads the LDM layout cannot express
+    return configs, tokenizer, peer_support(configs, tokenizer)
+
+
 def export_single_file(pipeline_dir: str | os.PathLike, out_path: str | os.PathLike, *,
-                       dtype: str | None = None) -> ExportResult:
+                       dtype: str | None = None, sidecar: bool = True) -> ExportResult:
     """Write the diffusers SD 1.x-structured pipeline at ``pipeline_dir`` as one safetensors file
-    in the original LDM layout at ``out_path`` (written to a temporary name, then renamed).
+    in the original LDM layout at ``out_path`` (written to a temporary name, then renamed), and
+    with ``sidecar`` its original config as ``<name>.yaml`` beside it.
 
     ``dtype`` ``None`` keeps the stored precision; ``"float16"``/``"bfloat16"``/``"float32"``
     converts the floating-point tensors. Raises ValueError with the reason for a folder that is
@@ -381,7 +692,7 @@ def export_single_file(pipeline_dir: str | os.PathLike, out_path: str | os.PathL
         raise ValueError(f"the single-file checkpoint must be a .safetensors file, not {out.name}")
     if dtype is not None and dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} (or None to keep the stored one), not {dtype!r}")
-    configs = _check_structure(folder)
+    configs, tokenizer, _ = check_export(folder)
 
     import torch
     from safetensors.torch import save_file
@@ -392,18 +703,35 @@ def export_single_file(pipeline_dir: str | os.PathLike, out_path: str | os.PathL
         target = getattr(torch, dtype)
         state = {k: (v.to(target) if v.is_floating_point() else v) for k, v in state.items()}
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if v.is_floating_point()})
-    meta = _metadata(folder, configs, ",".join(dtypes))
+    n_weights = len(state)
+    markers = []
+    if prediction_type(configs) == "v_prediction":
+        markers.append(V_PRED_KEY)
+    if configs["scheduler"].get("rescale_betas_zero_snr"):
+        markers.append(ZTSNR_KEY)
+    for key in markers:
+        state[key] = torch.tensor([])
+    meta = _metadata(folder, configs, ",".join(dtypes), tokenizer)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    yaml_out = sidecar_path(out) if sidecar else None
+    yaml_tmp = out.with_name(f".{out.stem}.{os.getpid()}.yaml.tmp")
     try:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, out)
+        if yaml_out is not None:
+            head = (f"# Original (latent-diffusion) config of {out.name}, written by Implicit Studio.\n"
+                    "# AUTOMATIC1111 reads it from beside the checkpoint.\n")
+            yaml_tmp.write_text(head + to_yaml(ldm_config(configs)) + "\n", encoding="utf-8")
+            _publish(yaml_tmp, yaml_out)
+        _publish(tmp, out)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for t in (tmp, yaml_tmp):
+            if t.exists():
+                t.unlink()
     counts = {
         "unet": sum(k.startswith(LDM_UNET_PREFIX) for k in state),
         "vae": sum(k.startswith(LDM_VAE_PREFIX) for k in state),
         "text_encoder": sum(k.startswith(LDM_TEXT_PREFIX) for k in state),
     }
-    return ExportResult(path=out, tensors=len(state), bytes=out.stat().st_size, components=counts, metadata=meta)
+    return ExportResult(path=out, tensors=n_weights, bytes=out.stat().st_size, components=counts, metadata=meta,
+                        markers=markers, sidecar=yaml_out)

@@ -4,12 +4,15 @@ memory estimates (compute layer: no Qt).
 An *evaluator* is any callable ``f(points: (N, d) float32 ndarray) -> (N, k) float32 ndarray``.
 :func:`make_evaluator` wraps an :class:`~plugins.inr.models.INRField` (torch) or an ONNX file
 (ONNX Runtime), plain Python callables (analytic SDFs) are accepted as they are.
+
+Evaluators compute where they are told: a run passes its ``ctx.device`` (torch) and
+``ctx.ort_providers`` (ONNX Runtime), a viewer the device setting; nothing here picks CUDA because
+it exists (the CPU is the default).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from collections import OrderedDict
@@ -21,6 +24,7 @@ import numpy as np
 
 from app.api import Cancelled  # raised inside a chunked loop when its cancel callback says stop
 
+from .memory import available_memory
 from .models import INRConfig
 
 DEFAULT_CHUNK = 65536
@@ -40,16 +44,15 @@ def _is_cancelled(cancel: Any) -> bool:
 
 # ---------------------------------------------------------------------- evaluators
 class TorchEvaluator:
-    """Evaluate an ``nn.Module`` field in chunks under ``torch.inference_mode``."""
+    """Evaluate an ``nn.Module`` field in chunks under ``torch.inference_mode`` on ``device`` (a
+    torch device name; the model is moved there), in float32."""
 
     backend = "torch"
 
-    def __init__(self, model, device: str | None = None, chunk: int = DEFAULT_CHUNK):
-        import torch
-
+    def __init__(self, model, device: str | None = "cpu", chunk: int = DEFAULT_CHUNK):
         self.model = model.eval()
         self.config: INRConfig | None = getattr(model, "config", None)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = str(device or "cpu")
         self.model.to(self.device)
         self.chunk = int(chunk)
 
@@ -92,12 +95,13 @@ class TorchEvaluator:
 
 
 class OnnxField:
-    """An INR exported to ONNX, evaluated with ONNX Runtime (CPU, or CUDA when present)."""
+    """An INR exported to ONNX, evaluated with ONNX Runtime on ``providers`` (a run's
+    ``ctx.ort_providers``; default the CPU's), those the installed ONNX Runtime has."""
 
     backend = "onnx"
 
     def __init__(self, path: str | Path, config: INRConfig | None = None, chunk: int = DEFAULT_CHUNK,
-                 threads: int | None = None):
+                 threads: int | None = None, providers: tuple[str, ...] | list[str] | None = None):
         import onnxruntime as ort
 
         path = Path(path)
@@ -107,9 +111,9 @@ class OnnxField:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if _cuda_present() and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        have = set(ort.get_available_providers())
+        providers = [p for p in (providers or ()) if p in have and p != "CPUExecutionProvider"]
+        providers.append("CPUExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:
@@ -175,15 +179,6 @@ class CallableEvaluator:
         return np.concatenate(outs, axis=0) if outs else np.empty((0, 1), np.float32)
 
 
-def _cuda_present() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
 def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
     """Export an INRField to ONNX with a dynamic batch axis; the config travels in the metadata."""
     import io
@@ -193,7 +188,11 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
+    model = model.eval()
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        import copy
+
+        model = copy.deepcopy(model).cpu()  # exported from a CPU copy: the caller's model stays where it is
     d = model.config.in_features
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -212,12 +211,13 @@ def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
     return path
 
 
-def make_evaluator(model_or_fn, backend: str = "auto", chunk: int = DEFAULT_CHUNK, cache_dir: str | Path | None = None):
-    """Pick how to evaluate a field.
+def make_evaluator(model_or_fn, backend: str = "auto", chunk: int = DEFAULT_CHUNK, cache_dir: str | Path | None = None,
+                   device: str = "cpu"):
+    """Pick how to evaluate a field on ``device`` (a torch device name: a run's ``ctx.device``).
 
-    ``backend``: ``"torch"``, ``"onnx"`` (exports the network to a temporary ONNX file and uses ONNX
-    Runtime) or ``"auto"``: torch on CUDA when a GPU is present, otherwise ONNX Runtime on the CPU
-    (measured faster there), falling back to torch if the export fails.
+    ``backend``: ``"torch"`` (on ``device``), ``"onnx"`` (exports the network to a cached ONNX file and
+    uses ONNX Runtime on the CPU) or ``"auto"``: torch on ``device`` when it is a GPU, ONNX Runtime
+    when it is the CPU (measured faster there), falling back to torch if the export fails.
     """
     from torch import nn
 
@@ -225,8 +225,9 @@ def make_evaluator(model_or_fn, backend: str = "auto", chunk: int = DEFAULT_CHUN
         return model_or_fn
     if not isinstance(model_or_fn, nn.Module):
         return CallableEvaluator(model_or_fn)
-    if backend == "torch" or (backend == "auto" and _cuda_present()):
-        return TorchEvaluator(model_or_fn, chunk=chunk)
+    device = str(device or "cpu")
+    if backend == "torch" or (backend == "auto" and device != "cpu"):
+        return TorchEvaluator(model_or_fn, device=device, chunk=chunk)
     if backend in ("onnx", "auto"):
         from .models import weights_hash
 
@@ -240,7 +241,7 @@ def make_evaluator(model_or_fn, backend: str = "auto", chunk: int = DEFAULT_CHUN
         except Exception:
             if backend == "onnx":
                 raise
-            return TorchEvaluator(model_or_fn, chunk=chunk)
+            return TorchEvaluator(model_or_fn, device=device, chunk=chunk)
     raise ValueError(f"Unknown evaluation backend {backend!r}; use auto, torch or onnx.")
 
 
@@ -259,21 +260,6 @@ def grid_points(bounds: np.ndarray, res: int) -> np.ndarray:
     axes = [np.linspace(bounds[0, k], bounds[1, k], res, dtype=np.float32) for k in range(bounds.shape[1])]
     mesh = np.meshgrid(*axes, indexing="ij")
     return np.stack([m.reshape(-1) for m in mesh], axis=-1)
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (Linux /proc/meminfo; sysconf elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 * 1024**3
 
 
 def estimate_grid_memory(res: int, dims: int = 3, chunk: int = DEFAULT_CHUNK, width: int = 256) -> int:

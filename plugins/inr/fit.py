@@ -10,6 +10,12 @@ one to the end. Both take an optional context object with any of
 * ``cancelled``                  -- bool attribute, or a callable returning bool
 
 Cancelling stops at the next step and keeps the best weights seen so far.
+
+Both fit on ``device`` (a torch device name, the run's ``ctx.device``; default the CPU) in
+``dtype`` (the run's ``ctx.dtype``): float32 trains as it always has; float16 or bfloat16 train
+in mixed precision, the forward passes under autocast in that dtype with the weights, the
+optimiser state and the losses in float32 (float16 with a gradient scaler). Sampling stays on the
+CPU (its seeded generators), so a seed draws the same batches and initial weights on every device.
 """
 
 from __future__ import annotations
@@ -101,6 +107,44 @@ def run_fit(gen: Generator[FitStep, None, FitResult], on_step: Callable[[FitStep
             on_step(s)
 
 
+class _Arithmetic:
+    """Where and in what a fit computes: the device, autocast for float16/bfloat16 (weights and
+    losses stay float32) and a gradient scaler for float16; float32 takes the plain path."""
+
+    def __init__(self, device: Any = None, dtype: Any = None):
+        import torch
+
+        self.device = torch.device(device or "cpu")
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None) if dtype in ("float32", "float16", "bfloat16") else None
+            if dtype is None:
+                raise ValueError("dtype must be float32, float16 or bfloat16")
+        self.dtype = dtype or torch.float32
+        if self.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, not {self.dtype}")
+        self.mixed = self.dtype != torch.float32
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+
+    def autocast(self):
+        import contextlib
+
+        import torch
+
+        if not self.mixed:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(self, opt, loss) -> None:
+        """Backward and optimiser step (scaled for float16)."""
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+
 def _config_for(arch: str | INRConfig, in_features: int, out_features: int, **overrides) -> INRConfig:
     if isinstance(arch, INRConfig):
         return arch.validate()
@@ -111,8 +155,10 @@ def _config_for(arch: str | INRConfig, in_features: int, out_features: int, **ov
 def fit_image_steps(image: np.ndarray, arch: str | INRConfig = "siren", steps: int = 500, lr: float | None = None,
                     batch_size: int | None = None, ctx: Any = None, seed: int = 0, preview_every: int = 25,
                     target_psnr: float | None = None, stop_at_target: bool = False,
-                    config_overrides: dict | None = None) -> Generator[FitStep, None, FitResult]:
-    """Fit a 2D INR to ``image`` ((H, W, C) or (H, W) floats in [0, 1])."""
+                    config_overrides: dict | None = None, device: Any = None,
+                    dtype: Any = None) -> Generator[FitStep, None, FitResult]:
+    """Fit a 2D INR to ``image`` ((H, W, C) or (H, W) floats in [0, 1]) on ``device`` in
+    ``dtype`` (module docstring)."""
     import torch
 
     from .image2d import image_targets, psnr as psnr_fn
@@ -135,11 +181,12 @@ def fit_image_steps(image: np.ndarray, arch: str | INRConfig = "siren", steps: i
         raise ValueError(f"The config maps {config.in_features}->{config.out_features}; this image needs 2->{C}.")
     config.kind = "image"
     config.image_size = [H, W]
+    ar = _Arithmetic(device, dtype)
     torch.manual_seed(seed)
-    model = build_model(config, seed=seed)
+    model = build_model(config, seed=seed).to(ar.device)
     coords, values = image_targets(img, config.value_range)
-    X = torch.from_numpy(coords)
-    Y = torch.from_numpy(values)
+    X = torch.from_numpy(coords).to(ar.device)
+    Y = torch.from_numpy(values).to(ar.device)
     n = len(X)
     full = batch_size is None or batch_size >= n
     opt = torch.optim.Adam(model.parameters(), lr=lr or default_lr(config))
@@ -162,9 +209,10 @@ def fit_image_steps(image: np.ndarray, arch: str | INRConfig = "siren", steps: i
         if full:
             xb, yb = X, Y
         else:
-            idx = torch.randint(0, n, (batch_size,), generator=gen)
+            idx = torch.randint(0, n, (batch_size,), generator=gen).to(ar.device)
             xb, yb = X[idx], Y[idx]
-        pred = model(xb)
+        with ar.autocast():
+            pred = model(xb).float()
         loss = torch.mean((pred - yb) ** 2)
         lv = float(loss.detach())
         if not math.isfinite(lv):
@@ -179,8 +227,7 @@ def fit_image_steps(image: np.ndarray, arch: str | INRConfig = "siren", steps: i
             best_psnr, best_step = p, step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        ar.step(opt, loss)
         elapsed = time.perf_counter() - t0
         if target_psnr is not None and reached_step is None and p >= target_psnr:
             reached_step, reached_s = step, elapsed
@@ -190,21 +237,21 @@ def fit_image_steps(image: np.ndarray, arch: str | INRConfig = "siren", steps: i
         if preview_every and (step % preview_every == 0 or step == steps) and full:
             from .image2d import to_unit
 
-            prev = to_unit(pred.detach().numpy().reshape(H, W, C), config.value_range)
+            prev = to_unit(pred.detach().cpu().numpy().reshape(H, W, C), config.value_range)
             c.preview((prev * 255).astype(np.uint8))
         yield FitStep(step, lv, p, best_psnr, elapsed)
         if stop_at_target and reached_step is not None:
             break
     # the last update has not been scored yet: score it with one evaluation when full-batch
     if full and step > 0:
-        with torch.no_grad():
-            shown = float(torch.mean((model(X).clamp(lo_v, hi_v) - Y) ** 2))
+        with torch.no_grad(), ar.autocast():
+            shown = float(torch.mean((model(X).float().clamp(lo_v, hi_v) - Y) ** 2))
         p = 10 * math.log10(span / max(shown, 1e-20))
         if p > best_psnr:
             best_psnr, best_step, best_state = p, step, {k: v.detach().clone() for k, v in model.state_dict().items()}
     elif not full:
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        with torch.no_grad():
+        with torch.no_grad(), ar.autocast():
             pred_all = _predict(model, X)
         best_psnr = psnr_fn(np.clip((pred_all - config.value_range[0]) / (config.value_range[1] - config.value_range[0]), 0, 1),
                             img.reshape(-1, C))
@@ -221,7 +268,7 @@ def _predict(model, X, chunk: int = 65536) -> np.ndarray:
     outs = []
     with torch.no_grad():
         for s in range(0, len(X), chunk):
-            outs.append(model(X[s: s + chunk]).numpy())
+            outs.append(model(X[s: s + chunk]).float().cpu().numpy())
     return np.concatenate(outs)
 
 
@@ -245,10 +292,16 @@ class SDFTarget:
             self.mesh, self.scale, self.centre = normalize_mesh(mesh) if normalize else (mesh, 1.0, np.zeros(3))
         else:
             raise ValueError("Give a shape name or a mesh to fit.")
+        self.source = mesh if shape is None else self.mesh  # the shape in its own frame and units
         self.watertight = bool(self.mesh.is_watertight)
         self.sdf = self.analytic if self.analytic is not None else MeshSDF(self.mesh)
         self.pool_size = pool
         self._pool = None
+
+    def to_source_frame(self, points: np.ndarray) -> np.ndarray:
+        """Points of the fitting frame (the shape centred and scaled into [-0.8, 0.8]^3) in the
+        frame and units of the shape as given."""
+        return np.asarray(points, np.float64) / self.scale + self.centre
 
     def warnings(self) -> list[str]:
         if self.analytic is None and not self.watertight:
@@ -291,8 +344,10 @@ def fit_sdf_steps(target: SDFTarget, arch: str | INRConfig = "siren", steps: int
                   points_per_step: int = 4096, near_fraction: float = 0.6, near_sigma: float = 0.03,
                   eikonal_weight: float = 0.0, bounds=((-1, -1, -1), (1, 1, 1)), ctx: Any = None, seed: int = 0,
                   eval_every: int = 10, preview_every: int = 25,
-                  config_overrides: dict | None = None) -> Generator[FitStep, None, FitResult]:
-    """Fit a 3D SDF network to ``target`` with an L1 loss (+ optional eikonal term |grad f| = 1)."""
+                  config_overrides: dict | None = None, device: Any = None,
+                  dtype: Any = None) -> Generator[FitStep, None, FitResult]:
+    """Fit a 3D SDF network to ``target`` with an L1 loss (+ optional eikonal term |grad f| = 1)
+    on ``device`` in ``dtype`` (module docstring); the target's points are drawn on the CPU."""
     import torch
 
     from .geometry import sdf_colormap
@@ -308,21 +363,22 @@ def fit_sdf_steps(target: SDFTarget, arch: str | INRConfig = "siren", steps: int
     config.kind = "sdf"
     config.iso_level = 0.0
     config.bounds = bounds.tolist()
+    ar = _Arithmetic(device, dtype)
     torch.manual_seed(seed)
-    model = build_model(config, seed=seed)
+    model = build_model(config, seed=seed).to(ar.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr or default_lr(config))
     c = _Ctx(ctx)
     for w in target.warnings():
         c.progress(0.0, w)
     # fixed validation set: the best weights are chosen on it
     val_p, val_v = target.sample(4096, 0.5, near_sigma, bounds)
-    VX, VY = torch.from_numpy(val_p), torch.from_numpy(val_v)
+    VX, VY = torch.from_numpy(val_p).to(ar.device), torch.from_numpy(val_v).to(ar.device)
     # preview slice through z = 0
     res = 64
     u = np.linspace(bounds[0, 0], bounds[1, 0], res, dtype=np.float32)
     v = np.linspace(bounds[0, 1], bounds[1, 1], res, dtype=np.float32)
     vv, uu = np.meshgrid(v, u, indexing="ij")
-    SX = torch.from_numpy(np.stack([uu.reshape(-1), vv.reshape(-1), np.zeros(res * res, np.float32)], -1))
+    SX = torch.from_numpy(np.stack([uu.reshape(-1), vv.reshape(-1), np.zeros(res * res, np.float32)], -1)).to(ar.device)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_err, best_step = math.inf, 0
     history: dict[str, list[float]] = {"loss": [], "val_error": []}
@@ -331,8 +387,8 @@ def fit_sdf_steps(target: SDFTarget, arch: str | INRConfig = "siren", steps: int
     step = 0
 
     def validate() -> float:
-        with torch.no_grad():
-            return float(torch.mean(torch.abs(model(VX)[:, 0] - VY)))
+        with torch.no_grad(), ar.autocast():
+            return float(torch.mean(torch.abs(model(VX)[:, 0].float() - VY)))
 
     for step in range(1, steps + 1):
         if c.cancelled:
@@ -340,19 +396,19 @@ def fit_sdf_steps(target: SDFTarget, arch: str | INRConfig = "siren", steps: int
             step -= 1
             break
         pts, vals = target.sample(points_per_step, near_fraction, near_sigma, bounds)
-        X = torch.from_numpy(pts)
-        Y = torch.from_numpy(vals)
+        X = torch.from_numpy(pts).to(ar.device)
+        Y = torch.from_numpy(vals).to(ar.device)
         if eikonal_weight > 0:
             X.requires_grad_(True)
-        pred = model(X)[:, 0]
+        with ar.autocast():
+            pred = model(X)[:, 0].float()
         loss = torch.mean(torch.abs(pred - Y))
         if eikonal_weight > 0:
             (g,) = torch.autograd.grad(pred.sum(), X, create_graph=True)
-            eik = torch.mean((g.norm(dim=-1) - 1) ** 2)
+            eik = torch.mean((g.float().norm(dim=-1) - 1) ** 2)
             loss = loss + eikonal_weight * eik
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        ar.step(opt, loss)
         lv = float(loss.detach())
         if not math.isfinite(lv):
             raise FloatingPointError(f"The loss became {lv} at step {step}; lower the learning rate.")
@@ -367,8 +423,8 @@ def fit_sdf_steps(target: SDFTarget, arch: str | INRConfig = "siren", steps: int
                 best_err, best_step = err, step
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if preview_every and (step % preview_every == 0 or step == steps):
-            with torch.no_grad():
-                sl = model(SX)[:, 0].numpy().reshape(res, res)
+            with torch.no_grad(), ar.autocast():
+                sl = model(SX)[:, 0].float().cpu().numpy().reshape(res, res)
             c.preview(sdf_colormap(sl, scale=0.5)[::-1])
         c.progress(step / steps, f"step {step}/{steps}  L1 {lv:.4f}")
         yield FitStep(step, lv, err, best_err, time.perf_counter() - t0)

@@ -487,10 +487,12 @@ def _sidecar(path: Path) -> Path | None:
 
 
 def open_inr(path: str | Path, config: INRConfig | dict | None = None, latent_codes: str | Path | None = None,
-             latent_index: int = 0) -> LoadedINR:
+             latent_index: int = 0, providers: tuple[str, ...] | list[str] | None = None) -> LoadedINR:
     """Open any supported INR file; uses ``config`` or a sidecar JSON when present, else a guess.
 
     ``latent_codes``: a DeepSDF ``LatentCodes/*.pth`` file; code ``latent_index`` is set on the decoder.
+    ``providers``: the ONNX Runtime execution providers an ONNX file is evaluated with (a run's
+    ``ctx.ort_providers``; default the CPU's). Torch networks are returned on the CPU.
     """
     from .models import INRField, load_inr, load_state_checked, unflatten_weights
 
@@ -508,7 +510,7 @@ def open_inr(path: str | Path, config: INRConfig | dict | None = None, latent_co
         side = _sidecar(path)
         if config is None and side is not None:
             config = INRConfig.from_json(side.read_text())
-        field_ = OnnxField(path, config)
+        field_ = OnnxField(path, config, providers=providers)
         return LoadedINR(model=field_, config=field_.config, source=str(path), info={"format": "onnx"})
     if config is None:
         side = _sidecar(path)

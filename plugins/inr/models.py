@@ -311,6 +311,7 @@ class INRField(nn.Module):
         widths = config.hidden_widths()
         dims_out = widths + [config.out_features]
         self.complex = config.arch == "wire"
+        _check_network_memory(self.input_dim, dims_out, config.skip_in, 2 if self.complex else 1)
         layers: list[nn.Module] = []
         prev = self.input_dim
         for i, width in enumerate(dims_out):
@@ -411,6 +412,21 @@ class INRField(nn.Module):
         elif cfg.output_activation == "tanh":
             h = torch.tanh(h)
         return h
+
+
+def _check_network_memory(input_dim: int, widths: list[int], skip_in, per_weight: int) -> None:
+    """Refuse, before allocating anything, a network whose weights alone would not fit in memory
+    (a config asking for hidden layers of 200,000 units is 160 GB)."""
+    from .memory import available_memory
+
+    n, prev = 0, input_dim
+    for i, width in enumerate(widths):
+        n += ((prev + (input_dim if i in skip_in else 0)) * width + width) * per_weight
+        prev = width
+    need, have = n * 4, available_memory()
+    if need > 0.9 * have:
+        raise INRConfigError(f"This network would have {n:,} weights ({need / 1e9:.1f} GB as float32), more than the "
+                             f"{have / 1e9:.1f} GB of memory available; use fewer or narrower hidden layers.")
 
 
 def build_model(config: INRConfig, seed: int | None = 0) -> INRField:
@@ -605,7 +621,7 @@ def interpolate_weights(a: INRField, b: INRField, t: float) -> INRField:
     state = {}
     for k in sa:
         if sa[k].is_floating_point():
-            state[k] = (1.0 - t) * sa[k] + t * sb[k]
+            state[k] = (1.0 - t) * sa[k] + t * sb[k].to(sa[k].device)  # b may sit on another device
         else:
             state[k] = sa[k].clone()
     out.load_state_dict(state)

@@ -91,6 +91,11 @@ def studio_tools():
                 PathParam(name="inr", filters=_INR_FILTERS, help="weights file"),
                 PathParam(name="config", optional=True, filters=("INR config (*.json)",),
                           help="architecture JSON (needed for flat weight vectors; else guessed)"),
+                PathParam(name="latent_codes", optional=True, filters=("DeepSDF latent codes (*.pth *.pt)",),
+                          help="DeepSDF decoders: the latent codes file (LatentCodes/latest.pth) to take the "
+                               "shape's code from; without it a latent-conditioned decoder renders the zero code"),
+                IntParam(name="latent_index", default=0, min=0,
+                         help="which code of the latent codes file (the shape's index in the training split)"),
                 IntParam(name="width", default=256, min=8, max=4096),
                 IntParam(name="height", default=256, min=8, max=4096),
                 FloatParam(name="zoom", default=1.0, min=0.01, max=1000.0, help="2D: magnification"),

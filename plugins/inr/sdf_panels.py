@@ -405,6 +405,7 @@ class InterpolatePanel(QWidget):
             return
         t = self.slider.value() / 100.0
         a, b, bounds, iso, inside = vw.model, self.second, vw.bounds.copy(), vw.iso, vw.inside
+        device = vw.device
 
         def job(cancel, emit):
             from .fields import TorchEvaluator, bake_grid
@@ -412,7 +413,7 @@ class InterpolatePanel(QWidget):
             from .models import interpolate_weights
 
             m = interpolate_weights(a, b, t)
-            ev = TorchEvaluator(m, device="cpu")
+            ev = TorchEvaluator(m, device=device)
             grid = bake_grid(ev, bounds, 64, cancel=cancel)
             try:
                 mesh = marching_cubes(grid, bounds, iso=iso, inside=inside)
@@ -473,6 +474,9 @@ class GalleryPanel(QWidget):
             it = QListWidgetItem(p.stem)
             it.setData(Qt.ItemDataRole.UserRole, str(p))
             self.list.addItem(it)
+        from app.widgets.compute import view_device
+
+        device = view_device(("torch",))[0]
 
         def job(cancel, emit):
             from .fields import TorchEvaluator
@@ -485,7 +489,7 @@ class GalleryPanel(QWidget):
                     return None
                 try:
                     m = load_inr(p)
-                    ev = TorchEvaluator(m, device="cpu", chunk=16384)
+                    ev = TorchEvaluator(m, device=device, chunk=16384)
                     if m.config.in_features == 2:
                         img = (render_image(ev, 64, 64) * 255).astype(np.uint8)
                         img = img if img.shape[2] == 3 else np.repeat(img, 3, 2)

@@ -2,7 +2,9 @@
 
 Each takes the :class:`app.api.RunContext` first and returns api result records. The fitting
 loops themselves live in :mod:`plugins.inr.fit`; this module adapts the run context to them,
-writes the fitted network to disk and turns outputs into results.
+writes the fitted network to disk and turns outputs into results. Everything computes where the
+run says: fits on ``ctx.device`` in ``ctx.dtype`` (mixed precision below float32), renders and
+bakes on ``ctx.device`` (ONNX Runtime on ``ctx.ort_providers`` for ONNX files and CPU bakes).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.api import FileResult, ImageResult, MeshResult, TableResult, ToolError
+from app.api import FileResult, ImageResult, MeshResult, ParamError, TableResult, ToolError
 
 
 class _CtxAdapter:
@@ -93,6 +95,24 @@ def _arch_overrides(hidden: int, layers: int) -> dict:
 
 
 # ---------------------------------------------------------------------- inr-fit-image
+RENDER_BYTES_PER_VALUE = 16  # coordinates, network outputs and their float copies, per pixel value
+
+
+def _check_render_memory(height: int, width: int, channels: int, scale: int) -> None:
+    """Refuse (before fitting) a render that would not fit in memory, naming the way around."""
+    from .memory import available_memory
+
+    def need(s: int) -> int:
+        return (height * s) * (width * s) * (channels + 2) * RENDER_BYTES_PER_VALUE
+
+    have = int(0.9 * available_memory())
+    if need(scale) <= have:
+        return
+    fits = max((s for s in range(1, scale) if need(s) <= have), default=0)
+    way = f"a render scale of {fits} at most" if fits else "a smaller max side"
+    raise ParamError(f"Render scale: rendering {width * scale}x{height * scale} pixels needs about "
+                     f"{need(scale) / 1e9:.1f} GB of memory, but only {have / 0.9 / 1e9:.1f} GB is available "
+                     f"(free memory, or this process's limit); use {way}, or a smaller max side.", "render_scale")
 def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 64, layers: int = 3,
               lr: float = 0.0, max_side: int = 128, render_scale: int = 2, save_to: str | None = None,
               seed: int = 0):
@@ -106,6 +126,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     torch.manual_seed(seed)
     img = _downscale(_image_array(image), int(max_side))
     H, W, C = img.shape
+    _check_render_memory(H, W, C, int(render_scale))
     overrides = _arch_overrides(hidden, layers)
     if arch == "hashgrid":
         overrides = {"hidden_features": int(hidden), "hidden_layers": 1}
@@ -113,12 +134,12 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     try:
         gen = fit_image_steps(img, arch, steps=int(steps), lr=lr or None, ctx=adapter, seed=int(seed),
                               preview_every=max(1, int(steps) // 20), config_overrides=overrides,
-                              batch_size=None if H * W <= 262144 else 65536)
+                              batch_size=None if H * W <= 262144 else 65536, device=ctx.device, dtype=ctx.dtype)
         result = run_fit(gen)
     except (ValueError, FloatingPointError) as exc:
         raise ToolError(str(exc)) from exc
     model = result.model
-    ev = TorchEvaluator(model, device="cpu")
+    ev = TorchEvaluator(model, device=ctx.device)
     native = render_image(ev, H, W)
     big = render_image(ev, H * int(render_scale), W * int(render_scale)) if render_scale > 1 else native
     p, s = psnr(native, img), ssim(native, img)
@@ -144,8 +165,11 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
 
 
 # ---------------------------------------------------------------------- inr-fit-sdf
+CHAMFER_METHOD = ("symmetric mean surface distance: 20,000 points sampled on each mesh, each point's exact "
+                  "distance to the nearest triangle of the other, the two means averaged; in the input's units")
+
 def _bake_and_mesh(adapter: _CtxAdapter, model_or_eval, bounds, resolution: int, iso: float = 0.0, inside="negative",
-                   weights_key: str | None = None):
+                   weights_key: str | None = None, device: str = "cpu"):
     from .fields import GridCache, GridTooLarge, bake_progressive, check_grid_memory, make_evaluator
     from .geometry import marching_cubes
 
@@ -153,7 +177,7 @@ def _bake_and_mesh(adapter: _CtxAdapter, model_or_eval, bounds, resolution: int,
         check_grid_memory(int(resolution))
     except GridTooLarge as exc:
         raise ToolError(str(exc)) from exc
-    ev = make_evaluator(model_or_eval, backend="auto")
+    ev = make_evaluator(model_or_eval, backend="auto", device=device)
     levels = sorted({r for r in (32, 64, 128, 256) if r < resolution} | {int(resolution)})
     grid = None
     for level in bake_progressive(ev, bounds, levels, iso=iso, cache=GridCache() if weights_key else None,
@@ -173,7 +197,7 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     import torch
 
     from .fit import SDFTarget, fit_sdf_steps, run_fit
-    from .geometry import chamfer_and_normals, export_mesh, load_mesh
+    from .geometry import Mesh, chamfer_and_normals, export_mesh, load_mesh
     from .image2d import save_image
     from .models import count_parameters, save_inr, weights_hash
     from .render import Camera, render
@@ -196,31 +220,42 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     try:
         result = run_fit(fit_sdf_steps(target, arch, steps=int(steps), lr=lr or None, points_per_step=int(points),
                                        eikonal_weight=float(eikonal), bounds=bounds, ctx=adapter, seed=int(seed),
-                                       preview_every=max(1, int(steps) // 20), config_overrides=overrides))
+                                       preview_every=max(1, int(steps) // 20), config_overrides=overrides,
+                                       device=ctx.device, dtype=ctx.dtype))
     except (ValueError, FloatingPointError) as exc:
         raise ToolError(str(exc)) from exc
     model = result.model
     whash = weights_hash(model)
     bake_adapter = _CtxAdapter(ctx, int(steps), 1, total=units)
-    ev, grid, m = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash)
+    ev, grid, fitted = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash,
+                                      device=ctx.device)
+    # the network works in a frame where the shape is centred and scaled into [-0.8, 0.8]^3; the
+    # mesh goes back to the input's frame and units, and is compared with the input there
+    m = Mesh(target.to_source_frame(fitted.vertices).astype(np.float32), fitted.faces, fitted.normals)
+    frame = {"scale": float(target.scale), "centre": [float(c) for c in target.centre],
+             "meaning": "input = network / scale + centre"}
     folder = _output_folder(ctx, save_to, "sdf", whash)
-    metrics = chamfer_and_normals(m, target.mesh, n=20000, seed=int(seed))
-    cfg_path = save_inr(model, folder / "inr-sdf", extra={"val_error": result.best_metric, **metrics})
+    metrics = chamfer_and_normals(m, target.source, n=20000, seed=int(seed))
+    cfg_path = save_inr(model, folder / "inr-sdf", extra={"val_error": result.best_metric, **metrics,
+                                                           "chamfer_units": "input", "frame": frame})
     export_mesh(m, folder / "mesh.ply")
     export_mesh(m, folder / "mesh.obj")
-    export_mesh(target.mesh, folder / "reference.ply")
+    export_mesh(target.source, folder / "reference.ply")
     cam = Camera.orbit(distance=2.8, azimuth=45, elevation=30, width=192, height=192)
     img, _ = render(ev, cam, mode="shaded", bounds=bounds, max_steps=64, eps=2e-3)
     save_image(img, folder / "render.png")
     _CtxAdapter(ctx, units, 0, total=units).progress(1.0, f"Chamfer {metrics['chamfer']:.4f}")
-    meta = {"inr": str(cfg_path), "reference_mesh": str(folder / "reference.ply"), "bounds": bounds.tolist(),
-            "iso_level": 0.0, "arch": model.config.arch, "chamfer": round(metrics["chamfer"], 6),
+    meta = {"inr": str(cfg_path), "reference_mesh": str(folder / "reference.ply"),
+            "bounds": [target.to_source_frame(b).tolist() for b in bounds], "network_bounds": bounds.tolist(),
+            "frame": frame, "iso_level": 0.0, "arch": model.config.arch, "chamfer": round(metrics["chamfer"], 6),
+            "chamfer_units": "input", "chamfer_method": CHAMFER_METHOD,
             "normal_consistency": round(metrics["normal_consistency"], 5), "source": mesh or shape,
             "normalised_scale": float(target.scale), "warnings": warnings}
     table = TableResult(columns=("metric", "value"), rows=[
         ("architecture", model.config.arch), ("parameters", count_parameters(model)), ("steps", result.steps),
         ("best step", result.best_step), ("validation |error|", round(result.best_metric, 6)),
-        ("Chamfer distance", round(metrics["chamfer"], 6)),
+        ("Chamfer distance (input units)", round(metrics["chamfer"], 6)),
+        ("Chamfer method", CHAMFER_METHOD),
         ("normal consistency", round(metrics["normal_consistency"], 5)), ("faces", int(len(m.faces))),
         ("grid", f"{resolution}^3"), ("evaluator", getattr(ev, "backend", "?")),
         ("seconds", round(time.perf_counter() - t0, 2)), ("cancelled", result.cancelled),
@@ -249,7 +284,8 @@ def _curves(history: dict, columns: tuple[tuple[str, str], ...], max_rows: int =
 # ---------------------------------------------------------------------- inr-render (open any INR)
 def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, height: int = 256, zoom: float = 1.0,
                center_x: float = 0.0, center_y: float = 0.0, mode: str = "shaded", resolution: int = 96,
-               azimuth: float = 45.0, elevation: float = 30.0):
+               azimuth: float = 45.0, elevation: float = 30.0, latent_codes: str | None = None,
+               latent_index: int = 0):
     from .fields import make_evaluator
     from .image2d import render_image, zoom_window
     from .loaders import INRLoadError, open_inr
@@ -258,16 +294,26 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
 
     try:
         cfg = INRConfig.from_json(Path(config).read_text()) if config else None
-        loaded = open_inr(inr, config=cfg)
+        loaded = open_inr(inr, config=cfg, latent_codes=latent_codes or None, latent_index=int(latent_index),
+                          providers=ctx.ort_providers)
     except (INRLoadError, INRConfigError, ValueError, FileNotFoundError) as exc:
         raise ToolError(str(exc)) from exc
     c = loaded.config
     meta = {"inr": str(inr), "arch": c.arch, "format": loaded.info.get("format", "")}
+    if latent_codes:
+        meta.update(latent_codes=str(latent_codes), latent_index=int(latent_index))
+    elif c.latent_dim:
+        warning = (f"this decoder is conditioned on a {c.latent_dim}-value latent code (DeepSDF-style) and no latent "
+                   "codes file was given, so it renders the zero code, which is not any trained shape: give the "
+                   "latent codes file (LatentCodes/latest.pth) and the shape's index")
+        ctx.logger.warning("%s", warning)
+        meta["warnings"] = [warning]
     if loaded.guess is not None:
         meta["guess"] = loaded.guess.summary()
         ctx.logger.info("architecture guessed: %s", loaded.guess.summary())
     if c.in_features == 2:
-        ev = make_evaluator(loaded.model, backend="torch") if hasattr(loaded.model, "parameters") else loaded.model
+        ev = (make_evaluator(loaded.model, backend="torch", device=ctx.device) if hasattr(loaded.model, "parameters")
+              else loaded.model)
         win = zoom_window((center_x, center_y), zoom, aspect=width / height)
         img = render_image(ev, int(height), int(width), window=win)
         if img.shape[2] == 1:
@@ -280,7 +326,7 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
     inside = "positive" if c.kind in ("occupancy", "density") else "negative"
     key = weights_hash(loaded.model) if hasattr(loaded.model, "state_dict") else None
     ev, grid, m = _bake_and_mesh(_CtxAdapter(ctx, 0, 80, total=100), loaded.model, bounds, int(resolution),
-                                 iso=c.iso_level, inside=inside, weights_key=key)
+                                 iso=c.iso_level, inside=inside, weights_key=key, device=ctx.device)
     results = [MeshResult(vertices=m.vertices, faces=m.faces, normals=m.normals, label="mesh",
                           metadata={**meta, "bounds": bounds.tolist(), "iso_level": c.iso_level})]
     if c.kind == "sdf":
@@ -314,8 +360,9 @@ def read_inr(path: str):
     if loaded.guess is not None and p.suffix != ".json":
         raise ValueError(f"{p.name} carries no INR config; use the inr-render tool to open it with a guessed architecture")
 
-    class _Quiet:
+    class _Quiet:  # a reader runs outside any run: on the CPU
         cancelled = False
+        device, dtype, ort_providers = "cpu", "float32", ("CPUExecutionProvider",)
         logger = __import__("logging").getLogger("implicit_studio.inr")
 
         def progress(self, *a):

@@ -239,11 +239,14 @@ class INRImageViewer(QWidget):
 
     def add_inr(self, path_or_model: Any, name: str | None = None, ground_truth: Any = None) -> dict:
         """Load an INR (path or INRField) and show it; further INRs are offered for comparison."""
+        from app.widgets.compute import view_device
+
         from .fields import make_evaluator
         from .loaders import open_inr
 
+        device, providers = view_device()  # the device setting, as runs use it
         if isinstance(path_or_model, (str, Path)):
-            loaded = open_inr(path_or_model)
+            loaded = open_inr(path_or_model, providers=providers)
             model, cfg = loaded.model, loaded.config
             name = name or Path(path_or_model).stem
             if ground_truth is None:
@@ -255,7 +258,7 @@ class INRImageViewer(QWidget):
             name = name or cfg.arch
         if cfg.in_features != 2:
             raise ValueError(f"{name} maps {cfg.in_features}-D points; the 2D viewer shows image INRs (2 inputs).")
-        ev = make_evaluator(model, backend="torch") if hasattr(model, "parameters") else model
+        ev = make_evaluator(model, backend="torch", device=device) if hasattr(model, "parameters") else model
         entry = {"name": name, "model": model, "evaluator": ev, "config": cfg}
         self.entries.append(entry)
         if ground_truth is not None and self.ground_truth is None:

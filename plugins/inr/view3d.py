@@ -62,6 +62,7 @@ class SDFViewer(QWidget):
         super().__init__(parent)
         self.model = None
         self.evaluator = None
+        self.device = "cpu"  # where its bakes and renders compute: the device setting when an INR opens
         self.config = None
         self.bounds = np.array([[-1.0, -1, -1], [1, 1, 1]])
         self.iso = 0.0
@@ -234,11 +235,14 @@ class SDFViewer(QWidget):
 
     def open_inr(self, path_or_model: Any, reference_mesh: Any = None, ground_truth_sdf=None) -> None:
         """Open an SDF INR (path or model) and start baking it progressively."""
+        from app.widgets.compute import view_device
+
         from .fields import make_evaluator
         from .loaders import open_inr
 
+        self.device, providers = view_device()
         if isinstance(path_or_model, (str, Path)):
-            loaded = open_inr(path_or_model)
+            loaded = open_inr(path_or_model, providers=providers)
             model, cfg = loaded.model, loaded.config
             name = Path(path_or_model).name
             note = f" Architecture guessed: {loaded.guess.summary()}" if loaded.guess is not None else ""
@@ -250,7 +254,7 @@ class SDFViewer(QWidget):
         self.bounds = cfg.domain()
         self.iso = float(cfg.iso_level)
         self.inside = "positive" if cfg.kind in ("occupancy", "density") else "negative"
-        self.evaluator = make_evaluator(model, backend="auto") if hasattr(model, "parameters") else model
+        self.evaluator = make_evaluator(model, backend="auto", device=self.device) if hasattr(model, "parameters") else model
         self.ground_truth_sdf = ground_truth_sdf
         self.reference = None
         if reference_mesh is not None:

@@ -133,7 +133,8 @@ class IQNNet(nn.Module):
 
     def q(self, obs, taus=None):
         if taus is None:
-            taus = torch.as_tensor(midpoint_taus(self.n_tau_policy), dtype=torch.float32).expand(obs.shape[0], -1)
+            taus = torch.as_tensor(midpoint_taus(self.n_tau_policy), dtype=torch.float32,
+                                   device=obs.device).expand(obs.shape[0], -1)
         return self(obs, taus).mean(-1)
 
 
@@ -154,8 +155,13 @@ class Agent:
     def algo(self) -> str:
         return self.cfg.algo
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network is (the CPU unless it is being trained elsewhere); inputs go there."""
+        return next((p.device for p in self.net.parameters()), torch.device("cpu"))
+
     def _obs(self, obs) -> torch.Tensor:
-        o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         if o.ndim == 1:
             o = o[None]
         if o.shape[-1] != self.cfg.obs_dim:
@@ -184,12 +190,15 @@ class Agent:
                 else:
                     t = np.broadcast_to(np.asarray(taus, dtype=np.float64), (B, np.shape(taus)[-1]))[s:s + batch]
                 tau_l.append(t)
-                outs.append(self.net(ob, torch.as_tensor(t, dtype=torch.float32)).double().numpy())
+                outs.append(self.net(ob, torch.as_tensor(t, dtype=torch.float32, device=ob.device)).double().cpu().numpy())
             elif self.algo == "c51":
-                outs.append(torch.softmax(self.net(ob).double(), dim=-1).numpy())
+                outs.append(torch.softmax(self.net(ob).double(), dim=-1).cpu().numpy())
             else:
-                outs.append(self.net(ob).double().numpy())
+                outs.append(self.net(ob).double().cpu().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, self.cfg.n_actions, 1))
+        if not np.isfinite(out).all():
+            raise ValueError(f"agent {self.name or self.algo}: its network produced NaN or infinite values for "
+                             "these observations; its distributions cannot be recorded")
         if self.algo == "c51":
             atoms = np.linspace(self.cfg.v_min, self.cfg.v_max, self.cfg.n_atoms)
             return ReturnDistribution.categorical(atoms, out, validate=False)
@@ -205,19 +214,19 @@ class Agent:
 
     @torch.no_grad()
     def q_values(self, obs) -> np.ndarray:
-        return self.net.q(self._obs(obs)).double().numpy()
+        return self.net.q(self._obs(obs)).double().cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs, risk: Distortion | None = None) -> np.ndarray:
         """Greedy action (or the action maximising a distortion risk measure)."""
         o = self._obs(obs)
         if risk is None or risk.name == "neutral":
-            return self.net.q(o).argmax(-1).numpy()
+            return self.net.q(o).argmax(-1).cpu().numpy()
         if self.algo == "iqn":  # IQN's own way: evaluate at distorted levels beta(tau)
             t = risk.beta(midpoint_taus(self.cfg.n_tau_policy))
-            tt = torch.as_tensor(t, dtype=torch.float32).expand(o.shape[0], -1)
-            return self.net(o, tt).mean(-1).argmax(-1).numpy()
-        return self.distribution(o.numpy()).risk(risk).argmax(-1)
+            tt = torch.as_tensor(t, dtype=torch.float32, device=o.device).expand(o.shape[0], -1)
+            return self.net(o, tt).mean(-1).argmax(-1).cpu().numpy()
+        return self.distribution(o.cpu().numpy()).risk(risk).argmax(-1)
 
     # ---------------- persistence ----------------
 
@@ -269,22 +278,66 @@ def load_native(p: str | os.PathLike) -> Agent:
     if meta.get("format") != "implicit-studio/rl-agent" or "config" not in meta:
         raise ValueError(f"{p.name}: not an Implicit Studio agent config (format field missing)")
     cfg = AgentConfig(**meta["config"])
-    wpath = p.parent / meta.get("weights", p.with_suffix(".safetensors").name)
-    from safetensors.torch import load_file
-    sd = load_file(str(wpath))
-    agent = Agent(cfg)
-    try:
-        agent.net.load_state_dict(sd)
-    except RuntimeError as e:
-        raise ValueError(f"{wpath.name}: weights do not match the config ({e})") from None
+    wpath = weights_beside(p, meta.get("weights", p.with_suffix(".safetensors").name))
+    agent = _agent_from_weights(cfg, wpath)
     agent.info = meta
     return agent
+
+
+def weights_beside(config_path: Path, name: object) -> Path:
+    """The weights file a config names, which must be a file in the config's own folder: an
+    absolute path or ``..`` in an agent file shared with others would read any file."""
+    folder = config_path.parent.resolve()
+    if not isinstance(name, str) or not name.strip() or Path(name).is_absolute():
+        raise ValueError(f"{config_path.name}: its \"weights\" field must name a file beside it, not {name!r}")
+    path = (folder / name).resolve()
+    if path.parent != folder:
+        raise ValueError(f"{config_path.name}: its \"weights\" field ({name!r}) leaves the folder of the agent "
+                         f"file; give the name of a file next to it")
+    return path
+
+
+def _agent_from_weights(cfg: AgentConfig, wpath: Path) -> Agent:
+    """Build the agent and load ``wpath`` into it, refusing what cannot work before allocating:
+    shapes that differ from the config (a config asking for a huge network), NaN/Inf weights."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not wpath.is_file():
+        raise FileNotFoundError(f"{wpath}: no such weights file")
+    try:
+        with safe_open(str(wpath), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise ValueError(f"{wpath.name}: not a safetensors file ({e})") from None
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k: tuple(v.shape) for k, v in build_network(cfg).state_dict().items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        k = wrong[0]
+        size = sum(math.prod(s) for s in expected.values())
+        raise ValueError(f"{wpath.name}: weights do not match the config (tensor {k}: file "
+                         f"{found.get(k, 'missing')}, config {expected.get(k, 'none')}; the config describes "
+                         f"{size:,} weights); nothing was built")
+    sd = load_file(str(wpath))
+    check_finite_weights(sd, wpath.name)
+    agent = Agent(cfg)
+    agent.net.load_state_dict(sd)
+    return agent
+
+
+def check_finite_weights(sd: dict, name: str) -> None:
+    """Refuse NaN/Inf weights (the agent's distributions would be garbage) naming the file."""
+    for key, t in sd.items():
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{name}: tensor {key!r} holds {bad} NaN or infinite value(s); the agent cannot be "
+                             "used. Train or export it again")
 
 
 def _load_single_file(path: Path) -> Agent:
     """An agent from a safetensors file whose header carries the config (as written by save)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such agent file")
@@ -296,10 +349,6 @@ def _load_single_file(path: Path) -> Agent:
     if meta.get("format") != "implicit-studio/rl-agent" or "config" not in meta:
         raise ValueError(f"{path.name}: these weights carry no agent config (and no {path.stem}.json is beside them)")
     cfg = AgentConfig(**json.loads(meta["config"]))
-    agent = Agent(cfg)
-    try:
-        agent.net.load_state_dict(load_file(str(path)))
-    except RuntimeError as e:
-        raise ValueError(f"{path.name}: weights do not match the config ({e})") from None
+    agent = _agent_from_weights(cfg, path)
     agent.info = {"config": json.loads(meta["config"])}
     return agent

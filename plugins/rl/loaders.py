@@ -69,6 +69,10 @@ def _linear_stack(sd: dict, prefix: str, where: str) -> list[tuple[str, int, int
 def _remap_into(agent: Agent, sd: dict, layers, where: str, permute_last=None) -> None:
     import torch
 
+    from .agents import check_finite_weights
+
+    check_finite_weights({src + part: sd[src + part] for src, _i, _o in layers for part in ("weight", "bias")
+                          if src + part in sd}, where)
     ours = [(k, m) for k, m in agent.net.net.named_children() if isinstance(m, torch.nn.Linear)]
     if len(ours) != len(layers):
         raise AgentFormatError(f"{where}: expected {len(ours)} Linear layers, found {len(layers)}")

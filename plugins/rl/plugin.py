@@ -10,6 +10,10 @@ REQUIRES_API = "1.1"
 _ENVS = ("CartPole-v1", "Acrobot-v1")
 _AGENT_FILTERS = ("Agents (*.safetensors *.json *.cleanrl_model *.zip)",)
 _TRAJ_FILTERS = ("Trajectories (*.npz *.hdf5 *.h5)",)
+# not checked as a file: a Minari dataset is a folder, or an id in the local Minari root (the tool says
+# plainly when neither is there)
+_TRAJ_HELP = ("a trajectory file (.npz, Minari or D4RL .hdf5), a Minari dataset folder, or a Minari dataset id "
+              "(cartpole/expert-v0) from the local Minari root (~/.minari/datasets or $MINARI_DATASETS_PATH)")
 
 
 @hookimpl
@@ -18,8 +22,9 @@ def studio_tools():
         ToolSpec(
             id="rl-train",
             title="Train a distributional RL agent",
-            description="Train C51, QR-DQN or IQN on a classic-control task on the CPU, with live episode-return "
-                        "curves; saves the agent (safetensors + JSON) and records an evaluation episode.",
+            description="Train C51, QR-DQN or IQN on a classic-control task on the chosen device and precision, with "
+                        "live episode-return curves; saves the agent (safetensors + JSON) and records an evaluation "
+                        "episode.",
             group="rl",
             run="plugins.rl.tools:run_train",
             results=("table", "file", "distribution"),
@@ -77,7 +82,7 @@ def studio_tools():
             results=("distribution", "table", "file"),
             backends=("torch",),
             params=(
-                PathParam(name="trajectory", filters=_TRAJ_FILTERS),
+                PathParam(name="trajectory", filters=_TRAJ_FILTERS, must_exist=False, help=_TRAJ_HELP),
                 PathParam(name="agent", optional=True, filters=_AGENT_FILTERS),
                 PathParam(name="save_to", mode="dir", must_exist=False, optional=True),
             ),
@@ -91,7 +96,7 @@ def studio_tools():
             run="plugins.rl.tools:run_calibration",
             results=("table",),
             params=(
-                PathParam(name="trajectory", filters=_TRAJ_FILTERS),
+                PathParam(name="trajectory", filters=_TRAJ_FILTERS, must_exist=False, help=_TRAJ_HELP),
                 IntParam(name="bins", default=10, min=2, max=100),
                 BoolParam(name="exclude_truncated", default=True,
                           help="leave out steps whose return is cut short by a time limit without bootstrap"),

@@ -112,13 +112,15 @@ def _out_dir(ctx: api.RunContext, save_to: str | None, kind: str) -> Path:
 def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1", steps: int = 50_000,
               seed: int = 0, save_to: str | None = None, stop_when_solved: bool = True, record_episodes: int = 1,
               hidden: int = 128):
-    """rl-train: train an agent on the CPU with live episode-return curves; save it and record."""
-    from .record import record
+    """rl-train: train an agent on the run's device in its dtype (ctx.device, ctx.dtype) with live
+    episode-return curves; save it, then record ``record_episodes`` greedy episodes by running the
+    rl-record tool on the saved agent (``ctx.run_tool``: the recording is a child run of the training)."""
     from .train import TrainConfig, train
 
     out_dir = _out_dir(ctx, save_to, "agents")
     cfg = TrainConfig(algo=algo, env_id=env, total_steps=int(steps), seed=int(seed),
-                      stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)])
+                      stop_when_solved=bool(stop_when_solved), hidden=[int(hidden), int(hidden)],
+                      device=ctx.device, dtype=ctx.dtype)
     try:
         cfg = cfg.resolved()
     except ValueError as e:
@@ -152,10 +154,10 @@ def run_train(ctx: api.RunContext, algo: str = "qr-dqn", env: str = "CartPole-v1
         # the weights file alone is a loadable agent (config in its header): --agent F takes it
         api.FileResult(path=str(weights), label="agent", metadata={"algo": cfg.algo, "env_id": env})]
     if record_episodes > 0:
-        traj = record(result.agent, episodes=int(record_episodes), seed=int(seed) + 1000)
-        tpath = write_trajectory(out_dir / f"{name}.npz", traj)
-        results += [to_series(traj, path=str(tpath), label="episode"),
-                    api.FileResult(path=str(tpath), label="trajectory")]
+        ctx.progress(cfg.total_steps, cfg.total_steps + 1, "recording episodes")  # the recording fills the rest
+        recorded = ctx.run_tool("rl-record", agent=str(weights), episodes=int(record_episodes),
+                                seed=(int(seed) + 1000) % (api.SEED_MAX + 1), save_to=str(out_dir))
+        results += [r for r in recorded if r.kind in ("distribution", "file")]  # the episode and its file
     return results
 
 

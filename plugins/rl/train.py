@@ -1,4 +1,4 @@
-"""Training C51, QR-DQN and IQN on Gymnasium classic-control tasks, on the CPU.
+"""Training C51, QR-DQN and IQN on Gymnasium classic-control tasks, on the run's device.
 
 ``train(cfg)`` is a generator: it yields events (``episode`` with its return, ``eval`` with the
 mean greedy return over ``eval_episodes``, ``checkpoint``, ``progress``) and finally a ``done``
@@ -8,10 +8,17 @@ training cleanly; the partially trained agent is still returned in the ``done`` 
 Defaults follow the RL Baselines3 Zoo's tuned CartPole-v1 settings for QR-DQN (lr 2.3e-3, batch
 64, train every 256 steps with 128 gradient steps, exploration to 0.04 over 16% of the run,
 learning starts at 1,000 steps) for all three algorithms.
+
+``device`` and ``dtype`` (a run's ``ctx.device`` and ``ctx.dtype``) say where the networks train
+and in what: float32 as it always has; float16 or bfloat16 in mixed precision (the forward passes
+under autocast, weights, optimiser state and losses in float32, a gradient scaler for float16).
+The environment, the replay buffer and every random draw stay on the CPU, so a seed makes the same
+episodes and batches on every device. The trained agent is returned on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
@@ -57,6 +64,8 @@ class TrainConfig:
     stop_when_solved: bool = True
     checkpoint_every: int = 0          # env steps between checkpoint events (0: none)
     threads: int = 1
+    device: str = "cpu"                # torch device the networks train on (a run's ctx.device)
+    dtype: str = "float32"             # float32, or float16/bfloat16 mixed precision (ctx.dtype)
 
     def resolved(self) -> "TrainConfig":
         from .agents import normalise_algo
@@ -72,6 +81,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(c, name)}")
         if not 0 <= c.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got {c.gamma}")
+        if c.dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {c.dtype!r}")
         return c
 
 
@@ -159,6 +170,14 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
     from .agents import Agent, AgentConfig
 
     cfg = cfg.resolved()
+    dev = torch.device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    mixed = dtype != torch.float32
+    scaler = torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=dtype) if mixed else contextlib.nullcontext()
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     prev_threads = torch.get_num_threads()
@@ -171,9 +190,9 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
                        hidden=list(cfg.hidden), gamma=cfg.gamma, n_atoms=cfg.n_atoms, v_min=cfg.v_min,
                        v_max=cfg.v_max, n_quantiles=cfg.n_quantiles)
     agent = Agent(acfg)
-    net = agent.net
+    net = agent.net.to(dev)
     net.train()
-    target = Agent(acfg).net
+    target = Agent(acfg).net.to(dev)
     target.load_state_dict(net.state_dict())
     target.eval()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -187,41 +206,54 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
     size = ptr = 0
 
     if cfg.algo == "c51":
-        atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms)
+        atoms = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms).to(dev)
         dz = (cfg.v_max - cfg.v_min) / (cfg.n_atoms - 1)
-    qr_taus = torch.as_tensor((2 * np.arange(cfg.n_quantiles) + 1) / (2.0 * cfg.n_quantiles), dtype=torch.float32)
+    qr_taus = torch.as_tensor((2 * np.arange(cfg.n_quantiles) + 1) / (2.0 * cfg.n_quantiles), dtype=torch.float32,
+                              device=dev)
+
+    def rand(*shape):  # drawn on the CPU (its seeded stream, the same on every device), used on dev
+        return torch.rand(*shape).to(dev)
 
     def loss_fn(o, a, r, o2, d):
         B = o.shape[0]
-        ar = torch.arange(B)
+        ar = torch.arange(B, device=dev)
         if cfg.algo == "c51":
             with torch.no_grad():
-                p_next = torch.softmax(target(o2), -1)                        # (B, A, N)
+                with autocast():
+                    logits_next = target(o2)
+                p_next = torch.softmax(logits_next.float(), -1)               # (B, A, N)
                 a_star = (p_next * atoms).sum(-1).argmax(-1)
                 p = p_next[ar, a_star]                                        # (B, N)
                 tz = (r[:, None] + cfg.gamma * (1 - d[:, None]) * atoms[None]).clamp(cfg.v_min, cfg.v_max)
                 b = (tz - cfg.v_min) / dz
                 lo = b.floor().long()
                 hi = b.ceil().long()
-                m = torch.zeros(B, cfg.n_atoms)
+                m = torch.zeros(B, cfg.n_atoms, device=dev)
                 m.scatter_add_(1, lo, p * (hi.float() - b + (lo == hi).float()))
                 m.scatter_add_(1, hi, p * (b - lo.float()))
-            logp = F.log_softmax(net(o)[ar, a], -1)
+            with autocast():
+                logits = net(o)
+            logp = F.log_softmax(logits.float()[ar, a], -1)
             return -(m * logp).sum(-1).mean()
         if cfg.algo == "qr-dqn":
             with torch.no_grad():
-                qn = target(o2)                                               # (B, A, N)
+                with autocast():
+                    qn = target(o2).float()                                   # (B, A, N)
                 a_star = qn.mean(-1).argmax(-1)
                 tgt = r[:, None] + cfg.gamma * (1 - d[:, None]) * qn[ar, a_star]
-            pred = net(o)[ar, a]
+            with autocast():
+                pred = net(o).float()[ar, a]
             return _quantile_huber(pred, tgt, qr_taus)
         # IQN
-        taus = torch.rand(B, cfg.iqn_n)
+        taus = rand(B, cfg.iqn_n)
         with torch.no_grad():
-            a_star = target.q(o2, torch.rand(B, cfg.iqn_k)).argmax(-1)
-            tp = torch.rand(B, cfg.iqn_n_prime)
-            tgt = r[:, None] + cfg.gamma * (1 - d[:, None]) * target(o2, tp)[ar, a_star]
-        pred = net(o, taus)[ar, a]
+            with autocast():
+                a_star = target.q(o2, rand(B, cfg.iqn_k)).float().argmax(-1)
+                tp = rand(B, cfg.iqn_n_prime)
+                q_tp = target(o2, tp).float()
+            tgt = r[:, None] + cfg.gamma * (1 - d[:, None]) * q_tp[ar, a_star]
+        with autocast():
+            pred = net(o, taus).float()[ar, a]
         return _quantile_huber(pred, tgt, taus)
 
     t0 = time.perf_counter()
@@ -245,8 +277,8 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
             if step <= cfg.learning_starts or rng.random() < eps:
                 a = int(rng.integers(n_actions))
             else:
-                with torch.no_grad():
-                    a = int(net.q(torch.as_tensor(o, dtype=torch.float32)[None]).argmax())
+                with torch.no_grad(), autocast():
+                    a = int(net.q(torch.as_tensor(o, dtype=torch.float32, device=dev)[None]).float().argmax())
             o2, r, term, trunc, _ = env.step(a)
             b_obs[ptr], b_next[ptr], b_act[ptr], b_rew[ptr], b_done[ptr] = o, o2, a, r, float(term)
             ptr = (ptr + 1) % N
@@ -264,13 +296,18 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
             if step > cfg.learning_starts and step % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
                     idx = rng.integers(0, size, cfg.batch_size)
-                    loss = loss_fn(torch.from_numpy(b_obs[idx]), torch.from_numpy(b_act[idx]),
-                                   torch.from_numpy(b_rew[idx]), torch.from_numpy(b_next[idx]),
-                                   torch.from_numpy(b_done[idx]))
+                    loss = loss_fn(*(torch.from_numpy(b[idx]).to(dev) for b in (b_obs, b_act, b_rew, b_next, b_done)))
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-                    opt.step()
+                    if scaler is None:
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+                        opt.step()
+                    else:  # float16: scaled gradients, unscaled before clipping
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+                        scaler.step(opt)
+                        scaler.update()
                 last_loss = float(loss.detach())
             if step % cfg.target_update == 0:
                 target.load_state_dict(net.state_dict())
@@ -301,6 +338,7 @@ def train(cfg: TrainConfig, *, cancel: Callable[[], bool] | None = None) -> Iter
     finally:
         env.close()
         net.eval()
+        net.to("cpu")  # the agent is handed back on the CPU, where it is saved and recorded
         torch.set_num_threads(prev_threads)
     wall = time.perf_counter() - t0
     agent.info = {"trained_steps": step}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -635,9 +636,37 @@ def read_d4rl(path: str | os.PathLike) -> Trajectory:
                       episode=episode, header=header, issues=issues)
 
 
+def minari_root() -> Path:
+    """Where Minari keeps local datasets: ``$MINARI_DATASETS_PATH``, else ``~/.minari/datasets``."""
+    env = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(env).expanduser() if env else Path.home() / ".minari" / "datasets"
+
+
+_MINARI_ID = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*-v\d+")
+
+
+def resolve_source(source: str | os.PathLike) -> Path:
+    """The file or folder a trajectory source names: a path (our npz, a Minari dataset folder or
+    HDF5, a D4RL HDF5), or a Minari dataset id (``cartpole/expert-v0``) in the local Minari root."""
+    text = os.fspath(source).strip()
+    p = Path(text).expanduser()
+    if p.exists():
+        return p
+    if _MINARI_ID.fullmatch(text):
+        root = minari_root()
+        found = root / text
+        if found.exists():
+            return found
+        raise TrajectoryError(f"{text}: no such file, and no Minari dataset {text!r} in the local Minari root {root} "
+                              f"(download it with 'minari download {text}', or set MINARI_DATASETS_PATH)")
+    raise TrajectoryError(f"{text}: no such file or folder (give a trajectory file, a Minari dataset folder or a "
+                          "Minari dataset id such as cartpole/expert-v0)")
+
+
 def read_any(path: str | os.PathLike, **kw) -> Trajectory:
-    """Pick the reader from the file: our npz, a Minari dataset/HDF5, or a D4RL flat HDF5."""
-    p = Path(path)
+    """Pick the reader from the file: our npz, a Minari dataset/HDF5, or a D4RL flat HDF5. A Minari
+    dataset can also be named by its id (see :func:`resolve_source`)."""
+    p = resolve_source(path)
     if p.is_dir():
         return read_minari(p)
     if p.suffix == ".npz":

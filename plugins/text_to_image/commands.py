@@ -79,23 +79,34 @@ def export_checkpoint_main(argv: list[str], ctx: RunContext | None = None) -> in
     parser = argparse.ArgumentParser(
         prog="implicit-studio export-checkpoint",
         description="Write a diffusers SD 1.x-structured model folder as one .safetensors checkpoint in the "
-                    "original LDM layout that AUTOMATIC1111, ComfyUI and diffusers' from_single_file read. "
-                    "A model of non-standard sizes (the bundled one) loads back with --model-config set to "
-                    "the folder it came from.")
+                    "original LDM layout, with its configs, tokenizer and prediction type in the file's metadata "
+                    "and its original config as a .yaml beside it. Before writing it says which tools read the "
+                    "file and why others cannot: stock ComfyUI and AUTOMATIC1111 read SD 1.x sizes only; the "
+                    "studio and the ComfyUI node in integrations/comfyui read any size.")
     parser.add_argument("model", nargs="?", default="default",
                         help="'default' (the bundled model) or a diffusers folder")
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
                         help="convert the weights (default: keep their precision)")
+    parser.add_argument("--no-yaml", action="store_true",
+                        help="do not write the original-config .yaml beside the file (AUTOMATIC1111 reads it)")
     args = parser.parse_args(argv)
 
-    from plugins.diffusion_common.single_file import export_single_file
+    from plugins.diffusion_common.single_file import check_export, export_single_file
 
     try:
-        res = export_single_file(_context(ctx).resolve_model(args.model), args.out, dtype=args.dtype)
+        folder = _context(ctx).resolve_model(args.model)
+        _, _, support = check_export(folder)
+        print("Which tools will read this file:")
+        for row in support:
+            print(f"  - {row.line()}")
+        res = export_single_file(folder, args.out, dtype=args.dtype, sidecar=not args.no_yaml)
     except (ToolError, ValueError, OSError) as exc:
         print(f"implicit-studio export-checkpoint: {exc}", file=sys.stderr)
         return 2
     parts = ", ".join(f"{k} {v}" for k, v in res.components.items())
-    print(f"wrote {res.path} ({_human(res.bytes)}, {res.tensors} tensors: {parts})")
+    marks = f"; marker tensors: {', '.join(res.markers)}" if res.markers else ""
+    print(f"wrote {res.path} ({_human(res.bytes)}, {res.tensors} tensors: {parts}{marks})")
+    if res.sidecar is not None:
+        print(f"wrote {res.sidecar} (its original config, for AUTOMATIC1111)")
     return 0

@@ -11,6 +11,7 @@ Heavy libraries are imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,7 +26,7 @@ import numpy as np
 
 from app.api import SEED_MAX, Cancelled, ParamError, SeedParam
 from plugins.diffusion_common.errors import ModelError
-from plugins.diffusion_common.schedulers import SCHEDULER_NAMES
+from plugins.diffusion_common.schedulers import SCHEDULE_NAMES, SCHEDULER_NAMES
 
 _log = logging.getLogger("implicit_studio.text_to_image")
 
@@ -58,6 +59,7 @@ class GenerationParams:
     steps: int = 25
     guidance: float = 5.0
     scheduler: str = "default"
+    schedule: str = "default"
     width: Optional[int] = None
     height: Optional[int] = None
     batch_size: int = 1
@@ -159,6 +161,9 @@ def validate(params: GenerationParams, size_multiple: int = 8, num_text_layers: 
     if params.scheduler not in SCHEDULER_NAMES:
         raise ParamError(f"Scheduler: unknown scheduler {params.scheduler!r}; choose one of "
                          f"{', '.join(SCHEDULER_NAMES)}", "scheduler")
+    if params.schedule not in SCHEDULE_NAMES:
+        raise ParamError(f"Schedule: unknown schedule {params.schedule!r}; choose one of "
+                         f"{', '.join(SCHEDULE_NAMES)}", "schedule")
     if int(params.clip_skip) < 0:
         raise ParamError(f"Clip skip: must be 0 or more, got {params.clip_skip}", "clip_skip")
     if num_text_layers is not None and int(params.clip_skip) >= num_text_layers:
@@ -245,6 +250,11 @@ class _Reporter:
         if self.is_cancelled is not None and self.is_cancelled():
             raise Cancelled("text-to-image cancelled")
 
+    def alive(self, seconds: float) -> None:
+        """Inside a long step: say it is still working (and give a cancel its chance)."""
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total, f"step {self.done + 1}/{self.total}: working ({seconds:.0f} s)")
+
     def step(self, thumb0: np.ndarray | None) -> None:
         self.done += 1
         if self.on_progress is not None:
@@ -274,6 +284,32 @@ class _ExportOnly:
     native_size: Optional[int] = None
     pipe: Any = None
     device: str = "cpu"
+
+
+#: At most this many steps with the bundled model are drawn by its one-step student instead.
+STUDENT_STEPS = 4
+
+#: The name of the bundled model's one-step student (``resources/models/default-1step``).
+STUDENT_NAME = "default-1step"
+
+
+def pick_student(model_ref: str, params: GenerationParams, student: Optional[Path]) -> tuple[bool, GenerationParams, str]:
+    """Whether the bundled model's one-step student (the folder ``student``, when it is there) draws
+    this request instead of the default model: text-to-image of 1-4 steps with the default model by
+    its name. It draws them without guidance (distilled into it) with its own DDIM scheduler, far
+    better than the teacher draws in so few steps (its model card). Image-to-image and LoRAs keep the
+    teacher, as does the default model named by its folder. Returns (use the student, parameters, a
+    sentence saying so or "")."""
+    if str(model_ref or "default").strip() != "default" or int(params.steps) > STUDENT_STEPS or \
+            params.init_image is not None or params.loras:
+        return False, params, ""
+    if student is None or not (Path(student) / "model_index.json").is_file():
+        return False, params, ""
+    note = (f"{params.steps} step{'s' if params.steps != 1 else ''} of the default model: drawn by its one-step "
+            f"student ({STUDENT_NAME}) without guidance; give the default model's folder to draw the teacher itself")
+    if params.negative_prompt.strip():
+        note += " (the negative prompt is not used: the student draws without guidance)"
+    return True, dataclasses.replace(params, guidance=1.0, scheduler="default", schedule="default"), note
 
 
 @dataclass(frozen=True)
@@ -397,7 +433,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    from plugins.diffusion_common.models import apply_loras, remove_loras
+    from plugins.diffusion_common.models import apply_loras, check_finite_output, remove_loras
     from plugins.diffusion_common.preview import fit_latent_rgb, latents_to_rgb, to_uint8_images
     from plugins.diffusion_common.sampling import Trajectory, denoise, set_timesteps
     from plugins.diffusion_common.schedulers import make_scheduler
@@ -418,11 +454,13 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         width, height = params.width or native, params.height or native
     check_size(width, be.size_multiple, "width")
     check_size(height, be.size_multiple, "height")
-    scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides)
+    need = _check_memory(loaded, be.name, str(be.device), str(getattr(be, "dtype", "float32")), width, height,
+                         params, warnings)
+    scheduler = make_scheduler(params.scheduler, be.scheduler_config, overrides=overrides, schedule=params.schedule)
     seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
-    record = dict(params.record(), seed=seed, width=width, height=height)
+    record = dict(params.record(), seed=seed, width=width, height=height, scheduler_class=type(scheduler).__name__)
     strength = float(params.strength) if init is not None else 1.0
     steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
     reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
@@ -435,12 +473,17 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
     timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0}
     images: list[np.ndarray] = []
     trajectories = []
+    stack = contextlib.ExitStack()
     try:
+        if be.name == "torch":
+            stack.enter_context(_responsive(loaded.pipe, reporter, width, height, need))
         need_matrix = record_trajectory or on_preview is not None
         matrix = fit_latent_rgb(be, key=f"{loaded.hash}:{be.name}") if need_matrix else None
         t0 = time.perf_counter()
         cond, truncated = be.encode_prompt([params.prompt], params.clip_skip)
-        uncond, _ = be.encode_prompt([params.negative_prompt], params.clip_skip)
+        # without guidance (one-step students draw at guidance 1) the negative prompt is never read
+        uncond = be.encode_prompt([params.negative_prompt], params.clip_skip)[0] if float(params.guidance) > 1.0 \
+            else None
         if truncated:
             warnings.append(f"the prompt is longer than the model's {be.tokenizer.model_max_length} tokens; "
                             "the end was cut off")
@@ -463,7 +506,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
             else:
                 latents = scheduler.add_noise(init_latents.repeat(bsz, 1, 1, 1), noise, timesteps[:1].repeat(bsz))
             emb_c = cond.repeat(bsz, 1, 1)
-            emb_u = uncond.repeat(bsz, 1, 1)
+            emb_u = uncond.repeat(bsz, 1, 1) if uncond is not None else None
             rec = {"t": [], "sigma": [], "norm": [], "x0norm": [], "thumbs": []}
 
             def on_step(info):
@@ -490,6 +533,7 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
             timings["denoise"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             decoded = be.decode(latents)
+            check_finite_output(decoded, loaded.info.path, "the decoded image")
             images.extend(list(to_uint8_images(decoded)))
             timings["decode"] += time.perf_counter() - t0
             if record_trajectory and rec["t"]:
@@ -498,11 +542,12 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
                     latent_norm=np.stack(rec["norm"]).astype(np.float32),
                     x0_norm=np.stack(rec["x0norm"]).astype(np.float32), thumbnails=np.stack(rec["thumbs"]),
                     labels=[f"seed {s}" for s in bseeds],
-                    meta={"scheduler": params.scheduler, "steps": params.steps, "guidance": params.guidance,
+                    meta={"scheduler": params.scheduler, "schedule": params.schedule, "steps": params.steps, "guidance": params.guidance,
                           "strength": strength, "backend": be.name, "model_hash": loaded.hash,
                           "prompt": params.prompt,
                           "thumbnail_decode": "VAE decode" if thumbnail_mode == "vae" else "linear latent->RGB fit"}))
     finally:
+        stack.close()
         if lora_names:
             remove_loras(loaded.pipe, lora_names)
     trajectory = Trajectory.concat(trajectories) if trajectories else None
@@ -512,6 +557,44 @@ def _generate_sd(loaded, params: GenerationParams, overrides, backend_name, prov
         model={"path": str(loaded.info.path), "hash": loaded.hash, "arch": loaded.info.arch,
                **({"onnx_export": str(be.folder)} if be.name == "onnx" else {})},
         backend=be.name, device=str(be.device) + (f" ({', '.join(be.providers)})" if be.name == "onnx" else ""))
+
+
+def _check_memory(loaded, backend: str, device: str, dtype: str, width: int, height: int,
+                  params: GenerationParams, warnings: list[str]):
+    """Refuse (``ParamError``) a size whose estimated memory does not fit on the device; returns
+    the estimate."""
+    from plugins.diffusion_common import memory
+
+    pipe = getattr(loaded, "pipe", None)
+    config = memory.model_memory_config(pipe) if pipe is not None else memory.folder_memory_config(loaded.info.path)
+    need = memory.check(config, width, height, int(params.batch_size), float(params.guidance) > 1.0, backend,
+                        device.split(" ")[0], dtype.replace("torch.", ""))
+    if backend == "torch" and memory.tiled_decode(width, height):
+        warnings.append(f"the image was decoded by the VAE in {memory.TILE}-pixel tiles (it is large): bounded "
+                        "memory, and a cancel takes effect between tiles")
+    return need
+
+
+#: Above this estimated peak a step is long enough to check for a cancel between layers (the
+#: checks cost about 10 % of a step of a tiny model at its native size, nothing measurable at
+#: large sizes).
+RESPONSIVE_ABOVE = 256 * 1024**2
+
+
+@contextlib.contextmanager
+def _responsive(pipe, reporter: _Reporter, width: int, height: int, need):
+    """At large sizes, cancel within a second inside a step: checks between layers, sliced CPU
+    attention, and images decoded in tiles (see plugins.diffusion_common.responsive)."""
+    from plugins.diffusion_common.memory import tiled_decode
+    from plugins.diffusion_common.responsive import responsive, tiled_vae
+
+    if need.total <= RESPONSIVE_ABOVE and not tiled_decode(width, height):
+        yield  # steps are short: the check between steps is enough
+        return
+    models = [getattr(pipe, name, None) for name in ("unet", "transformer", "vae")]
+    with responsive(models, reporter.check, reporter.alive), \
+            tiled_vae(getattr(pipe, "vae", None), tiled_decode(width, height)):
+        yield
 
 
 def _vae_thumbnails(be, x0, max_side: int = 128) -> np.ndarray:
@@ -552,7 +635,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
 
     import torch
 
-    from plugins.diffusion_common.models import apply_loras, remove_loras
+    from plugins.diffusion_common.models import apply_loras, check_finite_output, remove_loras
     from plugins.diffusion_common.preview import fit_latent_rgb, latents_to_rgb
     from plugins.diffusion_common.sampling import Trajectory
     from plugins.diffusion_common.schedulers import make_scheduler
@@ -569,13 +652,14 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
     height = params.height or (init.shape[0] // multiple * multiple if init is not None else native)
     check_size(width, multiple, "width")
     check_size(height, multiple, "height")
+    need = _check_memory(loaded, "torch", str(loaded.device), str(loaded.dtype), width, height, params, warnings)
     original_scheduler = pipe.scheduler
     scheduler = make_scheduler(params.scheduler, loaded.scheduler_config or original_scheduler.config,
-                               flow_matching=flow, overrides=overrides)
+                               flow_matching=flow, overrides=overrides, schedule=params.schedule)
     seed = SeedParam.resolve(params.seed)
     n_total = params.batch_size * params.batch_count
     seeds = [(seed + i) % (SEED_MAX + 1) for i in range(n_total)]
-    record = dict(params.record(), seed=seed, width=width, height=height)
+    record = dict(params.record(), seed=seed, width=width, height=height, scheduler_class=type(scheduler).__name__)
     strength = float(params.strength) if init is not None else 1.0
     steps_run = params.steps if init is None else min(int(params.steps * strength), params.steps)
     reporter = _Reporter(steps_run * params.batch_count, on_progress, on_preview, is_cancelled, preview_every, width,
@@ -637,9 +721,11 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
 
                 kwargs.update(image=Image.fromarray(init).resize((width, height)), strength=strength)
             t0 = time.perf_counter()
-            out = runner(**kwargs)
+            with _responsive(pipe, reporter, width, height, need):
+                out = runner(**kwargs)
             timings["denoise"] += time.perf_counter() - t0
             arr = np.asarray(out.images)
+            check_finite_output(arr, loaded.info.path, "the decoded image")
             images.extend(list(np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)))
             if record_trajectory and rec["t"]:
                 thumbs = np.stack(rec["thumbs"]) if all(t is not None for t in rec["thumbs"]) else \
@@ -649,7 +735,7 @@ def _generate_with_pipeline(loaded, params: GenerationParams, overrides, on_prog
                     timesteps=np.asarray(rec["t"], np.float32), sigmas=np.asarray(rec["sigma"], np.float32),
                     latent_norm=norms, x0_norm=np.full_like(norms, np.nan), thumbnails=thumbs,
                     labels=[f"seed {s}" for s in bseeds],
-                    meta={"scheduler": params.scheduler, "steps": params.steps, "guidance": params.guidance,
+                    meta={"scheduler": params.scheduler, "schedule": params.schedule, "steps": params.steps, "guidance": params.guidance,
                           "backend": "torch", "model_hash": loaded.hash, "prompt": params.prompt,
                           "thumbnail_decode": "current latents (this pipeline exposes no x0)"}))
     finally:

@@ -13,9 +13,14 @@ from plugins.diffusion_common.bundled import bundled_model
 REQUIRES_API = "1.1"
 
 # Kept equal to plugins.diffusion_common.schedulers.SCHEDULERS (a test checks it).
-SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "unipc")
-SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "DPM++ 2M", "DPM++ 2M Karras",
-                    "LCM", "UniPC")
+SCHEDULER_CHOICES = ("default", "ddim", "ddpm", "euler", "euler-a", "heun", "lms", "dpm2", "dpmpp-2m",
+                     "dpmpp-2m-karras", "dpmpp-2m-sde", "dpmpp-3m-sde", "dpmpp-2s", "deis", "pndm", "lcm", "unipc")
+SCHEDULER_LABELS = ("Model default", "DDIM", "DDPM", "Euler", "Euler ancestral", "Heun", "LMS", "DPM2", "DPM++ 2M",
+                    "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 3M SDE", "DPM++ 2S", "DEIS", "PLMS", "LCM", "UniPC")
+# Kept equal to plugins.diffusion_common.schedulers.SCHEDULES (a test checks it).
+SCHEDULE_CHOICES = ("default", "karras", "exponential", "beta", "trailing", "leading")
+SCHEDULE_LABELS = ("Model default", "Karras", "Exponential", "Beta", "Uniform from the end (SGM uniform, simple)",
+                   "Uniform from the start (DDIM uniform)")
 # Kept equal to plugins.text_to_image.compute.PRESETS.
 PRESET_CHOICES = ("none", "lcm", "turbo", "dmd")
 PRESET_LABELS = ("None", "LCM (4 steps, guidance 1)", "Turbo (1 step, no guidance)", "DMD2 (4 steps, no guidance)")
@@ -33,6 +38,8 @@ def tool_params():
         FloatParam(name="guidance", default=5.0, min=0.0, max=50.0, step=0.5,
                    help="classifier-free guidance scale (1 or less: no guidance)"),
         ChoiceParam(name="scheduler", choices=SCHEDULER_CHOICES, labels=SCHEDULER_LABELS, default="default"),
+        ChoiceParam(name="schedule", choices=SCHEDULE_CHOICES, labels=SCHEDULE_LABELS, default="default",
+                    help="how the noise levels are spaced (A1111's schedule type, ComfyUI's scheduler)"),
         ChoiceParam(name="preset", choices=PRESET_CHOICES, labels=PRESET_LABELS, default="none",
                     help="speed preset for few-step models: sets scheduler, steps and guidance together"),
         IntParam(name="width", default=0, min=0, max=8192, step=8,
@@ -43,8 +50,9 @@ def tool_params():
         ImageParam(name="init_image", optional=True, help="image-to-image: start from this image (a file or result)"),
         FloatParam(name="strength", default=0.75, min=0.01, max=1.0, step=0.05,
                    help="image-to-image: how much of the image is redrawn (1 = all)"),
-        ModelParam(name="model", default="default",
-                   help="'default' (the bundled model), a diffusers folder or a .safetensors checkpoint"),
+        ModelParam(name="model", default="default", aliases=("default", "default-1step"),
+                   help="'default' (the bundled model; 1-4 steps are drawn by its one-step student), "
+                        "'default-1step' (that student), a diffusers folder or a .safetensors checkpoint"),
         PathParam(name="model_config", mode="dir", optional=True, advanced=True,
                   help="single-file checkpoints: a diffusers folder of the same architecture to take the "
                        "configuration and tokenizer from (found in the Hugging Face cache when empty)"),

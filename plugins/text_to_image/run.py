@@ -57,7 +57,8 @@ def filmstrip(trajectory, image_index: int = 0, max_frames: int = 25, scale: int
 
 
 def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed: int = -1, steps: int = 25,
-                      guidance: float = 5.0, scheduler: str = "default", preset: str = "none", width: int = 0,
+                      guidance: float = 5.0, scheduler: str = "default", schedule: str = "default", preset: str = "none",
+                      width: int = 0,
                       height: int = 0, batch_size: int = 1, batch_count: int = 1, init_image: Any = None,
                       strength: float = 0.75, model: str = "default", backend: str = "torch", sweep: str = "none",
                       sweep_values: str = "", clip_skip: int = 0, loras: str = "", record_trajectory: bool = True,
@@ -72,12 +73,14 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         seed = ctx.seed
     params = compute.GenerationParams(
         prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), steps=steps, guidance=guidance,
-        scheduler=scheduler, width=width or None, height=height or None, batch_size=batch_size,
+        scheduler=scheduler, schedule=schedule, width=width or None, height=height or None, batch_size=batch_size,
         batch_count=batch_count, init_image=init_image, strength=strength, clip_skip=clip_skip, preset=preset,
         loras=parse_loras(loras))
     options = LoadOptions(attention_slicing=attention_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload,
                           config=model_config or None)
-    model_path = ctx.resolve_model(model)
+    use_student, params, student_note = compute.pick_student(
+        model, params, bundled_model(compute.STUDENT_NAME, ctx.resources_dir))
+    model_path = ctx.resolve_model(compute.STUDENT_NAME if use_student else model)
     kwargs = dict(
         cache_dir=ctx.cache_dir, shipped_exports=[bundled_model("default-onnx", ctx.resources_dir)],
         backend=backend, device=ctx.device, dtype=ctx.dtype, providers=tuple(ctx.ort_providers),
@@ -99,6 +102,8 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
         traj_runs = runs
     else:
         run = compute.generate(params, model_path, on_progress=ctx.progress, **kwargs)
+        if student_note:
+            run.warnings.insert(0, student_note)
         for w in run.warnings:
             ctx.logger.warning("%s", w)
         for i, img in enumerate(run.images):
@@ -116,7 +121,10 @@ def run_text_to_image(ctx, *, prompt: str = "", negative_prompt: str = "", seed:
                                        rows=tr.rows(), label="trajectory", metadata=meta))
             if tr.thumbnails.shape[2] > 1:
                 results.append(ImageResult(image=filmstrip(tr), label="trajectory filmstrip",
-                                           metadata={"role": "trajectory-filmstrip", "seed": run.seeds[0]}))
+                                           metadata={"role": "trajectory-filmstrip", "seed": run.seeds[0],
+                                                     # the generated picture's size, not the strip's
+                                                     "width": run.params.get("width"),
+                                                     "height": run.params.get("height")}))
             results.append(FileResult(data=tr.to_bytes(), ext=".npz", label="trajectory data", metadata=meta))
     return results
 

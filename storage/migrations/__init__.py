@@ -7,8 +7,11 @@ migrated) or newer (refused).  A test checks it against Alembic's own view of ``
 
 from pathlib import Path
 
-KNOWN_REVISIONS: tuple[str, ...] = ("0001",)
+KNOWN_REVISIONS: tuple[str, ...] = ("0001", "0002")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
+#: Revisions this version reads without upgrading them (a session opened read-only): they lack only
+#: nullable columns of later ones, which read as NULL (0001: ``runs.dtype``).
+READABLE_REVISIONS: frozenset[str] = frozenset({"0001", HEAD_REVISION})
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 
 

@@ -70,6 +70,39 @@ def cli_env(toy_site: Path, tmp_path: Path) -> dict:
                           IMPLICIT_STUDIO_LOG_DIR=str(tmp_path / "log"))
 
 
+#: Plugins that misbehave on purpose (see tests/plugins_fixture/README.md), with the toy plugin.
+EVIL = {"exit_import": "studio_exit_import", "interrupt_import": "studio_interrupt_import",
+        "exit_hook": "studio_exit_hook", "interrupt_hook": "studio_interrupt_hook",
+        "evil": "studio_evil.plugin", "toy": "studio_toy.plugin"}
+
+
+@pytest.fixture
+def evil_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("IMPLICIT_STUDIO_NO_PLUGINS", raising=False)
+    site = tmp_path / "site"
+    install_plugin_dist(site, "studio-evil", EVIL, version="6.6.6", author="Adversary")
+    with plugin_dists_on_path(site, [FIXTURE_DIR]):
+        yield site
+
+
+@pytest.fixture
+def evil_env(evil_site: Path, tmp_path: Path) -> dict:
+    """Environment for a child ``implicit-studio`` (or a manager) that sees the misbehaving
+    plugins and the toy plugin."""
+    return subprocess_env(evil_site, IMPLICIT_STUDIO_LOAD_PLUGINS=",".join(EVIL),
+                          IMPLICIT_STUDIO_CONFIG_DIR=str(tmp_path / "cfg"),
+                          IMPLICIT_STUDIO_DATA_DIR=str(tmp_path / "data"),
+                          IMPLICIT_STUDIO_LOG_DIR=str(tmp_path / "log"))
+
+
+@pytest.fixture
+def evil_manager(evil_env: dict, tmp_path: Path):
+    from app.plugins import PluginManager
+    from app.settings import Settings
+
+    return PluginManager(Settings(tmp_path / "cfg" / "settings.json"), env=evil_env).load()
+
+
 def subprocess_env(site: Path, **extra: str) -> dict:
     """Environment for a child process that discovers the toy plugins."""
     env = dict(os.environ)
@@ -83,3 +116,13 @@ def subprocess_env(site: Path, **extra: str) -> dict:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A new session store in the test's folder (closed afterwards)."""
+    from storage import SessionStore
+
+    s = SessionStore.open(tmp_path / "session")
+    yield s
+    s.close()

@@ -132,6 +132,13 @@ def test_api_version_checks():
         api.check_api_version("0.9", "plugin 'x'")
     with pytest.raises(api.IncompatibleAPIError, match="MAJOR.MINOR"):
         api.check_api_version("one")
+    # the message names the distribution to install another version of, with the command
+    with pytest.raises(api.IncompatibleAPIError) as err:
+        api.check_api_version("1.99", "plugin 'seed_sweep'", dist="studio-seed-sweep", version="0.3.0")
+    assert 'install an older version of the distribution studio-seed-sweep (pip install "studio-seed-sweep<0.3.0")' \
+        in str(err.value)
+    with pytest.raises(api.IncompatibleAPIError, match=r"pip install -U studio-seed-sweep"):
+        api.check_api_version("0.9", "plugin 'seed_sweep'", dist="studio-seed-sweep", version="0.1.0")
 
 
 def test_load_ref():

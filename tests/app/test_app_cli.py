@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_exit_2(env, tmp_path):
 def test_tool_failure_exit_1_without_traceback(env, tmp_path):
     p = cli(["run", "fail-tool", "--session", tmp_path / "s"], env)
     assert p.returncode == 1
-    assert "tool 'fail-tool' failed: RuntimeError: toy failure on purpose" in p.stderr
+    assert "tool 'fail-tool' of plugin 'toy' failed: RuntimeError: toy failure on purpose" in p.stderr
     assert "Traceback" not in p.stderr
     p = cli(["run", "user-error-tool", "--no-session"], env)
     assert p.returncode == 1 and "the toy model file is missing" in p.stderr

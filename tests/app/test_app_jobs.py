@@ -137,7 +137,7 @@ def test_tool_exception_becomes_failed_job_with_traceback(runner, manager):
     rec = Recorder()
     job = runner.run_sync("fail-tool", {"after_steps": 2}, listener=rec)
     assert job.state is JobState.FAILED
-    assert job.error == "tool 'fail-tool' failed: RuntimeError: toy failure on purpose"
+    assert job.error == "tool 'fail-tool' of plugin 'toy' failed: RuntimeError: toy failure on purpose"
     assert "studio_toy/ops.py" in job.traceback
     assert rec.kinds()[-1] == "failed" and rec.events[-1].data["error"] == job.error
     assert any("toy failure" in e for e in manager.records["toy"].runtime_errors)
@@ -204,15 +204,6 @@ def test_mesh_and_table_results(runner):
 # ---------------------------------------------------------------------------------------------
 # with a real session store
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path):
-    from storage import SessionStore
-
-    s = SessionStore.open(tmp_path / "session")
-    yield s
-    s.close()
 
 
 def test_runs_are_recorded_in_the_session(manager, store):

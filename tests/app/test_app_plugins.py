@@ -46,6 +46,9 @@ def test_newer_api_is_refused_with_clear_message(manager):
     assert rec.status == INCOMPATIBLE
     assert "99.0" in rec.error and api.API_VERSION in rec.error
     assert "future-tool" not in manager.tools
+    # what to install is the distribution, not the entry point's name
+    assert 'install an older version of the distribution studio-bad-plugins (pip install "studio-bad-plugins<0.0.1")' \
+        in rec.error
 
 
 def test_hook_that_raises_marks_plugin_failed(manager):

@@ -189,7 +189,9 @@ def test_training_threads_follow_the_other_processes_load_not_its_own(monkeypatc
 
     before = torch.get_num_threads()
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(train, "_OWN_CPU", {})
+    from plugins.diffusion_common import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_OWN_CPU", {})
     try:
         torch.set_num_threads(1)
         reading(1.35, 100.0, 0.0)

@@ -55,8 +55,11 @@ def pip(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = ()) -> Iterator[None]:
+def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = (), extras: str = "") -> Iterator[None]:
     """``pip install --no-deps --no-build-isolation -e project`` for the block, then uninstall.
+    With ``extras`` (``"test"``) it is ``pip install --no-build-isolation -e "project[test]"``, as
+    the docs tell an author: the dependencies are resolved (all present here, so nothing is
+    downloaded) and what is missing would fail the install.
 
     If ``dist`` was installed before (a developer's editable install, or CI that installed the
     example on purpose) it is re-installed from ``project`` and left installed afterwards.
@@ -67,7 +70,10 @@ def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = ()) 
     path_before = list(sys.path)
     modules_before = set(sys.modules)
     try:
-        proc = pip("install", "--no-deps", "--no-build-isolation", "-e", str(project))
+        if extras:
+            proc = pip("install", "--no-build-isolation", "--no-index", "-e", f"{project}[{extras}]")
+        else:
+            proc = pip("install", "--no-deps", "--no-build-isolation", "-e", str(project))
         assert proc.returncode == 0, f"pip install -e {project} failed:\n{proc.stdout}\n{proc.stderr}"
         site.addsitedir(sysconfig.get_paths()["purelib"])  # read the new editable .pth now
         importlib.invalidate_caches()
@@ -84,6 +90,20 @@ def pip_installed(project: Path, dist: str, import_paths: tuple[str, ...] = ()) 
         importlib.invalidate_caches()
 
 
+def run_own_tests(project: Path, min_passed: int) -> None:
+    """Run a plugin project's own test suite the way its author does (``python -m pytest`` in its
+    folder, the plugin installed, the studio's fixtures available) and check it passed."""
+    import re
+
+    proc = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
+                          capture_output=True, text=True, timeout=600, env=subprocess_env())
+    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, tail
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= min_passed, tail
+    assert " failed" not in proc.stdout and " error" not in proc.stdout, tail
+
+
 class KitTools:
     """The helpers above, handed to tests through the ``kit`` fixture."""
 
@@ -93,6 +113,7 @@ class KitTools:
     env = staticmethod(subprocess_env)
     is_installed = staticmethod(is_installed)
     pip_installed = staticmethod(pip_installed)
+    run_own_tests = staticmethod(run_own_tests)
 
 
 @pytest.fixture(scope="session")

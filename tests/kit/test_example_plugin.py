@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,13 +111,7 @@ def test_the_examples_own_test_suite_passes(installed_example, kit):
     """The example's own tests (examples/colour-histogram/tests) run in the project's test
     command, the way its author runs them: ``python -m pytest`` in its folder, with the plugin
     installed and the studio's pytest fixtures (app.testing) available."""
-    proc = subprocess.run([kit.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=installed_example,
-                          capture_output=True, text=True, timeout=600, env=kit.env())
-    tail = proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, tail
-    passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed and int(passed.group(1)) >= 10, tail
-    assert " failed" not in proc.stdout and " error" not in proc.stdout, tail
+    kit.run_own_tests(installed_example, min_passed=10)
 
 
 def test_viewer_replaces_only_the_plain_table_viewer(installed_example, studio_manager):

@@ -3,8 +3,9 @@ with pip and passes its own tests at once."""
 
 from __future__ import annotations
 
-import secrets
+import json
 import re
+import secrets
 import subprocess
 
 import pytest
@@ -66,6 +67,13 @@ def test_generated_files_are_complete_and_filled_in(tmp_path):
             assert "{{" not in path.read_text(), path
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "kit-files"' in pyproject
+    import tomllib
+
+    authors = tomllib.loads(pyproject)["project"]["authors"]
+    assert len(authors) == 1 and authors[0]["name"].strip(), authors  # git's user.name or the login name
+    named = scaffold.write_plugin_project("kit-named", tmp_path, author='Ada "the" Lovelace', email="ada@example.org")
+    assert tomllib.loads((named / "pyproject.toml").read_text())["project"]["authors"] == [
+        {"name": 'Ada "the" Lovelace', "email": "ada@example.org"}]
     assert '[project.entry-points."implicit_studio.plugins"]\nkit_files = "kit_files.plugin"' in pyproject
     from app.api import API_VERSION
 
@@ -87,15 +95,28 @@ def test_command_line_writes_the_project(tmp_path, capsys):
 def test_generated_project_installs_and_passes_its_own_tests(tmp_path, kit):
     name = f"kit-probe-{secrets.token_hex(3)}"
     package = name.replace("-", "_")
-    root = scaffold.write_plugin_project(name, tmp_path)
+    root = scaffold.write_plugin_project(name, tmp_path, author="Kit Probe")
     try:
-        with kit.pip_installed(root, name, import_paths=(package,)):
+        # as the docs say: pip install -e ".[test]" in the project (its dependencies and the test
+        # extra are resolved, and are already here; --no-build-isolation keeps CI offline)
+        with kit.pip_installed(root, name, import_paths=(package,), extras="test"):
             assert kit.is_installed(name)
             proc = subprocess.run([kit.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root,
                                   capture_output=True, text=True, timeout=300,
                                   env=kit.env())
             assert proc.returncode == 0, f"the generated tests failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
             assert "5 passed" in proc.stdout, proc.stdout[-2000:]
+            # the kit's fixtures are listed (each defined once: a duplicate made this crash)
+            fixtures = subprocess.run([kit.python, "-m", "pytest", "--fixtures", "-q", "-p", "no:cacheprovider"],
+                                      cwd=root, capture_output=True, text=True, timeout=300, env=kit.env())
+            assert fixtures.returncode == 0, fixtures.stdout[-3000:] + fixtures.stderr[-2000:]
+            for fixture in ("run_tool", "studio_cli", "studio_manager", "make_studio_window", "studio_window"):
+                assert f"\n{fixture} -- " in fixtures.stdout, fixture
+            # the Plugins dialog and `plugins` show its author
+            listing = subprocess.run([kit.python, "-m", "app", "plugins", "--json"], capture_output=True, text=True,
+                                     timeout=120, env=kit.env())
+            rec = next(r for r in json.loads(listing.stdout) if r["name"] == package)
+            assert rec["author"] == "Kit Probe" and rec["status"] == "loaded", rec
             # the console script finds the new tool too
             tools = subprocess.run([kit.python, "-m", "app", "tools", name], capture_output=True, text=True,
                                    timeout=120, env=kit.env())

@@ -27,17 +27,27 @@ def ctx_with_metrics():
     return ctx, metrics, progress
 
 
-def test_train_then_record_then_read(tmp_path):
-    ctx, metrics, progress = ctx_with_metrics()
-    res = tools.run_train(ctx, algo="c51", env="CartPole-v1", steps=1200, seed=1, save_to=str(tmp_path / "agent"),
-                          record_episodes=1, hidden=16)
-    table, weights, series, traj_file = res
+def test_train_then_record_then_read(tmp_path, run_tool):
+    # through the studio (the run_tool fixture): rl-train records its episodes by running rl-record
+    res = run_tool("rl-train", algo="c51", env="CartPole-v1", steps=1200, seed=1, save_to=str(tmp_path / "agent"),
+                   record_episodes=1, hidden=16)
+    table, weights, series, traj_file, metrics_table = res
     assert isinstance(table, api.TableResult) and isinstance(series, api.DistributionSeries)
     assert weights.path.endswith("cartpole-c51.safetensors") and traj_file.path.endswith(".npz")
     assert series.representation == "categorical" and series.weights.shape[1:] == (2, 51)
-    assert any(n == "episode return" for n, _, _ in metrics) and progress[-1] == (1000, 1200)
+    assert metrics_table.label == "metrics" and any(r[0] == "episode return" for r in metrics_table.rows)
     agent_json = tmp_path / "agent" / "cartpole-c51.json"
     assert agent_json.exists() and (tmp_path / "agent" / "cartpole-c51.safetensors").exists()
+    # the recording is a child run of the training, with the agent file and its own seed recorded
+    job = run_tool.last_job
+    (child,) = run_tool.session.children(job.run_id)
+    assert child.tool_id == "rl-record" and child.status == "ok" and child.seed == 1001
+    assert child.params["agent"] == weights.path and child.params["episodes"] == 1
+    assert read_trajectory(traj_file.path).n_episodes == 1
+    # a plain context (no studio) says what it cannot do instead of failing obscurely
+    with pytest.raises(api.ToolError, match="cannot run the tool 'rl-record'"):
+        tools.run_train(api.RunContext(), algo="c51", steps=500, seed=1, save_to=str(tmp_path / "plain"),
+                        record_episodes=1, hidden=8)
 
     ctx2, _, _ = ctx_with_metrics()
     out = tools.run_record(ctx2, agent=str(agent_json), episodes=2, seed=4, save_to=str(tmp_path / "rec"),
@@ -116,3 +126,29 @@ def test_cli_record_and_train_write_into_out(studio_cli, tmp_path):
     assert rec.dist.kind == "sampled_quantiles"
     bad = studio_cli("run", "rl-record", "--agent", str(tmp_path / "missing.zip"), "--no-session")
     assert bad.exit_code != 0 and "missing.zip" in bad.stderr
+
+
+def test_cli_takes_a_minari_dataset_folder_and_a_dataset_id(studio_cli, tmp_path, monkeypatch):
+    """The command line takes what the reader takes: a Minari dataset folder, and a dataset named by
+    its id from the local Minari root ($MINARI_DATASETS_PATH here)."""
+    import json
+
+    from tests.rl.test_trajectory import write_minari
+
+    root = tmp_path / "minari"
+    data = root / "cartpole" / "test-v0" / "data"
+    data.mkdir(parents=True)
+    write_minari(data / "main_data.hdf5", [6, 4])
+    (data / "metadata.json").write_text(json.dumps({"dataset_id": "cartpole/test-v0", "total_episodes": 2,
+                                                    "env_spec": json.dumps({"id": "CartPole-v1"})}))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    for source in (str(root / "cartpole" / "test-v0"), "cartpole/test-v0"):
+        r = studio_cli("run", "rl-annotate", "--trajectory", source, "--save-to", str(tmp_path / "out"),
+                       "--no-session", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["status"] == "finished"
+    missing = studio_cli("run", "rl-annotate", "--trajectory", "cartpole/nothing-v1", "--no-session")
+    assert missing.exit_code == 1 and "no Minari dataset 'cartpole/nothing-v1'" in missing.stderr
+    assert str(root) in missing.stderr and "Traceback" not in missing.stderr
+    typo = studio_cli("run", "rl-annotate", "--trajectory", str(tmp_path / "nope.npz"), "--no-session")
+    assert typo.exit_code == 1 and "no such file or folder" in typo.stderr

@@ -56,21 +56,26 @@ def test_newer_schema_is_refused_and_left_unchanged(tmp_path, record):
     assert _sha(folder / "session.db") == before
 
 
+HEAD = migrations.HEAD_REVISION
+NEXT = f"{int(HEAD) + 1:04d}"  # a revision after the shipped head, made by the tests below
+
+
 def _extra_revision(tmp_path, monkeypatch, body):
     scripts = tmp_path / "migs"
     shutil.copytree(migrations.SCRIPT_LOCATION, scripts,
                     ignore=shutil.ignore_patterns("__pycache__"))
     header = (
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        "revision = '0002'\ndown_revision = '0001'\nbranch_labels = None\ndepends_on = None\n"
+        f"revision = '{NEXT}'\ndown_revision = '{HEAD}'\nbranch_labels = None\ndepends_on = None\n"
         "def downgrade():\n    pass\n"
         "def upgrade():\n"
     )
     upgrade = textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
-    (scripts / "versions" / "0002_test.py").write_text(header + upgrade)
+    (scripts / "versions" / f"{NEXT}_test.py").write_text(header + upgrade)
     monkeypatch.setattr(migrations, "SCRIPT_LOCATION", scripts)
-    monkeypatch.setattr(store_mod, "KNOWN_REVISIONS", ("0001", "0002"))
-    monkeypatch.setattr(store_mod, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(store_mod, "KNOWN_REVISIONS", (*migrations.KNOWN_REVISIONS, NEXT))
+    monkeypatch.setattr(store_mod, "HEAD_REVISION", NEXT)
+    monkeypatch.setattr(store_mod, "READABLE_REVISIONS", frozenset({NEXT}))
 
 
 def test_older_session_is_backed_up_then_migrated(tmp_path, monkeypatch, record):
@@ -82,14 +87,14 @@ def test_older_session_is_backed_up_then_migrated(tmp_path, monkeypatch, record)
             b.add_column(sa.Column("favourite", sa.Integer(), nullable=True))
     ''')
     with SessionStore.open(folder) as s:
-        assert s.info().schema_revision == "0002"
+        assert s.info().schema_revision == NEXT
         assert s.get_run(rid).params["prompt"] == "a red circle"
         with s._writer.connect() as c:
             cols = [r[1] for r in c.exec_driver_sql("PRAGMA table_info(runs)")]
         assert "favourite" in cols
     (backup,) = (folder / "backups").iterdir()
     old = sqlite3.connect(backup)
-    assert old.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    assert old.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
     assert old.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     old.close()
 
@@ -106,6 +111,60 @@ def test_failed_migration_keeps_data_and_backup(tmp_path, monkeypatch, record):
         SessionStore.open(folder)
     assert len(list((folder / "backups").iterdir())) == 1
     monkeypatch.undo()
-    with SessionStore.open(folder) as s:  # transactional DDL: still a valid 0001 session
-        assert s.info().schema_revision == "0001"
+    with SessionStore.open(folder) as s:  # transactional DDL: still a valid session of the head
+        assert s.info().schema_revision == HEAD
         assert s.get_run(rid).status == "ok"
+
+
+# ------------------------------------------------------- 0002: runs record their dtype
+def _as_revision_0001(folder):
+    """Make the session in ``folder`` what revision 0001 wrote: runs without the dtype column."""
+    raw = sqlite3.connect(folder / "session.db")
+    raw.execute("ALTER TABLE runs DROP COLUMN dtype")
+    raw.execute("UPDATE alembic_version SET version_num = '0001'")
+    raw.commit()
+    raw.close()
+
+
+def test_a_0001_session_reads_read_only_unchanged_then_upgrades_and_records_dtypes(tmp_path, record):
+    folder = tmp_path / "s"
+    with SessionStore.open(folder) as s:
+        old_id = record(s)
+    _as_revision_0001(folder)
+    before = _sha(folder / "session.db")
+    # history, check and backup open read-only: a 0001 session reads (dtype not recorded), unchanged
+    with SessionStore.open(folder, readonly=True) as s:
+        run = s.get_run(old_id)
+        assert run.dtype is None and run.device == "cpu" and run.params["prompt"] == "a red circle"
+        assert [r.id for r in s.list_runs()] == [old_id]
+    assert _sha(folder / "session.db") == before
+    with SessionStore.open(folder) as s:  # opened for writing: backed up, then upgraded to 0002
+        assert s.info().schema_revision == HEAD == "0002"
+        assert s.get_run(old_id).dtype is None
+        new_id = record(s, device="cuda:0", dtype="bfloat16")
+        running = s.begin_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=1, dtype="float16")
+        s.finish_run(running, "ok")
+    with SessionStore.open(folder, readonly=True) as s:
+        assert (s.get_run(new_id).device, s.get_run(new_id).dtype) == ("cuda:0", "bfloat16")
+        assert s.get_run(running).dtype == "float16"
+    (backup,) = (folder / "backups").iterdir()
+    assert sqlite3.connect(backup).execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+
+
+def test_repair_copies_a_0001_session_and_keeps_recorded_dtypes(tmp_path, record):
+    from storage.maintenance import repair_session
+
+    old = tmp_path / "old"
+    with SessionStore.open(old) as s:
+        rid = record(s)
+    _as_revision_0001(old)
+    report = repair_session(old, tmp_path / "old-repaired")
+    assert report.runs_copied == 1
+    with SessionStore.open(tmp_path / "old-repaired", readonly=True) as s:
+        assert s.get_run(rid).dtype is None and s.get_run(rid).params["prompt"] == "a red circle"
+    new = tmp_path / "new"
+    with SessionStore.open(new) as s:
+        rid = record(s, dtype="float16", device="cuda")
+    repair_session(new, tmp_path / "new-repaired")
+    with SessionStore.open(tmp_path / "new-repaired", readonly=True) as s:
+        assert s.get_run(rid).dtype == "float16"

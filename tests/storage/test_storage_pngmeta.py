@@ -25,8 +25,9 @@ def test_written_chunks_are_read_back_by_pillow_and_by_us(png):
                              model_hash="0123456789abcdef")
     assert text.splitlines()[0] == "a red circle, on grass"
     assert text.splitlines()[1] == "Negative prompt: blurry"
-    assert text.splitlines()[2].startswith("Steps: 20, Sampler: ddim, CFG scale: 7.5, Seed: 42, "
-                                           "Size: 8x6, Model hash: 0123456789, Model: default")
+    # A1111's names and fields only: the sampler as A1111 names it, no internal parameters (eta)
+    assert text.splitlines()[2] == ("Steps: 20, Sampler: DDIM, CFG scale: 7.5, Seed: 42, "
+                                    "Size: 8x6, Model hash: 0123456789, Model: default")
     ours = {"format": "implicit-studio/1", "tool_id": "text-to-image", "params": params,
             "seed": 42}
     out = write_png_metadata(data, implicit=ours, parameters=text)
@@ -41,8 +42,7 @@ def test_written_chunks_are_read_back_by_pillow_and_by_us(png):
     p = meta.parameters
     assert p["prompt"] == "a red circle, on grass" and p["negative_prompt"] == "blurry"
     assert (p["steps"], p["cfg_scale"], p["seed"], p["width"], p["height"]) == (20, 7.5, 42, 8, 6)
-    assert p["sampler"] == "ddim" and p["model_hash"] == "0123456789" and p["model"] == "default"
-    assert p["eta"] == 0.0
+    assert p["sampler"] == "DDIM" and p["model_hash"] == "0123456789" and p["model"] == "default"
     # writing again replaces rather than duplicates
     again = write_png_metadata(out, parameters="x\nSteps: 1, Seed: 2, Size: 1x1")
     assert read_png_metadata(again).parameters_text == "x\nSteps: 1, Seed: 2, Size: 1x1"
@@ -73,7 +73,7 @@ def test_reads_a1111_png_written_by_pillow(png):
     assert p["version"] == "v1.9.4"
     tool, params, seed = meta.restore()
     assert tool is None and seed == 3735928559
-    assert params["guidance_scale"] == 6.5 and params["scheduler"] == "DPM++ 2M"
+    assert params["guidance"] == 6.5 and params["scheduler"] == "dpmpp-2m-karras"
 
 
 def test_parse_prompt_without_settings_or_negative():
@@ -131,7 +131,8 @@ def test_format_history_and_export_run(store, record, png, tmp_path):
     table = format_history(store, limit=10)
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["ID", "Parent", "Status", "Tool"]
-    assert lines[2].split()[:4] == [str(child), str(rid), "ok", "h-edit"]
+    assert lines[2].split()[:4] == [str(rid), "ok", "text-to-image", lines[2].split()[3]]  # no parent
+    assert lines[3].split()[:5] == [str(child), str(rid), "ok", "└", "h-edit"]  # listed under its parent
     assert "a red circle (seed 1)" in table and "best" in table
     assert "1 newest of 2" in format_history(store, limit=1)
 

@@ -94,7 +94,7 @@ def test_kill_9_twenty_times_while_recording_loses_no_committed_run(tmp_path):
         # interrupted runs can be marked, and leftovers of interrupted writes collected
         store.recover_interrupted()
         assert store.list_runs(status="running") == []
-        store.collect_orphans(min_age_s=0)
+        store.collect_orphans(min_age_s=0, temp_min_age_s=0)  # every writer was killed
         assert not list((folder / "files").rglob(filestore.TEMP_PREFIX + "*"))
         assert store.integrity_check(verify_hashes=True).ok
     print(f"20 kills, {len(committed)} committed runs verified in {elapsed:.1f}s")
@@ -223,32 +223,13 @@ def test_full_database_gives_disk_full_error(store, record):
 # ---------------------------------------------------------------------------- read-only folder
 
 
-def _make_readonly(folder: Path):
-    """Make a folder really read-only, also for root (immutable attribute). Returns an undo."""
-    paths = [folder, *sorted(folder.rglob("*"))]
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in paths}
-        for p in reversed(paths):
-            p.chmod(p.stat().st_mode & ~0o222)
-        return lambda: [p.chmod(m) for p, m in modes.items()]
-    done = []
-    for p in paths:
-        r = subprocess.run(["chattr", "+i", str(p)], capture_output=True)
-        if r.returncode != 0:
-            for q in done:
-                subprocess.run(["chattr", "-i", str(q)])
-            pytest.skip(f"cannot make a read-only folder as root here: {r.stderr.decode()}")
-        done.append(p)
-    return lambda: [subprocess.run(["chattr", "-i", str(q)]) for q in done]
-
-
-def test_read_only_folder(tmp_path, record):
+def test_read_only_folder(tmp_path, record, make_read_only):
     folder = tmp_path / "s"
     ids, files = _session_with_runs(folder, record)
     db_sha = _sha(folder / "session.db")
-    undo = _make_readonly(folder)
+    undo = make_read_only(folder)
     try:
-        with pytest.raises(ReadOnlySessionError, match="read-only.*readonly=True"):
+        with pytest.raises(ReadOnlySessionError, match="read-only.*history and export"):
             SessionStore.open(folder)
         with SessionStore.open(folder, readonly=True) as s:
             assert [r.id for r in s.list_runs()] == ids[::-1]
@@ -263,11 +244,11 @@ def test_read_only_folder(tmp_path, record):
     assert {p: _sha(p) for p in files} == files
 
 
-def test_folder_becoming_read_only_while_open(tmp_path, record):
+def test_folder_becoming_read_only_while_open(tmp_path, record, make_read_only):
     folder = tmp_path / "s"
     with SessionStore.open(folder) as s:
         kept = record(s, data=b"before")
-        undo = _make_readonly(folder / "files")
+        undo = make_read_only(folder / "files")
         try:
             with pytest.raises(ReadOnlySessionError, match="read-only"):
                 record(s, data=b"a new result that needs a new file")

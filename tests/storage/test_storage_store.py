@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from storage.migrations import HEAD_REVISION
 from storage import (
     InvalidParamsError,
     MissingFileError,
@@ -22,7 +23,7 @@ def test_open_creates_session_in_wal_with_foreign_keys(tmp_path):
     with SessionStore.open(folder, name="My session", app_version="9.9") as s:
         info = s.info()
         assert info.name == "My session" and info.app_version == "9.9"
-        assert info.schema_revision == "0001"
+        assert info.schema_revision == HEAD_REVISION
         with s._writer.connect() as c:
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -285,11 +286,14 @@ def test_readonly_open_refuses_writes(tmp_path, record):
             ro.set_note(rid, "x")
 
 
-def test_recover_interrupted_marks_running_runs_failed(store):
-    rid = store.begin_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=None)
-    assert store.recover_interrupted() == [rid]
-    run = store.get_run(rid)
-    assert run.status == "failed" and "Interrupted" in run.error
+def test_recover_interrupted_marks_running_runs_failed(tmp_path):
+    with SessionStore.open(tmp_path / "s") as first:
+        rid = first.begin_run(tool_id="t", plugin="p", plugin_version="1", params={}, seed=None)
+        assert first.recover_interrupted() == []  # its own live run
+    with SessionStore.open(tmp_path / "s") as store:  # the run's owner has closed
+        assert store.recover_interrupted() == [rid]
+        run = store.get_run(rid)
+        assert run.status == "failed" and "Interrupted" in run.error and "'p'" in run.error
 
 
 def test_closed_store_refuses(tmp_path):

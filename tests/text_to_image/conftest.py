@@ -41,7 +41,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sd_model(tiny_model) -> str:
-    """The model the generation tests run: the bundled one when installed, else the tiny one."""
+    """The model the generation tests run: the bundled one when installed, else the tiny one. The bundled
+    one by its folder: "default" asked for 1-4 steps is drawn by its one-step student (tests/distill)."""
     if bundled_model_ready():
         from app.paths import default_model_dir
 

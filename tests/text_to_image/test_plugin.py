@@ -18,6 +18,9 @@ def test_declared_choices_match_the_compute_tables():
 
     assert plugin.SCHEDULER_CHOICES == SCHEDULER_NAMES
     assert plugin.SCHEDULER_LABELS == SCHEDULER_LABELS
+    from plugins.diffusion_common.schedulers import SCHEDULE_LABELS, SCHEDULE_NAMES
+
+    assert plugin.SCHEDULE_CHOICES == SCHEDULE_NAMES and plugin.SCHEDULE_LABELS == SCHEDULE_LABELS
     assert plugin.PRESET_CHOICES == tuple(PRESETS)
     assert plugin.PRESET_LABELS == tuple(PRESET_LABELS[k] for k in PRESETS)
     tool = plugin.studio_tools()[0]

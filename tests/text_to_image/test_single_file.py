@@ -108,8 +108,8 @@ def test_export_writes_the_ldm_key_layout(exported, source_model):
     assert header[VAE + "decoder.up.0.block.0.conv1.weight"]["shape"][0] == vae["block_out_channels"][0]
     assert VAE + f"decoder.up.{len(vae['up_block_types']) - 1}.upsample.conv.weight" in header
     assert not any(k.startswith(VAE + "decoder.up.0.upsample") for k in header)
-    # nothing else, and no diffusers names left
-    assert all(k.startswith((DM, VAE, TE)) for k in header)
+    # nothing else (but peers' marker tensors such as v_pred), and no diffusers names left
+    assert all(k.startswith((DM, VAE, TE)) or k in exported.markers for k in header)
     diffusers_words = ("down_blocks", "up_blocks", "resnets", "mid_block", "group_norm", "time_embedding",
                        "conv_norm_out", "conv_shortcut")
     assert not [k for k in header if any(w in k for w in diffusers_words)]
@@ -122,7 +122,7 @@ def test_export_writes_the_ldm_key_layout(exported, source_model):
         for f in (source_model / part).glob("*.safetensors"):
             with safe_open(str(f), "pt") as sf:
                 n_src += sum(1 for k in sf.keys() if not k.endswith("position_ids"))
-    assert exported.tensors == len(header) == n_src
+    assert exported.tensors == len(header) - len(exported.markers) == n_src
     assert sum(exported.components.values()) == exported.tensors
 
 
@@ -141,7 +141,7 @@ def test_export_metadata(exported, source_model):
 def test_export_half_precision(source_model, tmp_path):
     res = export_single_file(source_model, tmp_path / "half.safetensors", dtype="float16")
     header = read_safetensors_header(res.path)
-    assert {v["dtype"] for v in header.values()} <= {"F16", "I64"}
+    assert {v["dtype"] for k, v in header.items() if k not in res.markers} <= {"F16", "I64"}
     assert res.metadata["dtype"] == "float16"
     with pytest.raises(ValueError, match="dtype must be one of"):
         export_single_file(source_model, tmp_path / "x.safetensors", dtype="int8")
@@ -264,30 +264,44 @@ def test_truncated_and_corrupt_single_files_give_model_errors(exported, source_m
     assert "Traceback" not in str(err.value)
 
 
+def _without_metadata(exported, tmp_path) -> Path:
+    """The export as another tool would re-save it: the same tensors, none of the studio's metadata."""
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "model.safetensors"
+    save_file(load_file(str(exported.path)), str(bare))
+    return bare
+
+
 def test_custom_single_file_without_config_says_what_it_needs(exported, monkeypatch, tmp_path):
     if inspect_model(str(exported.path)).arch != "sd-custom":
         pytest.skip("the model has standard SD 1.x sizes")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    assert load_pipeline(str(exported.path)).info.format == "single-file"  # its metadata suffices
     with pytest.raises(ModelError, match="diffusers folder it was made from"):
-        load_pipeline(str(exported.path))
+        load_pipeline(str(_without_metadata(exported, tmp_path)))
 
 
-def test_cli_runs_a_single_file_with_its_config_and_says_when_one_is_missing(studio_cli, exported, source_model,
-                                                                            tmp_path, monkeypatch):
-    """A custom-sized single file needs a config folder: without --model-config the command line
-    says so plainly (no traceback); with it, the run makes and records an image."""
+def test_cli_runs_a_single_file_without_model_config_and_says_when_one_is_missing(studio_cli, exported, source_model,
+                                                                                 tmp_path, monkeypatch):
+    """The studio's own export runs with no --model-config and no Hugging Face cache; a custom-sized
+    file that lost its metadata says plainly that it needs one (no traceback), and runs with it."""
     if inspect_model(str(exported.path)).arch != "sd-custom":
         pytest.skip("the model has standard SD 1.x sizes")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    ok = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
+                    "--model", str(exported.path), "--out", str(tmp_path / "out0"), "--session", str(tmp_path / "S"))
+    assert ok.exit_code == 0, ok.stderr + ok.stdout
+    bare = _without_metadata(exported, tmp_path)
     res = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
-                     "--model", str(exported.path), "--out", str(tmp_path / "out"), "--session", str(tmp_path / "S"))
+                     "--model", str(bare), "--out", str(tmp_path / "out"), "--session", str(tmp_path / "S"))
     text = res.stderr + res.stdout
     assert res.exit_code != 0
     assert "could not load model.safetensors" in text and "as its config" in text and "--model-config" in text
     assert "Traceback" not in text
 
     ok = studio_cli("run", "text-to-image", "--prompt", PROMPT, "--seed", "1", "--steps", "2",
-                    "--model", str(exported.path), "--model-config", str(source_model),
+                    "--model", str(bare), "--model-config", str(source_model),
                     "--out", str(tmp_path / "out2"), "--session", str(tmp_path / "S"))
     assert ok.exit_code == 0, ok.stderr + ok.stdout
     assert list((tmp_path / "out2").glob("*.png"))

@@ -3,6 +3,8 @@ for the result, cancel, see errors, use history, reproduce, open the Plugins dia
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -439,10 +441,16 @@ def test_preferences_pages_validate_and_persist(qtbot, window):
     assert "between 1 and 8" in form.error_text("threads") and dlg.isVisible()
     spin.setValue(6)
     dlg.device.setCurrentIndex(dlg.device.findData("cpu"))
+    assert dlg.precision.currentData() == "auto"
+    dlg.precision.setCurrentIndex(dlg.precision.findData("bf16"))
     with qtbot.waitSignal(dlg.accepted):
         assert dlg.save()
     assert window.settings.plugin_settings()["toy-settings"] == {"threads": 6, "folder": ""}
     assert window.settings.device == "cpu" and window.controller.runner.device == "cpu"
+    # the next run asks for the precision saved (unless implicit-studio --precision set one)
+    assert window.settings.precision == "bf16"
+    if not os.environ.get("IMPLICIT_STUDIO_PRECISION"):
+        assert window.controller.runner.precision == "bf16"
 
 
 def test_the_form_is_never_clipped_on_the_right(qtbot, window):
