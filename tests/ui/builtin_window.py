@@ -64,29 +64,33 @@ def _file_of(win, run_id: int, ext: str) -> Optional[str]:
     return None
 
 
+def _latest(win, tool_id: str):
+    """The newest run of ``tool_id`` (a run's own child runs, such as rl-train's recording, are newer)."""
+    return next(r for r in win.session.list_runs(limit=20) if r.tool_id == tool_id)
+
+
 def _keep_run(name: str) -> Callable[[Any, dict], None]:
     def keep(win, outputs: dict) -> None:
-        run = win.session.list_runs(limit=1)[0]
-        outputs[name] = run
+        outputs[name] = _latest(win, name)
     return keep
 
 
 def _agent_dir(win, outputs: dict) -> None:
-    run = win.session.list_runs(limit=1)[0]
+    run = _latest(win, "rl-train")
     outputs["rl-train"] = run
     outputs["agent"] = next(str(r.path) for r in run.results if r.kind == "file"
                             and str(r.path).endswith((".safetensors", ".json")))
 
 
 def _trajectory(win, outputs: dict) -> None:
-    run = win.session.list_runs(limit=1)[0]
+    run = _latest(win, "rl-record")
     outputs["rl-record"] = run
     outputs["trajectory"] = next(str(r.path) for r in run.results if r.kind == "file"
                                  and str(r.path).endswith((".npz", ".hdf5", ".h5")))
 
 
 def _inr_weights(win, outputs: dict) -> None:
-    run = win.session.list_runs(limit=1)[0]
+    run = _latest(win, "inr-fit-image")
     outputs["inr-fit-image"] = run
     outputs["inr"] = next(str(r.path) for r in run.results if r.kind == "file"
                           and str(r.path).endswith((".safetensors", ".json")))
