@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QShortcut
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
@@ -59,8 +59,9 @@ class MaskCanvas(QWidget):
         self.doc: Optional[MaskDocument] = None
         if image is not None:
             self.set_image(image)
-        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
-        QShortcut(QKeySequence.StandardKey.Redo, self, activated=self.redo)
+        # Undo/Redo of strokes while the canvas has the focus (event(), keyPressEvent()): not
+        # QShortcuts, whose window-wide context made the window's own Ctrl+Z ambiguous (Qt then
+        # runs neither)
 
     # -- model -------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, keep_mask: bool = False) -> None:
@@ -295,8 +296,20 @@ class MaskCanvas(QWidget):
         steps = event.angleDelta().y() / 120.0
         self.set_zoom(self.zoom * (1.25 ** steps), self._pos(event))
 
+    def event(self, event) -> bool:  # noqa: D401
+        """With the focus, the canvas's Undo/Redo keys are its strokes', before the window's."""
+        if event.type() == QEvent.Type.ShortcutOverride and (
+                event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)):
+            event.accept()
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space:
+        if event.matches(QKeySequence.StandardKey.Undo):
+            self.undo()
+        elif event.matches(QKeySequence.StandardKey.Redo):
+            self.redo()
+        elif event.key() == Qt.Key.Key_Space:
             self._space = True
         elif event.key() == Qt.Key.Key_BracketLeft:
             self.set_brush_size(max(1.0, self.brush_size / 1.25))
