@@ -69,6 +69,7 @@ class JobState:
     first_step_at: float | None = None
     first_step: int = 0
     finished: float | None = None
+    duration: float | None = None  # the job's own duration, as recorded with its run
     eta_s: float | None = None  # the job runner's estimate, when it was received
     eta_at: float | None = None
     error: str = ""
@@ -141,7 +142,9 @@ class JobRow(QWidget):
             self.bar.setRange(0, 1)
             self.bar.setValue(1 if st.status in ("ok", "done", "finished") else 0)
             dur = ""
-            if st.started is not None and st.finished is not None:
+            if st.duration is not None:  # the run's recorded duration (History and the status bar say it)
+                dur = f" in {st.duration:.1f}s"
+            elif st.started is not None and st.finished is not None:
                 dur = f" in {st.finished - st.started:.1f}s"
             label = {"ok": "done", "done": "done", "finished": "done"}.get(st.status, st.status)
             self.bar.setFormat(label + dur)
@@ -259,11 +262,13 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         return st
 
-    def set_status(self, job_id: int, status: str, error: str = "") -> None:
+    def set_status(self, job_id: int, status: str, error: str = "", duration: float | None = None) -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
         st.status = status
+        if duration:
+            st.duration = float(duration)
         now = time.monotonic()
         if status == "running" and st.started is None:
             st.started = now

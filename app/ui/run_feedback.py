@@ -63,7 +63,7 @@ class RunFeedback:
 
     def on_finished(self, job_id: int, outcome: Outcome) -> None:
         win = self.win
-        win.queue.set_status(job_id, outcome.status, outcome.error or "")
+        win.queue.set_status(job_id, outcome.status, outcome.error or "", duration=outcome.duration)
         tool = outcome.tool
         title = tool.title if tool is not None else str(job_id)
         if outcome.status == "ok":

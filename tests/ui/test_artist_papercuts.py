@@ -415,3 +415,24 @@ def test_the_help_menu_has_a_guide_and_every_shortcut(qtbot, window):
     assert "[ ]" in text or "[ and ]" in text  # the canvas's keys too
     guide.close()
     sheet.close()
+
+
+# --- 11: one recorded duration ------------------------------------------------------------------------
+
+@needs_storage
+def test_the_queue_history_and_status_bar_give_one_duration(qtbot, window):
+    """The queue said "done in 141.7s" for a run History and the status bar gave as 152.6 s: it
+    timed the run by when the GUI heard of it. All three give the run's recorded duration."""
+    form = choose(window, "toy-gradient")
+    form.editors["steps"].set_value(20)
+    form.editors["delay"].set_value(0.02)
+    with qtbot.waitSignal(window.jobFinished, timeout=TIMEOUT):
+        click_run(qtbot, window)
+        import time
+
+        time.sleep(1.0)  # a busy GUI thread (a loaded machine) hears of the run's start and end late
+    run = window.session.list_runs(limit=1)[0]
+    said = f"{run.duration_s:.1f}s"
+    row = list(window.queue._rows.values())[-1]
+    assert row.bar.format() == f"done in {said}", (row.bar.format(), said)
+    assert f"finished in {said}" in window.statusBar().currentMessage()
