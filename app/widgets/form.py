@@ -213,6 +213,15 @@ class ChoiceEditor(ParamEditor):
         self.combo = QComboBox()
         for c, label in zip(param.choices, param.labels or param.choices):
             self.combo.addItem(str(label), c)
+            self.combo.setItemData(self.combo.count() - 1, str(label), Qt.ItemDataRole.ToolTipRole)
+        # a long choice ("Karras (sigmas spaced for ...)") must not widen the panel past the window:
+        # the box shrinks to a dozen characters (the current text elided), the open list is as wide as its longest item
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(12)
+        self.combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+        fm = self.combo.fontMetrics()
+        self.combo.view().setMinimumWidth(max((fm.horizontalAdvance(self.combo.itemText(i)) for i in
+                                               range(self.combo.count())), default=0) + 32)
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.combo))
 

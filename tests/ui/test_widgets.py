@@ -314,3 +314,21 @@ def test_plugin_group_titles():
     assert _plugin_title("h_edit") == "h-Edit"  # was "H edit"
     assert _plugin_title("text_to_image") == "Text to image"
     assert _plugin_title("rl") == "RL" and _plugin_title("inr") == "INR"
+
+
+def test_a_long_choice_does_not_widen_the_panel(qtbot):
+    """Issue 28, item 1: text-to-image's schedule labels made its form 415 px wide in a 346 px
+    dock (a horizontal scroll bar, the Guidance value cut off)."""
+    from app import api
+    from app.widgets.form import ChoiceEditor
+
+    long_label = "Karras (sigmas spaced for the model's noise levels, denser near the end of sampling)"
+    ed = ChoiceEditor(api.ChoiceParam(name="schedule", choices=("default", "karras"),
+                                      labels=("Model default", long_label), default="default"))
+    qtbot.addWidget(ed)
+    ed.set_value("karras")
+    fm = ed.combo.fontMetrics()
+    assert ed.minimumSizeHint().width() < 0.6 * fm.horizontalAdvance(long_label)
+    assert ed.combo.view().minimumWidth() >= fm.horizontalAdvance(long_label)  # the open list shows it whole
+    assert ed.combo.itemData(1, Qt.ItemDataRole.ToolTipRole) == long_label
+    assert ed.value() == "karras"
