@@ -71,6 +71,22 @@ def _close_store(store: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The options of ``run TOOL`` itself; a tool parameter whose option would be one of these is
+#: offered as ``--param-NAME`` instead (a plugin's ``device`` parameter cannot break ``run``).
+RUN_OPTIONS = frozenset({"--params-from", "--out", "--session", "--no-session", "--device", "--precision", "--json",
+                         "--quiet", "--help"})
+
+
+def tool_option(p: api.Param) -> str:
+    """The command-line option of parameter ``p`` on ``run TOOL``."""
+    return p.cli_option if p.cli_option not in RUN_OPTIONS else "--param-" + p.cli_option[2:]
+
+
+def _dest(p: api.Param) -> str:
+    """Where argparse keeps parameter ``p``'s value (apart from the run options' own)."""
+    return "param:" + p.name
+
+
 def _tool_parser(tool: api.ToolSpec) -> Any:
     # argparse formats an argument's help with %: a plugin's "30%" must reach it as "30%%"
     parser = new_parser(prog=f"{PROG} run {tool.id}",
@@ -80,10 +96,10 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
     for p in tool.params:
         text = _pct((p.help + " " if p.help else "") + f"[{p.describe()}]")
         if isinstance(p, api.BoolParam):
-            group.add_argument(p.cli_option, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+            group.add_argument(tool_option(p), dest=_dest(p), action=argparse.BooleanOptionalAction, default=None,
                                help=text)
         else:
-            group.add_argument(p.cli_option, dest=p.name, default=None, metavar=p.type_name.upper(), help=text)
+            group.add_argument(tool_option(p), dest=_dest(p), default=None, metavar=p.type_name.upper(), help=text)
     common = parser.add_argument_group("run options")
     # a tool's parameter may share a run option's name (distill's --precision): the run option is
     # then spelled --run-NAME; run options keep to their own dests (run_NAME), read by _run_options
@@ -225,13 +241,13 @@ def cmd_run(argv: list[str]) -> int:
     opts = _run_options(args)
     values: dict[str, Any] = _params_from_png(opts.params_from, tool) if opts.params_from else {}
     for p in tool.params:
-        raw = getattr(args, p.name)
+        raw = getattr(args, _dest(p))
         if raw is None:
             continue
         try:
             values[p.name] = raw if isinstance(p, api.BoolParam) else p.parse(raw)
         except api.ParamError as exc:
-            raise UsageError(f"{p.cli_option}: {exc}") from None
+            raise UsageError(f"{tool_option(p)}: {exc}") from None
     try:
         values = tool.validate(values)
         from app.inputs import check_image_inputs
@@ -326,7 +342,7 @@ def _log_file() -> str:
 
 def _param_message(tool: api.ToolSpec, exc: api.ParamError) -> str:
     names = {p.name for p in tool.params}
-    opt = tool.param(exc.param).cli_option if exc.param and exc.param in names else ""
+    opt = tool_option(tool.param(exc.param)) if exc.param and exc.param in names else ""
     return f"{opt + ': ' if opt else ''}{exc}"
 
 
@@ -434,7 +450,7 @@ def cmd_tools(argv: list[str]) -> int:
         print(json.dumps([{
             "id": t.id, "title": t.title, "plugin": t.plugin, "group": t.group, "results": list(t.results),
             "backends": list(t.backends), "description": t.description,
-            "params": [{"name": p.name, "option": p.cli_option, "type": p.type_name,
+            "params": [{"name": p.name, "option": tool_option(p), "type": p.type_name,
                         "default": p.to_json(p.default), "required": p.required, "help": p.help}
                        for p in t.params],
         } for t in tools], indent=2))
@@ -444,7 +460,7 @@ def cmd_tools(argv: list[str]) -> int:
         if t.description:
             print(f"    {t.description}")
         for p in t.params:
-            print(f"    {p.cli_option:22s} {p.describe()}" + (f"  {p.help}" if p.help else ""))
+            print(f"    {tool_option(p):22s} {p.describe()}" + (f"  {p.help}" if p.help else ""))
     if not tools:
         print("no tools (see 'implicit-studio plugins')")
     _warn_failed_plugins(manager)

@@ -47,7 +47,7 @@ from plugins.diffusion_common.checkpoint import restore_optimizer as _restore_op
 from plugins.diffusion_common.checkpoint import save_state as _save_state
 from plugins.diffusion_common.checkpoint import unpack as _unpack
 # The arithmetic of the training passes (bfloat16 autocast with float32 attention, or float32), also shared.
-from plugins.diffusion_common.precision import PRECISIONS, mixed_precision  # noqa: F401
+from plugins.diffusion_common.precision import PRECISIONS, flush_denormals, mixed_precision  # noqa: F401
 from plugins.diffusion_common.precision import resolve_precision as _resolve_precision
 
 
@@ -709,29 +709,29 @@ def run(out: Path, cfg: TrainConfig, stages=("vae", "latents", "decoder", "unet"
         raise SystemExit(str(exc)) from None
     log(f"[train] device {device}, arithmetic {'bfloat16 autocast' if precision == 'bf16' else 'float32'}")
     torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # tiny activations on flat images otherwise slow the CPU many times over
-    torch.manual_seed(cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    report: dict = {}
-    timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    for stage in stages:
-        t0 = time.time()
-        if stage == "vae":
-            report["vae_losses"] = train_vae(out, cfg, log)
-        elif stage == "latents":
-            encode_latents(out, cfg, log)
-        elif stage == "decoder":
-            report["decoder_losses"] = train_decoder(out, cfg, log)
-        elif stage == "unet":
-            report["unet_losses"] = train_unet(out, cfg, log)
-        elif stage == "export":
-            report["pipeline"] = str(export_pipeline(out, log=log))
-        spent = time.time() - t0
-        # re-read: another process may have run a different stage into the same folder meanwhile
+    with flush_denormals():  # tiny activations on flat images otherwise slow the CPU many times over
+        torch.manual_seed(cfg.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        report: dict = {}
         timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-        timings[stage] = timings.get(stage, 0.0) + spent
-        (out / "timings.json").write_text(json.dumps(timings, indent=2))
+        for stage in stages:
+            t0 = time.time()
+            if stage == "vae":
+                report["vae_losses"] = train_vae(out, cfg, log)
+            elif stage == "latents":
+                encode_latents(out, cfg, log)
+            elif stage == "decoder":
+                report["decoder_losses"] = train_decoder(out, cfg, log)
+            elif stage == "unet":
+                report["unet_losses"] = train_unet(out, cfg, log)
+            elif stage == "export":
+                report["pipeline"] = str(export_pipeline(out, log=log))
+            spent = time.time() - t0
+            # re-read: another process may have run a different stage into the same folder meanwhile
+            timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+            timings[stage] = timings.get(stage, 0.0) + spent
+            (out / "timings.json").write_text(json.dumps(timings, indent=2))
     report["timings"] = timings
     return report
 

@@ -51,8 +51,10 @@ def tool_params():
                  help="iterations between previews of the student on a fixed grid of prompts (0: none)"),
         TextParam(name="preview_prompts", default="", multiline=True,
                   help="the preview grid's prompts, one a line (empty: the first eight training prompts)"),
-        ChoiceParam(name="precision", choices=("auto", "bf16", "fp32"), default="auto", advanced=True,
-                    help="auto: bfloat16 autocast on CUDA GPUs with bfloat16 and on CPUs with AMX, else float32"),
+        ChoiceParam(name="train_precision", choices=("auto", "bf16", "fp32"), default="auto", advanced=True,
+                    help="the training passes' arithmetic (the run's --precision does not apply: these passes "
+                         "autocast to bfloat16 or stay float32); auto: bfloat16 autocast on CUDA GPUs with "
+                         "bfloat16 and on CPUs with AMX, else float32"),
         IntParam(name="threads", default=0, min=0, max=256, advanced=True,
                  help="CPU threads (0: all cores, fewer while other processes load the machine)"),
         IntParam(name="seed", default=0, min=0, max=2**31 - 1, advanced=True,

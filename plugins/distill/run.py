@@ -15,8 +15,13 @@ from app.api import Cancelled, ImageResult, TableResult
 from .plugin import tool_params
 
 
+#: Tool parameters whose DistillConfig field has another name (``precision`` would shadow the
+#: run's own ``--precision`` option on the command line).
+_FIELDS = {"train_precision": "precision"}
+
+
 def _defaults() -> dict:
-    return {p.name: p.default for p in tool_params()}
+    return {_FIELDS.get(p.name, p.name): p.default for p in tool_params()}
 
 
 def run_distill(ctx, *, teacher: str = "default", method: str = "sid", run_dir: str | None = None,
@@ -28,6 +33,7 @@ def run_distill(ctx, *, teacher: str = "default", method: str = "sid", run_dir: 
 
     if not run_dir:
         raise ParamError("Run dir: a folder for the run is needed (checkpoints and the student go there)", "run_dir")
+    settings = {_FIELDS.get(k, k): v for k, v in settings.items()}
     values = {k: settings.get(k, v) for k, v in _defaults().items()
               if k in {f for f in compute.DistillConfig.__dataclass_fields__}}
     values["fake_updates"] = int(values.get("fake_updates") or 0) or None  # 0: the method's own

@@ -240,3 +240,20 @@ def test_launch_path_shares_opengl_contexts(tmp_path):
     p = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_parameter_named_like_a_run_option_gets_its_own_option():
+    """A tool parameter called ``device`` or ``precision`` must not break ``run TOOL`` (argparse
+    refuses a second ``--device``): it is offered as ``--param-device``, beside the run's own."""
+    from app import api
+    from app.cli_commands import _tool_parser, tool_option
+
+    tool = api.ToolSpec(id="t", title="T", run="x:y", params=(
+        api.TextParam(name="device", default="lamp"), api.ChoiceParam(name="precision", choices=("a", "b"), default="a"),
+        api.IntParam(name="steps", default=3)))
+    parser = _tool_parser(tool)  # raised ArgumentError: conflicting option string: --device
+    args = parser.parse_args(["--param-device", "torch", "--device", "cpu", "--param-precision", "b", "--steps", "4"])
+    values = {k: v for k, v in vars(args).items() if k.startswith("param:")}
+    assert values == {"param:device": "torch", "param:precision": "b", "param:steps": "4"}
+    assert args.device == "cpu" and args.precision is None
+    assert [tool_option(p) for p in tool.params] == ["--param-device", "--param-precision", "--steps"]

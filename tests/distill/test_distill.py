@@ -170,7 +170,11 @@ def test_plugin_conforms_and_declares_the_compute_tables():
     tool = plugin.studio_tools()[0]
     config_fields = set(compute.DistillConfig.__dataclass_fields__)
     # every setting of the tool is a field of the run's config (or the tool's own: where and what)
-    assert {p.name for p in tool.params} - config_fields == {"teacher", "run_dir", "prompts", "preview_prompts", "export"}
+    from plugins.distill.run import _FIELDS
+
+    assert {_FIELDS.get(p.name, p.name) for p in tool.params} - config_fields == {
+        "teacher", "run_dir", "prompts", "preview_prompts", "export"}
+    assert set(_FIELDS.values()) <= config_fields
 
 
 @pytest.fixture
