@@ -101,32 +101,17 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
         else:
             group.add_argument(tool_option(p), dest=_dest(p), default=None, metavar=p.type_name.upper(), help=text)
     common = parser.add_argument_group("run options")
-    # a tool's parameter may share a run option's name (distill's --precision): the run option is
-    # then spelled --run-NAME; run options keep to their own dests (run_NAME), read by _run_options
-    taken = {p.cli_option for p in tool.params}
-
-    def run_option(name: str, *short: str, **kw: Any) -> None:
-        flags = [name if name not in taken else "--run-" + name[2:]] + [f for f in short if f not in taken]
-        common.add_argument(*flags, dest="run_" + name[2:].replace("-", "_"), **kw)
-
-    run_option("--params-from", metavar="FILE.png",
-               help="start from the parameters stored in a PNG (the studio's own, AUTOMATIC1111's or "
-                    "ComfyUI's); options given explicitly override them")
-    run_option("--out", metavar="DIR", help="also write the results as files into DIR")
-    run_option("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
-    run_option("--no-session", action="store_true", help="do not record the run in a session")
-    run_option("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
-    run_option("--precision", metavar="P", help=_pct(PRECISION_HELP))
-    run_option("--json", action="store_true", help="print the outcome as JSON")
-    run_option("--quiet", "-q", action="store_true", help="print nothing but errors")
+    common.add_argument("--params-from", metavar="FILE.png",
+                        help="start from the parameters stored in a PNG (the studio's own, AUTOMATIC1111's or "
+                             "ComfyUI's); options given explicitly override them")
+    common.add_argument("--out", metavar="DIR", help="also write the results as files into DIR")
+    common.add_argument("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
+    common.add_argument("--no-session", action="store_true", help="do not record the run in a session")
+    common.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
+    common.add_argument("--precision", metavar="P", help=_pct(PRECISION_HELP))
+    common.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return parser
-
-
-def _run_options(args: Any) -> Any:
-    """The run options of a parsed ``run TOOL`` command line, by their plain names (out, device...)."""
-    import types  # noqa: PLC0415
-
-    return types.SimpleNamespace(**{k[4:]: v for k, v in vars(args).items() if k.startswith("run_")})
 
 
 def _pct(text: str) -> str:
@@ -238,8 +223,7 @@ def cmd_run(argv: list[str]) -> int:
         _warn_failed_plugins(manager)
         raise UsageError(str(exc)) from None
     args = _tool_parser(tool).parse_args(rest)
-    opts = _run_options(args)
-    values: dict[str, Any] = _params_from_png(opts.params_from, tool) if opts.params_from else {}
+    values: dict[str, Any] = _params_from_png(args.params_from, tool) if args.params_from else {}
     for p in tool.params:
         raw = getattr(args, _dest(p))
         if raw is None:
@@ -262,14 +246,14 @@ def cmd_run(argv: list[str]) -> int:
     from app.settings import Settings
 
     settings = Settings()
-    device, precision = _device_and_precision(opts, settings)
-    out_dir = Path(opts.out).expanduser() if opts.out else None
+    device, precision = _device_and_precision(args, settings)
+    out_dir = Path(args.out).expanduser() if args.out else None
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create output folder {out_dir}: {exc}") from None
-    session_dir = None if opts.no_session else _session_path(opts.session)
+    session_dir = None if args.no_session else _session_path(args.session)
     store = None if session_dir is None else _open_store(session_dir, recover=True)
     if store is not None:
         _note_interrupted_runs(store)
@@ -281,7 +265,7 @@ def cmd_run(argv: list[str]) -> int:
     try:
         request = controller.request(tool, values, device=device)
         try:
-            job = controller.run(request, listener=_progress_printer(opts.quiet or opts.json),
+            job = controller.run(request, listener=_progress_printer(args.quiet or args.json),
                                  around=_ctrl_c_cancels)  # in this thread
         except KeyboardInterrupt:  # the controller has cancelled the job and recorded it
             _err("interrupted")
@@ -298,7 +282,7 @@ def cmd_run(argv: list[str]) -> int:
         if store is not None:
             _close_store(store)
     if job.state is JobState.FINISHED:
-        if opts.json:
+        if args.json:
             print(json.dumps({
                 "run_id": job.run_id, "status": "finished", "tool": tool.id, "seed": job.seed,
                 "device": job.device, "dtype": job.dtype, "elapsed_s": round(job.elapsed_s, 3),
@@ -307,7 +291,7 @@ def cmd_run(argv: list[str]) -> int:
                 "children": [{"run_id": c.run_id, "tool": c.tool.id, "status": c.state.value}
                              for c in job.children],
             }))
-        elif not opts.quiet:
+        elif not args.quiet:
             where = f"run {job.run_id}" if job.run_id is not None else "run"
             print(f"{where} finished: {tool.id}, seed {job.seed}, {job.device} {job.dtype}, {job.elapsed_s:.2f} s, "
                   f"{len(job.results)} result(s)")
@@ -329,7 +313,7 @@ def cmd_run(argv: list[str]) -> int:
     _err(job.error or "the tool failed")
     if job.traceback:
         print(f"{PROG}: details are in the log file {_log_file()}", file=sys.stderr)
-    if opts.json:
+    if args.json:
         print(json.dumps({"run_id": job.run_id, "status": "failed", "tool": tool.id, "error": job.error}))
     return EXIT_FAILED
 
