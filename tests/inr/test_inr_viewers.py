@@ -112,8 +112,8 @@ def test_3d_viewer_interpolation_endpoints_and_gallery(qtbot, viewer3d, samples)
     qtbot.waitUntil(lambda: all(v.gallery.list.item(i).icon().isNull() is False for i in range(n)), timeout=60000)
 
 
-@pytest.mark.gl
-def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
+def _gl_viewer(qtbot, monkeypatch, tmp_path):
+    """An SDFViewer with a real OpenGL view, 900x600, the coarsest grid (skips without OpenGL)."""
     reason = _no_gl_reason()
     if reason:
         pytest.skip(reason)
@@ -126,6 +126,12 @@ def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
     qtbot.addWidget(v)
     v.resize(900, 600)
     v.res_combo.setCurrentIndex(0)
+    return v
+
+
+@pytest.mark.gl
+def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
+    v = _gl_viewer(qtbot, monkeypatch, tmp_path)
     v.slices.show3d.setChecked(False)
     v.show()
     v.open_inr(samples / "sdf-sphere.json")
@@ -201,22 +207,11 @@ def test_3d_view_takes_the_centre_and_its_splitter_moves(qtbot, samples, tmp_pat
 def test_the_3d_viewer_does_nothing_while_nothing_moves(qtbot, samples, monkeypatch, tmp_path):
     """Issue 28, item 13: no timer polls the camera; a render follows a camera move, and then the
     viewer is idle again."""
-    reason = _no_gl_reason()
-    if reason:
-        pytest.skip(reason)
-    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
 
-    from plugins.inr.view3d import SDFViewer
-
-    v = SDFViewer()
-    if not v.gl_ok:
-        pytest.skip(f"no OpenGL: {v.gl_reason}")
-    qtbot.addWidget(v)
-    v.resize(900, 600)
-    v.res_combo.setCurrentIndex(0)
+    v = _gl_viewer(qtbot, monkeypatch, tmp_path)
     v.show()
     v.open_inr(samples / "sdf-sphere.json")
     qtbot.waitUntil(lambda: len(v.levels_done) == 2, timeout=60000)
