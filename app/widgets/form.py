@@ -485,6 +485,7 @@ class PathEditor(ParamEditor):
             self._shown = (label, path)
             self.edit.blockSignals(True)
             self.edit.setText(label)
+            self.edit.setCursorPosition(0)  # a narrow field shows the name's start, not its end
             self.edit.blockSignals(False)
             self.edit.setToolTip(path)
 

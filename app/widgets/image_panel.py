@@ -77,6 +77,7 @@ class ImageSourceRow(QWidget):
         content-hash name; the path is the tooltip)."""
         self._path, self._label = (str(path), label) if label else ("", "")
         self.edit.setText(label or str(path))
+        self.edit.setCursorPosition(0)  # a narrow field shows the name's start ("run #1 …"), not its end
         self.edit.setToolTip(str(path) if label else "")
 
 

@@ -332,3 +332,17 @@ def test_a_long_choice_does_not_widen_the_panel(qtbot):
     assert ed.combo.view().minimumWidth() >= fm.horizontalAdvance(long_label)  # the open list shows it whole
     assert ed.combo.itemData(1, Qt.ItemDataRole.ToolTipRole) == long_label
     assert ed.value() == "karras"
+
+
+def test_a_named_source_shows_its_start_in_a_narrow_field(qtbot):
+    """The walk's screenshot showed "n #1 text-to-image, seed 4083813968": the field scrolled to
+    the end of the name and cut "ru" off its start."""
+    from app.widgets.image_panel import ImageSourceRow
+
+    row = ImageSourceRow()
+    qtbot.addWidget(row)
+    row.resize(180, 30)
+    row.show()
+    row.set_text("/tmp/0123abcd.png", label="run #1 text-to-image, seed 4083813968")
+    assert row.edit.cursorPosition() == 0
+    assert row.text() == "/tmp/0123abcd.png"
