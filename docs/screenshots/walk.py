@@ -34,6 +34,7 @@ def main(out_dir: str) -> int:
     from app.ui import main_window as mw
     from app.ui import run_actions
     from app.ui.launch import ensure_app
+    from app.ui.screenshot import pump_until
 
     app = ensure_app([])
     win = mw.MainWindow(session_dir=tmp / "session")
@@ -41,11 +42,7 @@ def main(out_dir: str) -> int:
     win.show()
 
     def pump(cond, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while not cond() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.02)
-        return cond()
+        return pump_until(app, cond, timeout)
 
     def shot(name: str, widget=None) -> None:
         pump(lambda: False, 1.0)
