@@ -111,6 +111,7 @@ class MainWindow(QMainWindow):
         self.tool_panel.vocabulary_of = self._vocabulary_of
         self._vocabularies: dict[str, object] = {}
         self.history = self.queue = self.log_view = None
+        self.live = None  # app.ui.live.LiveMode, made after the first paint
         window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
 
         self.feedback = RunFeedback(self)
@@ -190,6 +191,9 @@ class MainWindow(QMainWindow):
         h.exportRequested.connect(acts.export_result)
         h.set_known_tools(list(self.manager.tools))
         window_actions.report_failed_plugins(self)
+        from app.ui.live import LiveMode  # noqa: PLC0415 - live mode (its switch under the form)
+
+        self.live = LiveMode(self)
 
     def _after_first_paint(self) -> None:
         """Work kept off the path to the first paint: the History, Queue and Log docks' contents,

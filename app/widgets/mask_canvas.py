@@ -32,6 +32,7 @@ TOOLS = ("brush", "eraser", "rect", "lasso")
 class MaskCanvas(QWidget):
     """Paint a mask over an image."""
 
+    strokeMoved = Signal()  # a brush stroke grew while painted: stroke_mask() is the mask with it
     maskChanged = Signal()
     viewChanged = Signal()
     brushChanged = Signal(float)  # the brush radius (image pixels), changed with [ and ]
@@ -50,6 +51,7 @@ class MaskCanvas(QWidget):
         self.offset = QPointF(0, 0)
         self._fit_mode = True  # the view follows the widget's size until zoomed or panned
         self._drag: list[tuple[float, float]] = []
+        self._stroke_mask: Optional[np.ndarray] = None  # the mask with the stroke being painted, until release
         self._pan_from: Optional[QPointF] = None
         self._space = False
         self._cursor_img: Optional[QPointF] = None
@@ -82,6 +84,12 @@ class MaskCanvas(QWidget):
         if self.doc is None:
             raise ValueError("no image loaded")
         return self.doc.as_uint8()
+
+    def stroke_mask(self) -> Optional[np.ndarray]:
+        """While a brush stroke is painted (before the button is released), the mask with the
+        stroke as HxW uint8 like :meth:`mask`; None otherwise."""
+        m = self._stroke_mask
+        return None if m is None else np.clip(np.rint(m * 255), 0, 255).astype(np.uint8)
 
     def set_mask(self, mask: np.ndarray) -> None:
         self.doc.set_mask(mask)
@@ -274,6 +282,7 @@ class MaskCanvas(QWidget):
         if not self._drag or self.doc is None:
             return
         pts, self._drag = self._drag, []
+        self._stroke_mask = None
         if self.tool in ("brush", "eraser"):
             self.doc.stroke(pts, self.brush_size, self.hardness, erase=self.tool == "eraser")
         elif self.tool == "rect" and len(pts) >= 2:
@@ -291,6 +300,8 @@ class MaskCanvas(QWidget):
         self.doc.mask = m
         self._refresh_overlay()
         self.doc.mask = saved
+        self._stroke_mask = m
+        self.strokeMoved.emit()
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120.0

@@ -120,3 +120,96 @@ def _mask_array(mask: Any, shape: tuple[int, int]) -> np.ndarray:
     if arr.shape != shape:
         raise ModelError(f"the mask is {arr.shape[1]}x{arr.shape[0]}, the image {shape[1]}x{shape[0]}")
     return arr > 127 if arr.dtype != np.bool_ else arr
+
+
+# ---------------------------------------------------------------------------------------------
+# the one-step route of the editing tools (inpainting, h-Edit): live redraws and their kept runs
+# ---------------------------------------------------------------------------------------------
+
+#: The bundled model's student, and the step counts of the default model it draws instead.
+STUDENT_NAME = "default-1step"
+STUDENT_STEPS = 4
+
+
+def is_student(folder: Any) -> bool:
+    """Whether ``folder`` is a one-step student (the distill tool's output: its
+    ``implicit_studio.json`` records how it was distilled)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads((Path(folder) / "implicit_studio.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("distilled"), dict)
+
+
+def student_route(model_ref: Any, steps: int, resolve) -> Any:
+    """The folder of the one-step student that draws ``model_ref`` at ``steps`` steps, or None:
+    the model itself when it is a student, the bundled model's student for 1-4 steps of
+    ``"default"`` (as text-to-image does). ``resolve`` is the run context's ``resolve_model``."""
+    ref = str(model_ref or "default").strip()
+    if ref == "default":
+        if int(steps) > STUDENT_STEPS:
+            return None
+        try:
+            folder = resolve(STUDENT_NAME)
+        except Exception:  # noqa: BLE001 - no student shipped: the teacher draws
+            return None
+        return folder if is_student(folder) else None
+    folder = resolve(ref)
+    return folder if is_student(folder) else None
+
+
+_generators: OrderedDict[tuple, OneStepGenerator] = OrderedDict()
+_generators_lock = threading.Lock()
+GENERATORS_KEPT = 2
+
+
+def generator_for(folder: Any, device: str = "cpu", dtype: str = "float32") -> OneStepGenerator:
+    """The :class:`OneStepGenerator` of ``folder`` on ``device``, made once and kept (the last
+    ``GENERATORS_KEPT``) while the folder is unchanged."""
+    from app.api import model_fingerprint
+
+    key = (str(folder), model_fingerprint(folder), device, dtype)
+    with _generators_lock:
+        gen = _generators.get(key)
+        if gen is None:
+            gen = OneStepGenerator(str(folder), device=device, dtype=dtype)
+            _generators[key] = gen
+            while len(_generators) > GENERATORS_KEPT:
+                _generators.popitem(last=False)
+        _generators.move_to_end(key)
+        return gen
+
+
+def redraw_region(folder: Any, prompt: str, seed: int, image: Any, mask: Any = None, *, device: str = "cpu",
+                  dtype: str = "float32", resize_mask: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Redraw the region ``mask`` selects (all of the picture when ``mask`` is None) of ``image``
+    with the student in ``folder``, from ``prompt`` and ``seed``, in one step. Returns the picture
+    and the mask used (uint8, 255 inside). ``ModelError`` with a sentence when the image or the mask
+    does not fit."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        img = (np.clip(img.astype(np.float64), 0, 1) * 255).round().astype(np.uint8) if img.max() <= 1.0 \
+            else np.clip(img, 0, 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    if mask is None:
+        m = np.full((h, w), 255, np.uint8)
+    else:
+        m = np.asarray(mask)
+        if m.ndim == 3:
+            m = m[..., 0]
+        if m.shape != (h, w):
+            if not resize_mask:
+                raise ModelError(f"the mask is {m.shape[1]}x{m.shape[0]} and the image {w}x{h}; paint the mask "
+                                 f"on this image or turn on resize_mask")
+            from PIL import Image
+
+            m = np.asarray(Image.fromarray(m.astype(np.uint8)).resize((w, h), Image.NEAREST))
+        m = np.where(m > 127, 255, 0).astype(np.uint8) if m.dtype != np.bool_ else np.where(m, 255, 0).astype(np.uint8)
+    gen = generator_for(folder, device, dtype)
+    return gen(prompt, int(seed), init_image=img, mask=m), m

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from app.api import ImageResult, MaskResult, ParamError, RunContext, ToolError
@@ -38,6 +39,7 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
                variant="implicit", inversion="random", region=None, resize_mask=False, steps=25, w_edit=0.0,
                w_src_edit=0.0, w_orig=-1.0, inner_steps=1, lambda_rec=0.1, attention="auto", cross_replace=0.4,
                self_replace=-1.0, skip=-1, edit_stop=-1, feather=2, model="default", seed=0) -> list[Any]:
+    from plugins.diffusion_common import onestep
     from plugins.diffusion_common.models import load_sd_model
 
     from . import compute as C
@@ -47,6 +49,25 @@ def run_h_edit(ctx, image, source_prompt="", target_prompt="", reward="", reward
         source_prompt = source_prompt_from_metadata(meta)
     arr = image.image if isinstance(image, ImageResult) else image
     mask = region.mask if isinstance(region, MaskResult) else region
+    student = onestep.student_route(model, steps, ctx.resolve_model)
+    if student is not None:  # a preview of the edit by a one-step student (live mode draws this way)
+        prompt = (target_prompt or "").strip()
+        if not prompt:
+            raise ParamError("the target prompt is empty: describe what the edited image should show (a one-step "
+                             "preview draws the target prompt; rewards need the h-Edit itself)", "target_prompt")
+        # a ModelError (an image or mask that does not fit) is a ToolError: its sentence is the message
+        picture, used = onestep.redraw_region(student, prompt, seed, arr, mask, device=ctx.device, dtype=ctx.dtype,
+                                              resize_mask=resize_mask)
+        note = (f"one-step preview by the student {Path(student).name}: the {'region' if mask is not None else 'picture'} "
+                f"redrawn from the target prompt (no inversion, reward or attention control; give more than "
+                f"{onestep.STUDENT_STEPS} steps for the h-Edit itself)")
+        ctx.logger.info(note)
+        info = {"source_prompt": source_prompt, "target_prompt": prompt, "prompt": prompt, "variant": "one-step",
+                "notes": [note]}
+        out_one: list[Any] = [ImageResult(image=picture, metadata=info, label=f"h-Edit (one step): {prompt}")]
+        if mask is not None:
+            out_one.append(MaskResult(mask=used, metadata={"role": "input region"}, label="edit region"))
+        return out_one
     pipe, model_hash = load_sd_model(ctx.resolve_model(model), device=ctx.device, dtype=ctx.dtype)
     settings = C.HEditSettings(
         variant=variant, inversion=inversion, num_steps=steps, w_orig=None if w_orig < 0 else w_orig,

@@ -26,6 +26,7 @@ import numpy as np
 
 from app.api import SEED_MAX, Cancelled, ParamError, SeedParam
 from plugins.diffusion_common.errors import ModelError
+from plugins.diffusion_common.onestep import STUDENT_NAME, STUDENT_STEPS
 from plugins.diffusion_common.schedulers import SCHEDULE_NAMES, SCHEDULER_NAMES
 
 _log = logging.getLogger("implicit_studio.text_to_image")
@@ -286,11 +287,8 @@ class _ExportOnly:
     device: str = "cpu"
 
 
-#: At most this many steps with the bundled model are drawn by its one-step student instead.
-STUDENT_STEPS = 4
-
-#: The name of the bundled model's one-step student (``resources/models/default-1step``).
-STUDENT_NAME = "default-1step"
+#: At most STUDENT_STEPS steps with the bundled model are drawn by its one-step student STUDENT_NAME
+#: (``resources/models/default-1step``) instead; the editing tools' one-step route shares the rule.
 
 
 def pick_student(model_ref: str, params: GenerationParams, student: Optional[Path]) -> tuple[bool, GenerationParams, str]:

@@ -85,3 +85,26 @@ def storage_ready() -> bool:
 
 
 needs_storage = pytest.mark.skipif(not storage_ready(), reason="storage.SessionStore is not available yet")
+
+
+def diffusion_window(qtbot, session_dir, plugins: dict):
+    """The real main window with built-in diffusion plugins (name -> plugin module) on the CPU with
+    one torch thread, its session open; the caller closes it."""
+    import torch
+
+    from app.plugins import PluginManager
+    from app.settings import Settings
+    from app.ui.main_window import MainWindow
+
+    torch.set_num_threads(1)
+    settings = Settings()
+    settings.set("device", "cpu")
+    pm = PluginManager(settings, entry_points=[], env={"IMPLICIT_STUDIO_LOAD_PLUGINS": ",".join(plugins)}).load()
+    for name, module in plugins.items():
+        pm.register_plugin(module, name, version="1")
+    win = MainWindow(session_dir=session_dir, manager=pm, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(win.is_ready, timeout=30000)
+    return win

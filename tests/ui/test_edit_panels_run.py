@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import needs_storage
+from .conftest import diffusion_window, needs_storage
 
 TIMEOUT = 240000  # a few denoising steps of a tiny model on a busy CPU
 
@@ -21,26 +21,11 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture
-def edit_window(qtbot, studio_env, monkeypatch):
-    import torch
-
-    from app.plugins import PluginManager
-    from app.settings import Settings
-    from app.ui.main_window import MainWindow
+def edit_window(qtbot, studio_env):
     from plugins.h_edit import plugin as h_edit
     from plugins.inpaint import plugin as inpaint
 
-    torch.set_num_threads(1)
-    settings = Settings()
-    settings.set("device", "cpu")
-    pm = PluginManager(settings, entry_points=[], env={"IMPLICIT_STUDIO_LOAD_PLUGINS": "h_edit,inpaint"}).load()
-    pm.register_plugin(h_edit, "h_edit", version="1")
-    pm.register_plugin(inpaint, "inpaint", version="1")
-    win = MainWindow(session_dir=studio_env / "session", manager=pm, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    qtbot.waitUntil(win.is_ready, timeout=30000)
+    win = diffusion_window(qtbot, studio_env / "session", {"h_edit": h_edit, "inpaint": inpaint})
     yield win
     win.close()
 
