@@ -2,7 +2,9 @@
 
 Some models know only a few words: the bundled one was trained on captions of flat shapes and reads
 any other word letter by letter, to no effect ("a white circle" came out as a purple ring: white is
-only a *background* colour for it). A model folder says so in ``implicit_studio.json``::
+only a *background* colour for it). A model folder says so in ``vocabulary.jsonl`` (a line
+``{"role": "shape", "words": [...]}`` a role; the bundled model's, outside its fingerprint) or in
+``implicit_studio.json``::
 
     {"vocabulary": {"about": "...", "words": {"shape": ["circle", ...], "object colour": [...],
                                               "background colour": ["white", ...], ...}}}
@@ -68,6 +70,18 @@ class Vocabulary:
         folder = Path(folder)
         if not folder.is_dir():
             return None
+        lines = folder / "vocabulary.jsonl"  # beside the card, outside the model's fingerprint
+        if lines.is_file():
+            roles: dict[str, list[str]] = {}
+            try:
+                for line in lines.read_text(encoding="utf-8").splitlines():
+                    item = json.loads(line) if line.strip() else {}
+                    if isinstance(item, dict) and isinstance(item.get("words"), list) and item.get("role"):
+                        roles[str(item["role"])] = [str(w) for w in item["words"]]
+            except (OSError, ValueError):
+                roles = {}
+            if roles:
+                return cls(roles, source=f"{folder.name}/{lines.name}")
         card = folder / "implicit_studio.json"
         try:
             data = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
