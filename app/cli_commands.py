@@ -88,11 +88,13 @@ def _dest(p: api.Param) -> str:
 
 
 def _tool_parser(tool: api.ToolSpec) -> Any:
-    parser = new_parser(prog=f"{PROG} run {tool.id}", description=(tool.title + (f": {tool.description}" if tool.description else "")),
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # argparse formats an argument's help with %: a plugin's "30%" must reach it as "30%%"
+    parser = new_parser(prog=f"{PROG} run {tool.id}",
+                        description=tool.title + (f": {tool.description}" if tool.description else ""),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("tool parameters")
     for p in tool.params:
-        text = (p.help + " " if p.help else "") + f"[{p.describe()}]"
+        text = _pct((p.help + " " if p.help else "") + f"[{p.describe()}]")
         if isinstance(p, api.BoolParam):
             group.add_argument(tool_option(p), dest=_dest(p), action=argparse.BooleanOptionalAction, default=None,
                                help=text)
@@ -106,10 +108,15 @@ def _tool_parser(tool: api.ToolSpec) -> Any:
     common.add_argument("--session", metavar="PATH", help="session folder to record the run in (default: the default session)")
     common.add_argument("--no-session", action="store_true", help="do not record the run in a session")
     common.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps (default: settings, else auto)")
-    common.add_argument("--precision", metavar="P", help=PRECISION_HELP)
+    common.add_argument("--precision", metavar="P", help=_pct(PRECISION_HELP))
     common.add_argument("--json", action="store_true", help="print the outcome as JSON")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     return parser
+
+
+def _pct(text: str) -> str:
+    """A text for argparse's help, which is %-formatted: every % doubled."""
+    return text.replace("%", "%%")
 
 
 PRECISION_HELP = ("arithmetic: auto (float16 on CUDA, float32 elsewhere), fp32, fp16 (on the CPU: float32, "
@@ -147,9 +154,11 @@ def _progress_printer(quiet: bool) -> Callable[[Any], None]:
         if not tty and not final and now - last[0] < 2.0:
             return
         last[0] = now
+        # one progress model: the share of the tool's own units, its own words, the runner's ETA
         eta = f" ETA {d['eta_s']:.1f}s" if d.get("eta_s") is not None else ""
-        msg = f" {d['message']}" if d.get("message") else ""
-        line = f"[{d['step']}/{d['total']}]{msg}{eta}"
+        pct = f"{100 * d['step'] // d['total']:3d}%" if d["total"] > 0 else "  …"
+        msg = d.get("message") or f"{d['step']}/{d['total']}"
+        line = f"[{pct}] {msg}{eta}"
         if tty:
             print("\r" + line.ljust(60), end="\n" if final else "", file=sys.stderr, flush=True)
         else:
@@ -225,6 +234,9 @@ def cmd_run(argv: list[str]) -> int:
             raise UsageError(f"{tool_option(p)}: {exc}") from None
     try:
         values = tool.validate(values)
+        from app.inputs import check_image_inputs
+
+        check_image_inputs(tool, values)  # a non-image or a mask of the wrong size: exit 2, before any work
     except api.ParamError as exc:
         raise UsageError(_param_message(tool, exc)) from None
 

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -106,7 +105,8 @@ class Job:
         if entry is None or pixels_digest(result) != entry[1]:
             return None
         return entry[0]
-    _step_times: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
+
+    _step_times: list = field(default_factory=list, repr=False)  # (fraction, time): the first past step 0 and the last
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -127,9 +127,12 @@ class Job:
 
     @property
     def eta_s(self) -> Optional[float]:
-        """Seconds left, from the pace of the recent steps; ``None`` until two steps are seen.
-        Measured on the fraction done, so a bar whose total changes (a tool that runs other
-        tools reports their steps inside its own) still gives a sensible figure."""
+        """Seconds left: the mean time per share of the run since the first report past step 0
+        (what came before it, such as loading a model, is not counted) times the share left. A mean
+        over the whole run so far, not over the last few steps, so the estimate converges as the run
+        goes on; the window and the command line both show this one. Measured on the fraction done,
+        so a bar whose total changes (a tool that runs other tools reports their steps inside its
+        own) still gives a sensible figure. ``None`` until two reports are seen."""
         if self.total <= 0 or len(self._step_times) < 2:
             return None
         (f0, t0), (f1, t1) = self._step_times[0], self._step_times[-1]
@@ -608,7 +611,9 @@ class JobRunner:
 
         def on_progress(step: int, total: int, message: str) -> None:
             job.step, job.total, job.message = step, total, message
-            job._step_times.append((job.fraction, time.monotonic()))
+            mark = (job.fraction, time.monotonic())
+            if step > 0:  # the first report past step 0 (a model loaded, a step made) and the latest
+                job._step_times[1:] = [mark]
             if to_parent is not None:
                 to_parent(step, total, message)
             else:
@@ -690,7 +695,9 @@ class JobRunner:
             job.results = results
             self._store_results(job, results)
             if self.store is not None:
-                self.store.finish_run(job.run_id, "ok")
+                # one duration: the job's own, recorded as the run's (history and CLI agree)
+                job.finished_at = time.time()
+                self.store.finish_run(job.run_id, "ok", finished_at=job.finished_at, duration_s=job.elapsed_s)
         except api.Cancelled as exc:
             self._cancelled(job, exc)
             return
@@ -713,7 +720,7 @@ class JobRunner:
                                 f"{crashguard.describe(original)}", tb)
             return
         job.state = JobState.FINISHED
-        job.finished_at = time.time()
+        job.finished_at = job.finished_at or time.time()
         job._done.set()
         self._emit("finished", job, results=list(job.results), result_ids=list(job.result_ids))
         self._notify("run-finished", job)
@@ -781,7 +788,8 @@ class JobRunner:
         if self.store is None or job.run_id is None:
             return
         try:
-            self.store.finish_run(job.run_id, status, error=error)
+            self.store.finish_run(job.run_id, status, error=error, finished_at=job.finished_at,
+                                  duration_s=job.elapsed_s if job.finished_at is not None else None)
         except Exception:  # noqa: BLE001 - do not hide the original outcome
             _log.exception("could not record the end of run %s", job.run_id)
 

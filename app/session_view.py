@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from app import api
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from storage import SessionStore
     from storage.types import ResultInfo, RunInfo
 
-__all__ = ["INPUT_TOOL_ID", "ResultInfo", "RunInfo", "SessionView", "result_label", "run_device_text",
+__all__ = ["INPUT_TOOL_ID", "ResultInfo", "RunInfo", "SessionView", "SessionWatcher", "result_label", "run_device_text",
            "run_subtitle", "run_tooltip", "run_when"]
 
 log = logging.getLogger("implicit_studio.session")
@@ -48,8 +49,10 @@ def run_when(run: RunInfo) -> str:
     return datetime.fromtimestamp(run.started_at).strftime("%d %b %H:%M:%S")
 
 
-def run_subtitle(run: RunInfo) -> str:
-    parts = [f"seed {run.seed}" if run.seed is not None else "", run_when(run),
+def run_subtitle(run: RunInfo, seed: bool = True) -> str:
+    """"seed 3  ·  06 Dec 14:02:11  ·  1.2s  ·  cpu float32" (without the seed when ``seed`` is
+    False: the window shows it apart, whole)."""
+    parts = [f"seed {run.seed}" if seed and run.seed is not None else "", run_when(run),
              f"{run.duration_s:.1f}s" if run.duration_s else "", run_device_text(run)]
     return "  ·  ".join(p for p in parts if p)
 
@@ -144,6 +147,16 @@ class SessionView:
             return f"no session ({self.error})" if self.error else "no session"
         return f"session: {self.folder.name}"
 
+    def watch(self, on_change: Callable[[], None], interval: float = 1.0) -> Optional[SessionWatcher]:
+        """Start watching the session's database for commits made by other connections (another
+        process such as the command line, or this process's own writes): ``on_change()`` is called
+        on the watcher's thread after each. None when no session is open."""
+        if self.store is None:
+            return None
+        watcher = SessionWatcher(Path(self.store.db_path), on_change, interval)
+        watcher.start()
+        return watcher
+
     def close(self) -> None:
         if self.store is not None:
             try:
@@ -200,6 +213,16 @@ class SessionView:
             log.warning("%s", exc)
             return None
 
+    def result_size(self, result_id: int) -> Optional[tuple[int, int]]:
+        """(width, height) of a stored image or mask result, None when unknown."""
+        if self.store is None:
+            return None
+        try:
+            info = self.store.get_result(int(result_id))
+        except LookupError:
+            return None
+        return (int(info.width), int(info.height)) if info.width and info.height else None
+
     def load_result(self, result_id: int) -> api.Result:
         from app.jobs import load_stored_result  # noqa: PLC0415
 
@@ -211,7 +234,10 @@ class SessionView:
         for run in self.list_runs(limit=40):
             for res in run.results:
                 if res.kind in ("image", "mask"):
-                    out.append((f"{api.RESULT_REF_PREFIX}{res.id}", f"#{run.id} {run.tool_id} ({res.kind})",
+                    # a run's second picture (a trajectory filmstrip) is named, not listed as the first again
+                    label = result_label(res)
+                    out.append((f"{api.RESULT_REF_PREFIX}{res.id}",
+                                f"#{run.id} {run.tool_id}" + (f" · {label}" if label else "") + f" ({res.kind})",
                                 str(res.path)))
         return out
 
@@ -350,6 +376,70 @@ class SessionView:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return path
+
+
+class SessionWatcher:
+    """Notices commits to a session's database made through any other connection.
+
+    A thread of its own polls SQLite's ``PRAGMA data_version`` on a private read-only connection
+    every ``interval`` seconds (a few microseconds each: no table is read, no lock taken) and calls
+    ``on_change()`` when it moved. SQLite changes that number for every commit made by another
+    connection, in this process or another, so runs the command line records while the window is
+    open are seen within ``interval``."""
+
+    def __init__(self, db_path: Path, on_change: Callable[[], None], interval: float = 1.0):
+        self.db_path = Path(db_path)
+        self.on_change = on_change
+        self.interval = float(interval)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.polls = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="session-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _connect(self):  # noqa: ANN202 - a sqlite3 connection
+        import sqlite3  # noqa: PLC0415
+        from urllib.parse import quote  # noqa: PLC0415
+
+        uri = "file:" + quote(self.db_path.as_posix()) + "?mode=ro"
+        return sqlite3.connect(uri, uri=True, timeout=1.0, check_same_thread=False)
+
+    def _loop(self) -> None:
+        conn = None
+        last: Optional[int] = None
+        warned = False
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = self._connect()
+                version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                self.polls += 1
+                if last is not None and version != last:
+                    self.on_change()
+                last = version
+                warned = False
+            except Exception as exc:  # noqa: BLE001 - a busy or vanished file: try again later
+                if not warned:
+                    log.warning("watching %s: %s", self.db_path, exc)
+                    warned = True
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                conn, last = None, None
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
 
 
 def _arrays(res: api.Result) -> dict[str, Any]:

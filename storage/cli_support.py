@@ -124,7 +124,8 @@ def export_run(store, run_id: int, out_dir: str | os.PathLike) -> list[Path]:
                 data = png_for_run(data, run, res)
             except ValueError as exc:
                 raise StorageError(f"Result {res.id} is not a valid PNG: {exc}") from exc
-        suffix = f"-{res.position}" if len(run.results) > 1 else ""
+        # numbered from 1, as ``run --out`` numbers a run's files
+        suffix = f"-{res.position + 1}" if len(run.results) > 1 else ""
         path = out / f"run-{run.id}{suffix}-{res.kind}.{res.ext}"
         write_file_atomically(path, data)
         written.append(path)

@@ -73,6 +73,17 @@ def pytest_configure(config) -> None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say when the OpenGL tests (marked ``gl``) were skipped, and how to run them: a bare ``s``
+    in the progress line was easy to miss (issue 28, item 16)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "gl" in getattr(r, "keywords", {})]
+    if skipped:
+        reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+        terminalreporter.write_line(
+            f"note: {len(skipped)} OpenGL test(s) skipped ({reason.removeprefix('Skipped: ')}); they need an X server "
+            "and QT_QPA_PLATFORM=xcb: run .ci/run (it starts Xvfb) to include them", yellow=True)
+
+
 @pytest.fixture
 def torch_ops():
     """``with torch_ops() as ops:`` records the dtype and device of every tensor torch's

@@ -13,6 +13,7 @@ The dock reads the session through :class:`app.session_view.SessionView` (its ru
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable, Optional
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
@@ -29,7 +30,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QStackedWidget,
     QTabBar,
-    QToolBar,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session_view import RunInfo, SessionView, result_label, run_tooltip, run_when
+from app.session_view import INPUT_TOOL_ID, RunInfo, SessionView, result_label, run_tooltip, run_when
 from app.ui.thumbs import THUMB, ThumbnailLoader
+from app.widgets.flow import ElidedLabel, FlowLayout
 from app.widgets.icons import std
 
 log = logging.getLogger("implicit_studio.ui.history")
@@ -50,7 +51,10 @@ STATUS_MARK = {"failed": "✕ ", "cancelled": "⏹ ", "running": "… "}
 def _centred_square(img: QImage, size: int) -> QPixmap:
     """The picture scaled to fit a transparent ``size`` square, centred: a wide filmstrip sits in the
     middle of its tile like a square image does, not as a sliver along the top. (Thumbnails of small
-    pictures come at their own size, 64x64 for the bundled model, and are scaled up here.)"""
+    pictures come at their own size, 64x64 for the bundled model, and are scaled up here.) A strip
+    much wider than high (a denoising filmstrip) is folded into rows first, so its frames are seen
+    rather than a thin line."""
+    img = _fold_strip(img)
     pm = QPixmap(size, size)
     pm.fill(Qt.GlobalColor.transparent)
     scaled = img.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
@@ -58,6 +62,29 @@ def _centred_square(img: QImage, size: int) -> QPixmap:
     p.drawImage((size - scaled.width()) // 2, (size - scaled.height()) // 2, scaled)
     p.end()
     return pm
+
+
+def _fold_strip(img: QImage, max_aspect: float = 2.5) -> QImage:
+    """A strip of square frames (width a multiple of its height) folded into a near-square grid of
+    whole frames; any other strip wider than ``max_aspect`` into rows of equal width."""
+    w, h = img.width(), img.height()
+    if h <= 0 or w / h <= max_aspect:
+        return img
+    frames = w // h if w % h == 0 else 0
+    if frames:
+        cols = max(1, math.ceil(math.sqrt(frames)))
+        chunk = cols * h
+    else:
+        rows = max(1, round(math.sqrt(w / h)))
+        chunk = math.ceil(w / rows)
+    rows = math.ceil(w / chunk)
+    out = QImage(chunk, rows * h, QImage.Format.Format_ARGB32)
+    out.fill(Qt.GlobalColor.transparent)
+    p = QPainter(out)
+    for r in range(rows):
+        p.drawImage(0, r * h, img, r * chunk, 0, min(chunk, w - r * chunk), h)
+    p.end()
+    return out
 
 
 class _FetchSignals(QObject):
@@ -111,9 +138,17 @@ class HistoryDock(QWidget):
         # filters
         self.tool_filter = QComboBox()
         self.tool_filter.addItem("All tools", None)
+        # the filters keep a short width (their lists name long tool ids), so the dock stays narrow
+        for combo in (self.tool_filter,):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(4)
+            combo.setMinimumWidth(64)  # an explicit minimum: the layout may narrow it below its hint
         self.tool_filter.setToolTip("Show runs of one tool")
         self.tag_filter = QComboBox()
         self.tag_filter.addItem("All tags", None)
+        self.tag_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.tag_filter.setMinimumContentsLength(4)
+        self.tag_filter.setMinimumWidth(64)
         self.tag_filter.setToolTip("Show runs with this tag")
         self.text_filter = QLineEdit()
         self.text_filter.setPlaceholderText("Search prompts…")
@@ -174,12 +209,13 @@ class HistoryDock(QWidget):
         self.use_btn = self._button("Use", "ArrowBack", "Put this run's tool and parameters into the form", self._use_selected)
         self.repro_btn = self._button("Reproduce", "BrowserReload", "Run again with identical parameters and seed, and check the output matches bit for bit", self._repro_selected)
         self.compare_btn = self._button("Compare", "FileDialogContentsView", "Compare two selected results side by side", self._compare_selected)
-        self.send_targets: list = []  # app.ui.send_to.SendTarget, set by the window
+        # (run id, result id) -> where it can be sent (app.ui.send_to.Target); set by the window
+        self._targets_of: Callable[[int, Optional[int]], list] = lambda _run, _res: []
         self.send_btn = QToolButton()
         self.send_btn.setText("Send to")
         self.send_btn.setIcon(std("ArrowRight"))
         self.send_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.send_btn.setToolTip("Open a tool that takes an image with the selected result as its input")
+        self.send_btn.setToolTip("Open a tool that takes the selected result (an image, an agent, a trajectory…) as its input")
         self.send_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.send_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
         self.send_menu = QMenu(self.send_btn)
@@ -193,8 +229,9 @@ class HistoryDock(QWidget):
         more.aboutToShow.connect(lambda: self._fill_menu(more))
         self.more_btn.setMenu(more)
         self.more_btn.setStyleSheet("QToolButton::menu-indicator { image: none; }")
-        self.count_label = QLabel("")
+        self.count_label = ElidedLabel("", min_width=30)
         self.count_label.setObjectName("muted")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         filters = QHBoxLayout()
         filters.setContentsMargins(0, 0, 0, 0)
@@ -204,17 +241,15 @@ class HistoryDock(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.mode)
-        top.addStretch(1)
-        top.addWidget(self.count_label)
-        # a tool bar folds buttons that do not fit into its extension menu, so the dock stays narrow
-        self.actions_bar = QToolBar()
-        self.actions_bar.setIconSize(QSize(16, 16))
-        self.actions_bar.setStyleSheet("QToolBar { padding: 0; spacing: 2px; }")
+        top.addWidget(self.count_label, 1)
+        # the buttons wrap onto a second line in a narrow dock: every one stays whole and visible
+        # (a tool bar folded Reproduce and Compare into an extension menu that was clipped away)
+        self.actions_bar = QWidget()
+        actions_flow = FlowLayout(self.actions_bar, spacing=2)
         for b in (self.open_btn, self.use_btn, self.send_btn, self.repro_btn, self.compare_btn, self.more_btn):
-            self.actions_bar.addWidget(b)
-        actions = QHBoxLayout()
-        actions.setContentsMargins(0, 0, 0, 0)
-        actions.addWidget(self.actions_bar, 1)
+            b.setIconSize(QSize(16, 16))
+            b.setAutoRaise(True)
+            actions_flow.addWidget(b)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(6)
@@ -222,7 +257,7 @@ class HistoryDock(QWidget):
         lay.addLayout(filters)
         lay.addLayout(top)
         lay.addWidget(self.stack, 1)
-        lay.addLayout(actions)
+        lay.addWidget(self.actions_bar)
         self._show_view()
 
     def _button(self, text: str, icon: str, tip: str, slot) -> QToolButton:
@@ -323,18 +358,22 @@ class HistoryDock(QWidget):
         self._pending = False
         if error is not None:
             log.error("history: listing runs failed: %s", error)
-            self.count_label.setText(f"cannot list runs: {error}")
+            self.count_label.set_full_text(f"cannot list runs: {error}")
             self.refreshed.emit()
             return
         runs, tags = data
         self._seen_tools = sorted({r.tool_id for r in runs} | set(self._seen_tools))
+        if self.filters()["tool"] != INPUT_TOOL_ID:
+            # inputs kept for reproducibility (a painted mask) are not runs an artist made: they
+            # show in the tooltip of the run that used them, and under the "input" tool filter
+            runs = [r for r in runs if r.tool_id != INPUT_TOOL_ID]
         self._fill_combo(self.tool_filter, sorted(set(self._known_tools) | set(self._seen_tools)), "All tools")
         self._fill_combo(self.tag_filter, list(tags), "All tags")
         sel = self.selected()
         self.runs = {r.id: r for r in runs}
         self._fill_gallery(runs)
         self._fill_tree(runs)
-        self.count_label.setText(f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + ("+" if len(runs) >= self._limit else ""))
+        self.count_label.set_full_text(f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + ("+" if len(runs) >= self._limit else ""))
         filtered = any(v for v in self.filters().values())
         self.empty.setText("No runs match these filters." if filtered else
                            "No runs yet.\nResults you make appear here, newest first.")
@@ -467,26 +506,27 @@ class HistoryDock(QWidget):
         self.compare_btn.setEnabled(len(sel) == 2)
         self.send_btn.setEnabled(self.sendable() is not None)
 
-    def set_send_targets(self, targets: list) -> None:
-        """The tools "Send to" offers (:func:`app.controller.send_targets`)."""
-        self.send_targets = list(targets)
+    def set_targets_provider(self, targets_of: Callable[[int, Optional[int]], list]) -> None:
+        """Where a selected result can be sent: ``targets_of(run id, result id)`` gives the
+        :class:`app.ui.send_to.Target` s (the window finds them from the tools and the run)."""
+        self._targets_of = targets_of
+        self._selection_changed()
 
     def sendable(self) -> tuple | None:
-        """(run id, result id) of the one selected result when it is a stored image, else None."""
+        """(run id, result id) of the one selected run when some tool takes one of its results
+        (an image, an agent, a trajectory), else None."""
         sel = self.selected()
-        if len(sel) != 1 or sel[0][1] is None:
+        if len(sel) != 1:
             return None
         run_id, result_id = sel[0]
-        run = self.runs.get(run_id)
-        kinds = {r.id: r.kind for r in (run.results if run is not None else ())}
-        return (run_id, result_id) if kinds.get(result_id) == "image" else None
+        return (run_id, result_id) if self._targets_of(run_id, result_id) else None
 
     def _fill_send_menu(self, menu: QMenu) -> None:
         from app.ui.send_to import fill_menu  # noqa: PLC0415
 
         src = self.sendable()
-        fill_menu(menu, self.send_targets,
-                  lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
+        found = self._targets_of(*src) if src else []
+        fill_menu(menu, found, lambda t: self.sendToRequested.emit(src[0], src[1], t.tool_id) if src else None,
                   enabled=src is not None)
 
     def _open_item(self, it: QListWidgetItem | QTreeWidgetItem) -> None:

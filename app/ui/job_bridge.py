@@ -68,7 +68,7 @@ def _title(tool: api.ToolSpec, params: dict[str, Any]) -> str:
 class JobBridge(QObject):
     queued = Signal(object, str)  # job id, title
     started = Signal(object)  # job id
-    progress = Signal(object, int, int, str)  # job id, step, total, message
+    progress = Signal(object, int, int, str, float)  # job id, step, total, message, seconds left (-1: not known)
     preview = Signal(object, object)  # job id, QImage
     metric = Signal(object, str, float, float)
     finished = Signal(object, object)  # job id, Outcome
@@ -81,7 +81,7 @@ class JobBridge(QObject):
         self.controller = controller
         self._lock = threading.Lock()
         self._ordered: list[tuple[str, Optional[int], dict[str, Any]]] = []  # events delivered in order
-        self._latest_progress: OrderedDict[int, tuple[int, int, str]] = OrderedDict()
+        self._latest_progress: OrderedDict[int, tuple[int, int, str, float]] = OrderedDict()
         self._latest_preview: OrderedDict[int, Any] = OrderedDict()
         self._metrics: list[tuple[int, str, float, float]] = []
         self._order_dirty = False
@@ -101,7 +101,9 @@ class JobBridge(QObject):
         jid = job.id if job is not None else None
         with self._lock:
             if ev.kind == "progress":
-                self._latest_progress[jid] = (int(ev.data.get("step", 0)), int(ev.data.get("total", 0)), str(ev.data.get("message", "")))
+                eta = ev.data.get("eta_s")
+                self._latest_progress[jid] = (int(ev.data.get("step", 0)), int(ev.data.get("total", 0)),
+                                              str(ev.data.get("message", "")), -1.0 if eta is None else float(eta))
             elif ev.kind == "preview":
                 self._latest_preview[jid] = _preview_qimage(ev.data.get("image"))
             elif ev.kind == "metric":

@@ -32,11 +32,26 @@ def ensure_app(argv: list[str]) -> QApplication:
     return app
 
 
+def prepare_compute_threads(environ: "os._Environ[str] | dict[str, str] | None" = None) -> bool:
+    """OpenMP's threads of the window's runs sleep while they wait instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE``), unless the environment already chose. A spinning thread holds
+    the core a busy neighbour needs, and generation slowed 10-40x when another process loaded
+    the CPU; ``benchmarks/bench_window_threads.py`` measured the policies (RESULTS.md, issue 28,
+    item 14). OpenMP reads the variable once, when torch is first imported (in a run, never at
+    start-up), so this is called before; returns False when torch was already imported."""
+    env = os.environ if environ is None else environ
+    if "torch" in sys.modules:
+        return False
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return True
+
+
 def launch(argv: list[str] | None = None, session_dir: str | os.PathLike | None = None,
            exit_after_paint: bool = False) -> int:
     """Open the main window on ``session_dir`` (the default session when ``None``) and run the
     event loop; returns the exit status. With ``exit_after_paint`` print ``first-paint-ms: N``
     (from process start to the window's first paint) and exit 0."""
+    prepare_compute_threads()
     app = ensure_app(list(argv or []))
     try:
         from app.settings import setup_logging  # noqa: PLC0415

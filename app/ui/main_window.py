@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
     reproduceChecked = Signal(object, bool, str)  # run id, matched, message
     errorShown = Signal(str, str)  # message, details
     sessionReady = Signal()  # the session store is open and runs can be recorded
+    sessionChanged = Signal()  # another connection (the command line…) committed to the session
     _sessionOpened = Signal()
 
     def __init__(self, session_dir: str | os.PathLike | None = None, manager: Optional[PluginManager] = None,
@@ -68,6 +69,9 @@ class MainWindow(QMainWindow):
         self.error_dialog: QMessageBox | None = None
         self.compare_dialog = self.plugins_dialog = self.preferences_dialog = None  # the last one opened
         self.current_source: tuple[int, int] | None = None  # (run id, result id) of the shown stored result
+        self.current_file: str | None = None  # the file the shown result was opened from (not stored)
+        self.current_file_kind = ""
+        self.current_file_params: dict | None = None  # the parameters an opened PNG carries
         self.crash_notice: QMessageBox | None = None  # "plugin X crashed the last session" offer
         # A job thread running pure Python holds the GIL for up to the switch interval (5 ms by
         # default) each time the GUI thread asks for it; painting one frame asks many times.
@@ -90,6 +94,7 @@ class MainWindow(QMainWindow):
         # the session opens after the first paint on a worker thread (SQLAlchemy alone takes ~0.5 s to import)
         self.session = SessionView.pending(session_dir)
         self._session_thread: Optional[threading.Thread] = None
+        self._watcher = None  # app.session_view.SessionWatcher, once the session is open
         self._runner_given = runner
         # the run controller and its Qt bridge are made right after the first paint (_build_run_side)
         self.controller: Optional[RunController] = None
@@ -102,6 +107,9 @@ class MainWindow(QMainWindow):
         # applies to all four from the start.
         self.tool_panel = ToolPanel(self.undo_stack, session_images=self.session.image_choices)
         self.tool_panel.result_file = self.session.result_file
+        self.tool_panel.result_caption = self._result_caption
+        self.tool_panel.vocabulary_of = self._vocabulary_of
+        self._vocabularies: dict[str, object] = {}
         self.history = self.queue = self.log_view = None
         self.live = None  # app.ui.live.LiveMode, made after the first paint
         window_state.build_docks(self)  # tools_dock, history_dock, queue_dock, log_dock
@@ -111,6 +119,7 @@ class MainWindow(QMainWindow):
         self.tool_panel.toolSelected.connect(self._on_tool_selected)
         self.tool_panel.toolCleared.connect(self._update_run_enabled)
         self.tool_panel.runRequested.connect(self.run_current)
+        self.tool_panel.canvasChanged.connect(self.result_area.set_canvas)
         self.result_area.send_menu.aboutToShow.connect(self._fill_send_menu)
         window_actions.build_actions(self)
         self.status_label = QLabel("")
@@ -174,7 +183,7 @@ class MainWindow(QMainWindow):
         self.queue.set_paused(self.controller.paused)
         h, acts = self.history, self.run_actions
         h.sendToRequested.connect(self.send_to)
-        h.set_send_targets(self.controller.send_targets())
+        h.set_targets_provider(lambda run_id, result_id: acts.targets_for(acts.sources_of(run_id, result_id)))
         h.openRequested.connect(self.feedback.open_result)
         h.useParamsRequested.connect(acts.use_run_params)
         h.reproduceRequested.connect(acts.reproduce)
@@ -212,6 +221,13 @@ class MainWindow(QMainWindow):
     def _on_session_opened(self) -> None:
         self.controller.attach(self._runner_given)
         self.history.set_source(self.session)
+        # runs recorded by another process (the command line) appear without a manual refresh
+        self._changes = QTimer(self)
+        self._changes.setSingleShot(True)
+        self._changes.setInterval(400)
+        self._changes.timeout.connect(lambda: self.history.refresh(keep_limit=True))
+        self.sessionChanged.connect(self._changes.start, Qt.ConnectionType.QueuedConnection)
+        self._watcher = self.session.watch(self._session_committed)
         self._ready = True
         self.update_status_right()
         self._update_run_enabled()
@@ -220,6 +236,33 @@ class MainWindow(QMainWindow):
             self.log_view.message(f"session {self.session.folder}: {self.session.error}", logging.ERROR)
         window_actions.offer_to_disable_crashed_plugin(self)
         self.sessionReady.emit()
+
+    def _vocabulary_of(self, model_ref: object):  # noqa: ANN202 - a Vocabulary or None
+        """The vocabulary a model declares (its folder's card or closed tokenizer), read once."""
+        key = str(model_ref)
+        if key not in self._vocabularies:
+            from app.widgets.vocabulary import read_vocabulary  # noqa: PLC0415
+
+            self._vocabularies[key] = read_vocabulary(self.manager.resolve_model, key)
+        return self._vocabularies[key]
+
+    def _result_caption(self, result_id: int) -> str:
+        """"run #3 text-to-image, image": how a stored result is named in input fields."""
+        from app.session_view import result_label  # noqa: PLC0415
+
+        run_id = self.session.run_of_result(result_id)
+        if run_id is None:
+            return ""
+        run = self.session.run(run_id)
+        res = next((r for r in run.results if r.id == result_id), None)
+        what = (result_label(res) or res.kind) if res is not None else f"result {result_id}"
+        return f"run #{run.id} {run.tool_id}, {what}"
+
+    def _session_committed(self) -> None:  # on the watcher's thread
+        try:
+            self.sessionChanged.emit()
+        except RuntimeError:  # the window is gone
+            pass
 
     def is_ready(self) -> bool:
         """True once the session is open (or failed to open) and runs can be submitted."""
@@ -248,7 +291,6 @@ class MainWindow(QMainWindow):
         self.tool_panel.set_tools(list(self.manager.tools.values()), {n: _plugin_title(n) for n in self.manager.records})
         if self.history is not None:
             self.history.set_known_tools(list(self.manager.tools))
-            self.history.set_send_targets(self.controller.send_targets())
 
     def _on_tool_selected(self, tool: ToolSpec) -> None:
         last = self.settings.last_params(tool.id)
@@ -280,7 +322,10 @@ class MainWindow(QMainWindow):
         form.clear_errors()
         values = form.values()
         try:
-            request = self.controller.request(tool, values)
+            from app.inputs import check_image_inputs  # noqa: PLC0415
+
+            check_image_inputs(tool, values, self.session.result_size)  # before any work, as the CLI does
+            request = self.controller.request(tool, values, parents=self.tool_panel.sent_parents(values))
         except ParamError as exc:
             self.statusBar().showMessage(f"Cannot run {tool.title}: {exc.message}", 10000)
             log.warning("run refused: %s", exc.message)
@@ -328,9 +373,17 @@ class MainWindow(QMainWindow):
     def _fill_send_menu(self) -> None:
         from app.ui.send_to import fill_menu  # noqa: PLC0415
 
-        src = self.current_source
-        fill_menu(self.result_area.send_menu, self.controller.send_targets(),
-                  lambda t: self.send_to(src[0], src[1], t.tool_id) if src else None, enabled=src is not None)
+        acts = self.run_actions
+        fill_menu(self.result_area.send_menu, acts.targets_for(acts.shown_sources()), acts.send_target)
+
+    def settings_value(self, key: str, default: str = "") -> str:
+        """A value the window keeps between starts (the export folder)."""
+        return str(window_state.window_settings().value(key, default) or default)
+
+    def set_settings_value(self, key: str, value: str) -> None:
+        s = window_state.window_settings()
+        s.setValue(key, value)
+        s.sync()
 
     # --- what the history, the menus and drops ask for (app.ui.run_actions) -----------------
     def send_to(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:
@@ -381,12 +434,25 @@ class MainWindow(QMainWindow):
         window_state.save_state(self)
         if getattr(self, "batch", None) is not None:
             self.batch.shutdown()  # batches driven here stop sending items; they can be resumed
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        changes = getattr(self, "_changes", None)
+        if changes is not None:  # no refresh of the history may start from here on
+            changes.stop()
+            try:
+                self.sessionChanged.disconnect()
+            except (RuntimeError, TypeError):
+                pass
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()
         if self.log_view is not None:
             self.log_view.detach()
         if self.history is not None:
+            # no read of the session may still run when the dock is deleted: the thread pool's
+            # destructor waits for it while holding the interpreter lock the read needs
+            self.history.source = None
             self.history.loader.wait(2000)
             self.history._pool.waitForDone(5000)
         if self._session_thread is not None:
@@ -396,9 +462,12 @@ class MainWindow(QMainWindow):
 
 
 def _plugin_title(name: str) -> str:
-    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``."""
+    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``, ``"h_edit"`` -> ``"h-Edit"``
+    (a one-letter first word is a prefix, as in the method's name, not "H edit")."""
     words = [w.upper() if w in _ACRONYMS else w for w in name.replace("_", " ").replace("-", " ").split()]
     if not words:
         return name
+    if len(words) > 1 and len(words[0]) == 1 and words[0].isalpha():
+        return " ".join([f"{words[0].lower()}-{words[1].capitalize()}"] + words[2:])
     first = words[0] if words[0].isupper() else words[0].capitalize()
     return " ".join([first] + words[1:])

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.flow import ElidedLabel, FlowLayout
 from app.widgets.icons import std
 from app.widgets.image_view import ImageView
 
@@ -50,6 +51,12 @@ def format_eta(seconds: float | None) -> str:
     return f"{h}h {m:02d}m"
 
 
+def progress_text(step: int, total: int, message: str = "") -> str:
+    """"42% · step 24/25": how far a job is, in the tool's own words when it gave some."""
+    pct = f"{100 * step // total}%" if total > 0 else ""
+    return " · ".join(x for x in (pct, message.strip()) if x) or "running"
+
+
 @dataclass
 class JobState:
     job_id: int
@@ -62,48 +69,28 @@ class JobState:
     first_step_at: float | None = None
     first_step: int = 0
     finished: float | None = None
+    duration: float | None = None  # the job's own duration, as recorded with its run
+    eta_s: float | None = None  # the job runner's estimate, when it was received
+    eta_at: float | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left, from the pace of the steps seen so far (the first step, which often
-        includes loading a model, is not counted)."""
-        if self.status != "running" or self.total <= 0 or self.step <= 0 or self.first_step_at is None:
+        """Seconds left: the job runner's estimate (the one the command line prints too), less
+        the time since it came; before one comes, the pace of the steps seen here (the first step,
+        which often includes loading a model, is not counted)."""
+        if self.status != "running" or self.total <= 0 or self.step <= 0:
             return None
         now = time.monotonic() if now is None else now
+        if self.eta_s is not None and self.eta_at is not None:
+            return max(0.0, self.eta_s - (now - self.eta_at))
+        if self.first_step_at is None:
+            return None
         done = self.step - self.first_step
         if done <= 0:
             return None
         rate = (now - self.first_step_at) / done
         return max(0.0, rate * (self.total - self.step))
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that cuts its text with an ellipsis to the width it is given; the whole text
-    is its tooltip. A job's title is its prompt, which is often wider than the dock: as a plain label
-    it widened the row and the queue scrolled sideways with the status and cancel button out of sight."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None):
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-        self.set_full_text(text)
-
-    def set_full_text(self, text: str) -> None:
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 10)))
 
 
 class JobRow(QWidget):
@@ -146,7 +133,7 @@ class JobRow(QWidget):
                 self.bar.setRange(0, st.total)
                 self.bar.setValue(min(st.step, st.total))
                 eta = format_eta(st.eta())
-                self.bar.setFormat(f"step {st.step}/{st.total}" + (f" · ETA {eta}" if eta else ""))
+                self.bar.setFormat(f"{100 * min(st.step, st.total) // st.total}%" + (f" · ETA {eta}" if eta else ""))
             else:
                 self.bar.setRange(0, 0)  # busy indicator until the first progress report
                 self.bar.setFormat("starting…")
@@ -155,7 +142,9 @@ class JobRow(QWidget):
             self.bar.setRange(0, 1)
             self.bar.setValue(1 if st.status in ("ok", "done", "finished") else 0)
             dur = ""
-            if st.started is not None and st.finished is not None:
+            if st.duration is not None:  # the run's recorded duration (History and the status bar say it)
+                dur = f" in {st.duration:.1f}s"
+            elif st.started is not None and st.finished is not None:
                 dur = f" in {st.finished - st.started:.1f}s"
             label = {"ok": "done", "done": "done", "finished": "done"}.get(st.status, st.status)
             self.bar.setFormat(label + dur)
@@ -199,18 +188,20 @@ class QueueDock(QWidget):
         self.pause_btn.setIconSize(QSize(16, 16))
         self.pause_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.pause_btn.toggled.connect(self._pause_toggled)
-        self.summary = QLabel("Idle")
+        self.summary = ElidedLabel("Idle")
         self.summary.setObjectName("muted")
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(self.summary, 1)
+        # wraps in a narrow dock rather than widening it
+        bar_box = QWidget()
+        bar = FlowLayout(bar_box, spacing=4)
+        bar.addWidget(self.summary)
+        bar.addStretch()
         for b in (self.pause_btn, self.up_btn, self.down_btn, self.remove_btn, self.clear_btn):
             bar.addWidget(b)
         listbox = QWidget()
         lv = QVBoxLayout(listbox)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.setSpacing(4)
-        lv.addLayout(bar)
+        lv.addWidget(bar_box)
         lv.addWidget(self.list, 1)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.preview)
@@ -271,11 +262,13 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         return st
 
-    def set_status(self, job_id: int, status: str, error: str = "") -> None:
+    def set_status(self, job_id: int, status: str, error: str = "", duration: float | None = None) -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
         st.status = status
+        if duration:
+            st.duration = float(duration)
         now = time.monotonic()
         if status == "running" and st.started is None:
             st.started = now
@@ -287,7 +280,8 @@ class QueueDock(QWidget):
         self._refresh(job_id)
         self._trim()
 
-    def set_progress(self, job_id: int, step: int, total: int, message: str = "") -> None:
+    def set_progress(self, job_id: int, step: int, total: int, message: str = "",
+                     eta_s: float | None = None) -> None:
         st = self.jobs.get(job_id)
         if st is None:
             return
@@ -298,6 +292,8 @@ class QueueDock(QWidget):
         if st.first_step_at is None and step > 0:
             st.first_step_at, st.first_step = now, step
         st.step, st.total, st.message = step, total, message
+        if eta_s is not None:
+            st.eta_s, st.eta_at = eta_s, now
         self._refresh(job_id)
 
     def set_preview(self, job_id: int, image: QImage | api.ImageResult) -> None:
@@ -357,7 +353,7 @@ class QueueDock(QWidget):
             text = f"{running} running · {queued} waiting"
         else:
             text = "Idle"
-        self.summary.setText(("Paused · " + text) if self.paused else text)
+        self.summary.set_full_text(("Paused · " + text) if self.paused else text)
 
     # --- user requests ------------------------------------------------------------------
     def selected_job(self) -> int | None:

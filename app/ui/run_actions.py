@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 
 from app import api
 from app.ui.result_area import result_labels
+from app.ui.send_to import Source, Target, file_values, targets
 
 if TYPE_CHECKING:
     from app.ui.compare_dialog import CompareDialog
@@ -63,34 +64,122 @@ class RunActions:
         self.win.compare_dialog = dlg
         return dlg
 
-    def export_result(self, run_id: Optional[int], result_id: Optional[int]) -> None:
+    def export_result(self, run_id: Optional[int], result_id: Optional[int]) -> Optional[str]:
+        """Export a stored result (``result_id`` of ``run_id``; both None: the result shown) to a
+        file the user chooses. The stored file is written as it is, so a PNG keeps the run's
+        parameters in its text chunks; an opened file is copied as it is. The dialog suggests a
+        name from the tool, the run and the seed, in the folder of the last export. Returns the
+        path written, or None."""
         win = self.win
         result = win.result_area.current_result
+        opened = None
+        if run_id is None and result_id is None:
+            if win.current_source is not None:
+                run_id, result_id = win.current_source
+            elif win.current_file is not None:
+                opened = win.current_file
+        run = None
         if run_id is not None:
             try:
                 run = win.session.run(run_id)
             except Exception as exc:
                 win.show_error("Could not export", str(exc))
-                return
+                return None
             if result_id is None and run.results:
                 result_id = run.results[0].id
-        if result_id is None and result is None:
+        if result_id is None and result is None and opened is None:
             win.statusBar().showMessage("Nothing to export yet", 4000)
-            return
-        path, _ = _file_dialog().getSaveFileName(win, "Export result", "", "PNG image (*.png);;All files (*)")
+            return None
+        ext = self._export_ext(run, result_id, result, opened)
+        suggested = str(Path(win.settings_value("export/dir", str(Path.home()))) / export_name(run, result_id, ext, opened))
+        filters = f"{ext[1:].upper()} file (*{ext});;All files (*)" if ext else "All files (*)"
+        path, _ = _file_dialog().getSaveFileName(win, "Export result", suggested, filters)
         if not path:
-            return
+            return None
         try:
-            out = win.session.export(result_id, path, result=result, run_id=run_id)
+            if opened is not None:
+                out = _copy_file(opened, path)
+            else:
+                out = win.session.export(result_id, path, result=result, run_id=run_id)
         except Exception as exc:
             win.show_error("Export failed", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            return
+            return None
+        win.set_settings_value("export/dir", str(Path(path).parent))
         win.statusBar().showMessage(f"Exported to {out}", 8000)
+        return str(out)
+
+    def _export_ext(self, run, result_id: Optional[int], result: Optional[api.Result], opened: Optional[str]) -> str:
+        if opened is not None:
+            return Path(opened).suffix.lower()
+        if run is not None and result_id is not None:
+            info = next((r for r in run.results if r.id == result_id), None)
+            if info is not None and info.ext:
+                return info.ext if info.ext.startswith(".") else "." + info.ext
+        kind = getattr(result, "kind", "")
+        return ".png" if kind in ("image", "mask") else (getattr(result, "ext", "") or "")
 
     # -- send to, parameters ------------------------------------------------------------------
+    def sources_of(self, run_id: Optional[int], result_id: Optional[int] = None) -> list[Source]:
+        """What a stored run offers to "Send to": each of its results (``result_id`` first)."""
+        if run_id is None:
+            return [Source("image", result_id=result_id)] if result_id is not None else []
+        run = self.win.history.runs.get(run_id) if self.win.history is not None else None
+        if run is None:
+            try:
+                run = self.win.session.run(run_id)
+            except Exception:  # noqa: BLE001 - an unknown run offers nothing
+                return []
+        from app.session_view import result_label  # noqa: PLC0415
+
+        out = [Source(r.kind, str(r.path), run.id, r.id, result_label(r), dict(r.metadata or {}), dict(run.params))
+               for r in run.results]
+        out.sort(key=lambda s: s.result_id != result_id)
+        return out
+
+    def shown_sources(self) -> list[Source]:
+        """What the result shown offers to "Send to": its run's results, or the file opened."""
+        win = self.win
+        if win.current_source is not None:
+            return self.sources_of(*win.current_source)
+        if win.current_file is not None:
+            kind = "image" if win.current_file_kind in ("image", "mask") else "file"
+            return [Source(kind, win.current_file, params=win.current_file_params or {})]
+        return []
+
+    def targets_for(self, sources: list[Source]) -> list[Target]:
+        return targets(self.win.manager.tools.values(), sources)
+
     def send_to(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:
-        """Select ``tool_id`` and set its image input to stored result ``result_id`` (of run
-        ``run_id``); a source prompt the tool has is filled from the run's prompt."""
+        """Open ``tool_id`` on stored result ``result_id`` of run ``run_id``: an image as its image
+        input (``result:<id>``, with the run's prompt as a source prompt), or the run's file that
+        one of the tool's file inputs takes (an RL trajectory for calibration)."""
+        tool = self.win.manager.tools.get(tool_id)
+        found = targets([tool], self.sources_of(run_id, result_id)) if tool is not None else []
+        if found and not (found[0].source.kind == "image" and found[0].source.result_id is not None):
+            return self.send_target(found[0])
+        return self._send_stored_image(run_id, result_id, tool_id)
+
+    def send_target(self, target: Target) -> bool:
+        """Open ``target``'s tool with its source as the input it names."""
+        src = target.source
+        if src.kind == "image" and src.result_id is not None:
+            return self._send_stored_image(src.run_id, src.result_id, target.tool_id)
+        win = self.win
+        tool = win.manager.tools[target.tool_id]
+        if not win.tool_panel.select_tool(tool.id):
+            win.show_error(f"Could not open {tool.title}", "The tool is not listed in the Tools panel.")
+            return False
+        values = file_values(tool, target)
+        bad = win.tool_panel.set_values(values)
+        if target.param in bad:
+            win.show_error(f"Could not set the {target.param} of {tool.title}", f"The form refused {src.path}.")
+            return False
+        win.tool_panel.remember_source(target.param, src.path, src.run_id, src.describe())
+        win.tools_dock.raise_()
+        win.statusBar().showMessage(f"Sent {src.describe()} to {tool.title}", 8000)
+        return True
+
+    def _send_stored_image(self, run_id: Optional[int], result_id: Optional[int], tool_id: str) -> bool:
         from app.controller import SendError  # noqa: PLC0415
 
         win = self.win
@@ -153,7 +242,7 @@ class RunActions:
         if meta and meta.get("tool"):
             restored = self.restore_params(meta["tool"], meta.get("params", {}), seed=meta.get("seed"), source=name,
                                            version=meta.get("plugin_version"))
-            self._show_image_file(path, name, "parameters restored" if restored else "")
+            self._show_image_file(path, name, "parameters restored" if restored else "", meta.get("params"))
             return restored
         try:
             results = win.manager.read_file(path)
@@ -170,13 +259,13 @@ class RunActions:
         if not results:
             win.show_error(f"{name} contained nothing to show", "")
             return False
-        win.feedback.show(results[0], name, "opened")
+        win.feedback.show(results[0], name, "opened", opened=path)
         if len(results) > 1:
-            win.result_area.set_choices(result_labels(results),
-                                        lambda i: win.feedback.show(results[i], name, "opened", keep_choices=True))
+            win.result_area.set_choices(result_labels(results), lambda i: win.feedback.show(
+                results[i], name, "opened", keep_choices=True, opened=path))
         return True
 
-    def _show_image_file(self, path: str, name: str, sub: str) -> bool:
+    def _show_image_file(self, path: str, name: str, sub: str, params: Optional[dict] = None) -> bool:
         from app.widgets.imaging import qimage_to_array, to_qimage  # noqa: PLC0415
 
         try:
@@ -184,5 +273,32 @@ class RunActions:
         except Exception:
             log.warning("could not show %s", path, exc_info=True)
             return False
-        self.win.feedback.show(image, name, sub)
+        self.win.feedback.show(image, name, sub, opened=path, opened_params=params)
         return True
+
+
+def export_name(run: Any, result_id: Optional[int], ext: str, opened: Optional[str] = None) -> str:
+    """A file name for an export: ``text-to-image-run12-seed4083813968.png`` (the result's position
+    is added for a run's second and later results), an opened file's own name, else
+    ``result.png``."""
+    if opened is not None:
+        return Path(opened).name
+    if run is None:
+        return f"result{ext}"
+    parts = [run.tool_id, f"run{run.id}"]
+    if run.seed is not None:
+        parts.append(f"seed{run.seed}")
+    ids = [r.id for r in run.results]
+    if result_id in ids and ids.index(result_id) > 0:
+        parts.append(f"result{ids.index(result_id) + 1}")
+    return "-".join(parts) + ext
+
+
+def _copy_file(src: str, dest: str) -> str:
+    """Copy ``src`` to ``dest`` through a temporary name (the whole file or nothing)."""
+    import shutil  # noqa: PLC0415
+
+    tmp = Path(dest).with_name("." + Path(dest).name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return dest

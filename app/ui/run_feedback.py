@@ -9,7 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Optional
 
 from app import api
-from app.session_view import run_subtitle
+from app.session_view import result_label, run_subtitle
 from app.ui.result_area import result_labels
 
 if TYPE_CHECKING:
@@ -39,16 +39,19 @@ class RunFeedback:
         st = self.win.queue.jobs.get(job_id)
         self.win.statusBar().showMessage(f"Running {st.title if st else job_id}…")
 
-    def on_progress(self, job_id: int, step: int, total: int, message: str) -> None:
+    def on_progress(self, job_id: int, step: int, total: int, message: str, eta_s: float = -1.0) -> None:
+        """One progress model: the tool's own units (step of total, its message) and the job
+        runner's one ETA, shown alike in the queue, the status bar and the command line."""
         queue = self.win.queue
-        queue.set_progress(job_id, step, total, message)
+        queue.set_progress(job_id, step, total, message, None if eta_s < 0 else eta_s)
         st = queue.jobs.get(job_id)
         if st is not None and st.status == "cancelling":
             return
-        from app.ui.queue_dock import format_eta  # noqa: PLC0415
+        from app.ui.queue_dock import format_eta, progress_text  # noqa: PLC0415
 
         eta = format_eta(st.eta()) if st is not None else ""
-        self.win.statusBar().showMessage(f"{st.title if st else ''}: step {step}/{total}" + (f", about {eta} left" if eta else ""))
+        self.win.statusBar().showMessage(f"{st.title if st else ''}: {progress_text(step, total, message)}"
+                                         + (f", about {eta} left" if eta else ""))
 
     def on_preview(self, job_id: int, image: Any) -> None:
         win = self.win
@@ -60,7 +63,7 @@ class RunFeedback:
 
     def on_finished(self, job_id: int, outcome: Outcome) -> None:
         win = self.win
-        win.queue.set_status(job_id, outcome.status, outcome.error or "")
+        win.queue.set_status(job_id, outcome.status, outcome.error or "", duration=outcome.duration)
         tool = outcome.tool
         title = tool.title if tool is not None else str(job_id)
         if outcome.status == "ok":
@@ -91,21 +94,30 @@ class RunFeedback:
             ok = outcome.run_id is not None and i < len(rids) and len(rids) == len(results)
             return (outcome.run_id, rids[i]) if ok else None
 
-        self.show(results[0], title, sub, inp, source=source(0))
+        seed = outcome.seed if tool is not None and _takes_seed(tool) else None
+        self.show(results[0], title, sub, inp, source=source(0), seed=seed)
         if results[0].kind == "image":  # the preview ends on the finished picture
             win.queue.set_preview(job_id, results[0])
         win.result_area.set_choices(result_labels(results), lambda i: self.show(
-            results[i], title, sub, inp, keep_choices=True, source=source(i)))
+            results[i], title, sub, inp, keep_choices=True, source=source(i), seed=seed))
 
     def show(self, result: api.Result, caption: str, sub: str = "", input_image: Any = None,
-             keep_choices: bool = False, source: Source = None) -> None:
+             keep_choices: bool = False, source: Source = None, seed: Optional[int] = None,
+             opened: Optional[str] = None, opened_params: Optional[dict] = None) -> None:
+        """Show ``result``: ``source`` is its (run id, result id) when it is stored, ``opened`` the
+        file it was opened from; either can be exported and sent to a tool."""
         win = self.win
         if not keep_choices:
             win.result_area.set_choices([], None)
-        win.result_area.show_result(result, caption, sub, input_image)
-        # only a stored image can be sent on (as ``result:<id>``)
-        win.current_source = source if source is not None and result.kind == "image" else None
-        win.result_area.send_btn.setVisible(win.current_source is not None)
+        meta_seed = (getattr(result, "metadata", None) or {}).get("seed")
+        if isinstance(meta_seed, int) and not isinstance(meta_seed, bool):
+            seed = meta_seed  # one image of a batch or a sweep: its own seed
+        win.result_area.show_result(result, caption, sub, input_image, seed=seed)
+        win.current_source = source
+        win.current_file = opened if source is None else None
+        win.current_file_kind = result.kind
+        win.current_file_params = opened_params
+        win.result_area.set_sendable(bool(win.run_actions.targets_for(win.run_actions.shown_sources())))
         if win.result_area.viewer_error:
             win.log_view.message(win.result_area.viewer_error, logging.WARNING)
         win.resultShown.emit(result)
@@ -126,17 +138,19 @@ class RunFeedback:
             return None
         tool = win.manager.tools.get(run.tool_id)
         inp = win.session.input_image_for(tool, run.params) if tool is not None else None
-        caption, sub = f"{run.tool_id} #{run.id}", run_subtitle(run)
-        self.show(result, caption, sub, inp, source=(run.id, result_id))
+        caption, sub = f"{run.tool_id} #{run.id}", run_subtitle(run, seed=False)
+        seed = run.seed if tool is not None and _takes_seed(tool) else None
+        self.show(result, caption, sub, inp, source=(run.id, result_id), seed=seed)
         ids = [r.id for r in run.results]
 
         def pick(i: int) -> None:
             try:
-                self.show(win.session.load_result(ids[i]), caption, sub, inp, keep_choices=True, source=(run.id, ids[i]))
+                self.show(win.session.load_result(ids[i]), caption, sub, inp, keep_choices=True,
+                          source=(run.id, ids[i]), seed=seed)
             except Exception as exc:
                 win.show_error(f"Could not open result {ids[i]} of run #{run.id}", str(exc), traceback.format_exc())
 
-        win.result_area.set_choices([f"{i + 1}. {r.kind}" for i, r in enumerate(run.results)], pick,
+        win.result_area.set_choices(stored_labels(run.results), pick,
                                     ids.index(result_id) if result_id in ids else 0)
         return result
 
@@ -156,12 +170,21 @@ class RunFeedback:
         win.reproduceChecked.emit(run_id, matched, message)
 
 
+def _takes_seed(tool: api.ToolSpec) -> bool:
+    """Whether the tool has a seed (a run of one without records a drawn seed nobody chose)."""
+    return any(isinstance(p, api.SeedParam) for p in tool.params)
+
+
 def _run_sub(outcome: Outcome) -> str:
     parts = []
     if outcome.run_id is not None:
         parts.append(f"run #{outcome.run_id}")
-    if outcome.seed is not None:
-        parts.append(f"seed {outcome.seed}")
     if outcome.duration:
         parts.append(f"{outcome.duration:.1f}s")
     return "  ·  ".join(parts)
+
+
+def stored_labels(results) -> list[str]:
+    """The picker's labels of a stored run's results (as :func:`result_labels` names new ones)."""
+    return [f"{i + 1}. {result_label(r)} ({r.kind})" if result_label(r) else f"{i + 1}. {r.kind}"
+            for i, r in enumerate(results)]

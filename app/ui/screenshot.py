@@ -26,6 +26,15 @@ def _parse_value(text: str):
         return text
 
 
+def pump_until(app, cond, timeout: float) -> bool:
+    """Run ``app``'s events until ``cond()`` is true or ``timeout`` seconds pass; returns ``cond()``."""
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+    return cond()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Grab a screenshot of the Implicit Studio window.")
     ap.add_argument("out")
@@ -55,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
 
     def pump(cond, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while not cond() and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.02)
-        return cond()
+        return pump_until(app, cond, timeout)
 
     if not pump(win.is_ready, 120):
         print("the session did not open in time", file=sys.stderr)

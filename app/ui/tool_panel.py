@@ -4,7 +4,12 @@ A tool whose ``panel`` names a custom widget factory gets that widget instead of
 form (it must offer ``values()``; ``set_values()``, ``show_error()``, ``clear_errors()`` and
 ``editor_widgets()`` are used when present). A custom panel embeds the generated form for the
 parameters it does not edit itself (see :class:`app.widgets.image_panel.ImageEditPanel`). A panel
-that fails to load falls back to the generated form and the error is reported.
+with a canvas gives it to the window's centre area through ``centre_widget()``
+(:mod:`app.widgets.centre`; ``canvasChanged`` carries it). A panel that fails to load falls back to
+the generated form and the error is reported.
+
+Spin boxes, sliders and combo boxes in the panel take the mouse wheel only when they have the
+keyboard focus, so scrolling the panel never changes a value (:mod:`app.widgets.wheel`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import api
+from app.widgets.flow import ElidedLabel
 from app.widgets.icons import std
 
 if TYPE_CHECKING:
@@ -58,10 +64,12 @@ class PanelFormAdapter:
     file; the run gets the reference back (so lineage is recorded) while the panel still shows
     that file."""
 
-    def __init__(self, widget: QWidget, tool: api.ToolSpec, result_file: Optional[ResultFile] = None):
+    def __init__(self, widget: QWidget, tool: api.ToolSpec, result_file: Optional[ResultFile] = None,
+                 result_caption: Optional[Callable[[int], str]] = None):
         self.widget = widget
         self.tool = tool
         self._result_file = result_file
+        self._result_caption = result_caption  # result id -> "run #3 text-to-image, image"
         self._refs: dict[str, tuple[str, str]] = {}  # parameter -> (file shown, result reference)
         embedded = getattr(widget, "form", None)
         # the editors of the generated form a panel embeds (``widget.form``), by parameter
@@ -112,6 +120,15 @@ class PanelFormAdapter:
         else:
             bad += [k for k, v in values.items() if not self._set_one(k, v)]
         self._refs.update({k: r for k, r in refs.items() if k not in bad})
+        show = getattr(self.widget, "show_source", None)
+        for k, (_path, ref) in refs.items():
+            if k not in bad and callable(show) and self._result_caption is not None:
+                try:
+                    caption = self._result_caption(int(ref[len(api.RESULT_REF_PREFIX):]))
+                except (ValueError, LookupError, OSError):
+                    caption = ""
+                if caption:
+                    show(k, caption)  # the result's name, not its file's content hash
         return bad
 
     def _set_one(self, key: str, value: Any) -> bool:
@@ -145,7 +162,8 @@ class ToolPanel(QWidget):
     toolSelected = Signal(object)  # ToolSpec
     toolCleared = Signal()
     runRequested = Signal()
-    FORM_MAX_FIT = 420  # widest form (px) the panel widens to show whole; wider ones scroll sideways
+    canvasChanged = Signal(object)  # the selected panel's centre widget, or None
+    FORM_MAX_FIT = 360  # widest form (px) the panel widens to show whole; wider ones scroll sideways
 
     def __init__(self, undo_stack: QUndoStack | None = None, session_images: Callable[[], list] | None = None,
                  parent: QWidget | None = None):
@@ -157,6 +175,10 @@ class ToolPanel(QWidget):
         self.form: Optional[ParamForm | PanelFormAdapter] = None
         self.panel_errors: dict[str, str] = {}
         self.result_file: Optional[ResultFile] = None  # session result id -> file (set by the window)
+        self.result_caption: Optional[Callable[[int], str]] = None  # result id -> its name (set by the window)
+        self.vocabulary_of: Optional[Callable[[Any], Any]] = None  # model reference -> its vocabulary (the window's)
+        self.canvas: Optional[QWidget] = None  # the centre widget of the selected panel
+        self._sent: dict[str, tuple[str, Optional[int]]] = {}  # parameter -> (file sent, its run)
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search tools…")
@@ -174,7 +196,7 @@ class ToolPanel(QWidget):
         tv.addWidget(self.search)
         tv.addWidget(self.tree, 1)
 
-        self.title = QLabel("Choose a tool")
+        self.title = ElidedLabel("Choose a tool")  # a long tool title is cut, never widens the panel
         self.title.setObjectName("title")
         self.subtitle = QLabel("")
         self.subtitle.setObjectName("muted")
@@ -256,10 +278,11 @@ class ToolPanel(QWidget):
         """No tool selected: empty form, Run disabled."""
         self.current_tool = None
         self.form = None
+        self._set_canvas(None)
         old = self.scroll.takeWidget()
         if old is not None:
             old.deleteLater()
-        self.title.setText("Choose a tool")
+        self.title.set_full_text("Choose a tool")
         self.subtitle.setText("")
         self.run_btn.setEnabled(False)
         self.reset_btn.setEnabled(False)
@@ -305,15 +328,18 @@ class ToolPanel(QWidget):
     # --- form -----------------------------------------------------------------------
     def _build_form(self, tool: api.ToolSpec) -> None:
         self.current_tool = tool
-        self.title.setText(tool.title)
+        self.title.set_full_text(tool.title)
         desc = tool.description
         self.subtitle.setText(self._short(desc))
         self.subtitle.setToolTip(desc if self._short(desc) != desc else "")
         self.subtitle.setVisible(bool(desc))
         old = self.scroll.takeWidget()
+        self._set_canvas(None)  # the old panel's canvas leaves the centre with it
+        self._sent.clear()
         if old is not None:
             old.deleteLater()
         from app.widgets.form import ParamForm  # noqa: PLC0415 - built after the first paint
+        from app.widgets.wheel import guard_wheel  # noqa: PLC0415
 
         form: Optional[ParamForm | PanelFormAdapter] = None
         panel_ref = tool.panel
@@ -324,11 +350,15 @@ class ToolPanel(QWidget):
                 w = load_ref(panel_ref)(tool=tool, parent=None)
                 if not hasattr(w, "values"):
                     raise TypeError(f"panel {panel_ref} has no values() method")
-                form = PanelFormAdapter(w, tool, self.result_file)
+                form = PanelFormAdapter(w, tool, self.result_file, self.result_caption)
                 embedded = getattr(w, "form", None)
                 if isinstance(embedded, ParamForm):  # the panel's generated form joins the window's undo
                     embedded.undo_stack = self.undo_stack
+                    embedded.set_vocabulary_source(self.vocabulary_of)
+                centre = getattr(w, "centre_widget", None)
+                canvas = centre() if callable(centre) else None
                 self.scroll.setWidget(w)
+                self._set_canvas(canvas)
             except Exception as exc:
                 msg = f"The custom panel of {tool.id} could not be opened ({type(exc).__name__}: {exc}); using the standard form."
                 log.exception(msg)
@@ -336,12 +366,39 @@ class ToolPanel(QWidget):
                 form = None
         if form is None:
             form = ParamForm(tool, undo_stack=self.undo_stack, session_images=self.session_images)
+            form.set_vocabulary_source(self.vocabulary_of)
             self.scroll.setWidget(form)
+        guard_wheel(self.scroll.widget())
         self._fit_width()
         self.form = form
         self.run_btn.setEnabled(True)
         self.reset_btn.setEnabled(True)
         self.run_btn.setText(self._run_label(tool))
+
+    def _set_canvas(self, canvas: Optional[QWidget]) -> None:
+        if canvas is self.canvas:
+            return
+        self.canvas = canvas
+        self.canvasChanged.emit(canvas)
+
+    # --- files sent to the tool (lineage) ------------------------------------------------------
+    def remember_source(self, param: str, path: str, run_id: Optional[int], label: str = "") -> None:
+        """``param`` was given ``path``, a file of run ``run_id`` ("Send to"): a run made with it
+        records that run as its parent, and the field names the run rather than the file's
+        content-hash name."""
+        self._sent[param] = (path, run_id)
+        ed = getattr(self.form, "editors", {}).get(param) if self.form is not None else None
+        show = getattr(ed, "show_source", None)
+        if callable(show) and label:
+            show(label)
+
+    def sent_parents(self, values: dict[str, Any]) -> list[int]:
+        """The runs whose files the values still hold (the parents of a run made with them)."""
+        out = []
+        for param, (path, run_id) in self._sent.items():
+            if run_id is not None and values.get(param) == path and run_id not in out:
+                out.append(run_id)
+        return out
 
     def _fit_width(self) -> None:
         """Keep the form whole: a viewport narrower than the form's minimum width hid its right edge

@@ -83,7 +83,11 @@ def build_actions(win: MainWindow) -> None:
     m_view.addSeparator()
     m_view.addAction(_action(win, None, "Reset layout", win.reset_layout))
     mb.addMenu("&Plugins").addAction(win.act_plugins)
-    mb.addMenu("&Help").addAction(_action(win, None, "About Implicit Studio", lambda: show_about(win)))
+    m_help = mb.addMenu("&Help")
+    m_help.addAction(_action(win, None, "Quick guide", lambda: show_guide(win), QKeySequence.StandardKey.HelpContents))
+    m_help.addAction(_action(win, None, "Keyboard shortcuts", lambda: show_shortcuts(win)))
+    m_help.addSeparator()
+    m_help.addAction(_action(win, None, "About Implicit Studio", lambda: show_about(win)))
 
 
 def show_plugins(win: MainWindow) -> PluginsDialog:
@@ -118,6 +122,78 @@ def show_preferences(win: MainWindow) -> PreferencesDialog:
         win.statusBar().showMessage("Preferences saved", 4000)
 
     dlg.accepted.connect(saved)
+    dlg.show()
+    return dlg
+
+
+GUIDE = """<h3>Implicit Studio in a minute</h3>
+<ol>
+<li><b>Pick a tool</b> in <i>Tools</i> (left); its parameters are below it. Hover a field for what
+it does; a field at its lowest value says what that means (<i>native size</i>, <i>default</i>).</li>
+<li><b>Generate</b> (Ctrl+Enter) runs it; <i>Queue</i> shows the bar, Esc cancels. The result opens in
+the centre, its run in <i>History</i> (right), with the seed whole (click it to copy).</li>
+<li><b>Edit a result</b>: <i>Send to</i> (in the centre's header or History) hands it to h-Edit,
+inpainting or any tool that takes its kind. Masks are painted on the big canvas in the centre:
+wheel to zoom, right-drag or Space+drag to pan, [ and ] for the brush size; the side panel holds
+the mask tools.</li>
+<li><b>History</b> keeps every run: <i>Open</i> shows it, <i>Use</i> puts its parameters back in the
+form, <i>Reproduce</i> runs it again and checks the output bit for bit. Runs made on the command
+line appear here as they finish.</li>
+<li><b>Export…</b> (Ctrl+E) writes the shown result; a PNG keeps the run's parameters in its text
+chunks, and <b>Open…</b> (Ctrl+O) on such a PNG restores its tool and parameters.</li>
+</ol>
+<p><b>Undo/Redo</b> (Ctrl+Z, Ctrl+Shift+Z) step through the form's parameters only; results are not
+undone, as none is ever lost: every run stays in History. On the mask canvas, with the focus in
+it, Ctrl+Z undoes brush strokes.</p>
+<p>The same tools run headless: <code>implicit-studio run TOOL --help</code>.</p>"""
+
+#: Keys of the mask canvas (handled by the canvas itself, not actions of the window).
+CANVAS_KEYS = (("[ ]", "mask canvas: smaller / larger brush"), ("Space + drag", "mask canvas: pan"),
+               ("Wheel", "mask canvas: zoom about the pointer"),
+               ("Ctrl+Z / Ctrl+Shift+Z", "mask canvas (with the focus): undo / redo a stroke"))
+
+
+def show_guide(win: MainWindow) -> QMessageBox:
+    box = QMessageBox(win)
+    box.setWindowTitle("Implicit Studio: quick guide")
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.setText(GUIDE)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    box.setModal(False)
+    box.show()
+    return box
+
+
+def shortcut_rows(win: MainWindow) -> list[tuple[str, str]]:
+    """(keys, what) of every action of the window that has a shortcut, then the canvas's keys."""
+    from PySide6.QtGui import QAction as _QAction  # noqa: PLC0415
+
+    rows, seen = [], set()
+    for act in win.findChildren(_QAction):
+        keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in act.shortcuts() if not k.isEmpty()]
+        name = act.text().replace("&", "").rstrip("…").strip()
+        if not keys or not name or (name, tuple(keys)) in seen:
+            continue
+        seen.add((name, tuple(keys)))
+        rows.append((" / ".join(keys), name))
+    rows.sort(key=lambda r: r[1].lower())
+    return rows + list(CANVAS_KEYS)
+
+
+def show_shortcuts(win: MainWindow) -> QWidget:
+    from html import escape  # noqa: PLC0415
+
+    from PySide6.QtWidgets import QDialog, QTextBrowser, QVBoxLayout  # noqa: PLC0415
+
+    dlg = QDialog(win)
+    dlg.setWindowTitle("Keyboard shortcuts")
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    dlg.browser = QTextBrowser(dlg)
+    dlg.browser.setHtml("<table cellspacing=4>" + "".join(
+        f"<tr><td><b>{escape(k)}</b></td><td>{escape(what)}</td></tr>" for k, what in shortcut_rows(win)) + "</table>")
+    lay = QVBoxLayout(dlg)
+    lay.addWidget(dlg.browser)
+    dlg.resize(460, 420)
     dlg.show()
     return dlg
 

@@ -82,6 +82,28 @@ def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
     return lay
 
 
+def special_value_text(param: api.Param) -> str:
+    """What a number editor shows at its minimum when the parameter's help gives that value a
+    meaning ("0 = the model's native size" -> "native size"; "-1 = default (...)" -> "default"), so
+    a 0 says what it does; "" when the help gives none."""
+    import re  # noqa: PLC0415
+
+    lo = getattr(param, "min", None)
+    if lo is None or not param.help:
+        return ""
+    forms = {f"{lo:g}", str(lo)} | ({str(int(lo))} if float(lo).is_integer() else set())
+    for m in re.finditer(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:=|:)\s*([^;,)]+)", param.help):
+        if m.group(1) not in forms:
+            continue
+        phrase = m.group(2).split("(")[0].strip()
+        phrase = re.sub(r"^(the|a|an)\s+", "", phrase)
+        phrase = re.sub(r"^model's\s+", "", phrase).strip()
+        if "default" in phrase:
+            return "default"
+        return phrase if 0 < len(phrase) <= 12 else "auto"
+    return ""
+
+
 class IntEditor(ParamEditor):
     param: api.IntParam
 
@@ -93,9 +115,11 @@ class IntEditor(ParamEditor):
         self.spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
         self.spin.setSingleStep(int(step))
         self.spin.setFixedWidth(92)
+        self.spin.setSpecialValueText(special_value_text(param))
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and hi - lo <= 100000:
             self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setMinimumWidth(40)  # it may narrow in a narrow panel; the spin box keeps the number
             self.slider.setRange(int(lo), int(hi))
             self.slider.setSingleStep(int(step))
             self.slider.setPageStep(max(int(step), int((hi - lo) / 10) or 1))
@@ -141,10 +165,12 @@ class FloatEditor(ParamEditor):
         self.spin.setRange(lo_f, hi_f)
         self.spin.setSingleStep(step)
         self.spin.setFixedWidth(92)
+        self.spin.setSpecialValueText(special_value_text(param))
         self._lo, self._hi = lo_f, hi_f
         self.slider: QSlider | None = None
         if lo is not None and hi is not None and span > 0:
             self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setMinimumWidth(40)
             self.slider.setRange(0, SLIDER_STEPS)
             self.slider.valueChanged.connect(self._from_slider)
             self.spin.valueChanged.connect(self._sync_slider)
@@ -187,6 +213,15 @@ class ChoiceEditor(ParamEditor):
         self.combo = QComboBox()
         for c, label in zip(param.choices, param.labels or param.choices):
             self.combo.addItem(str(label), c)
+            self.combo.setItemData(self.combo.count() - 1, str(label), Qt.ItemDataRole.ToolTipRole)
+        # a long choice ("Karras (sigmas spaced for ...)") must not widen the panel past the window:
+        # the box shrinks to a dozen characters (the current text elided), the open list is as wide as its longest item
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(12)
+        self.combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+        fm = self.combo.fontMetrics()
+        self.combo.view().setMinimumWidth(max((fm.horizontalAdvance(self.combo.itemText(i)) for i in
+                                               range(self.combo.count())), default=0) + 32)
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.combo))
 
@@ -295,6 +330,10 @@ class ListEditor(ParamEditor):
 
 
 class MultilineEditor(ParamEditor):
+    """Several lines of text. A prompt box given the model's vocabulary
+    (:meth:`set_vocabulary`, :mod:`app.widgets.vocabulary`) marks the words the model does not know,
+    says why under the box, and completes the words it knows."""
+
     def __init__(self, param: api.TextParam, parent: QWidget | None = None):
         super().__init__(param, parent)
         self.edit = QPlainTextEdit()
@@ -305,7 +344,26 @@ class MultilineEditor(ParamEditor):
         fm = self.edit.fontMetrics()
         self.edit.setFixedHeight(fm.lineSpacing() * 4 + 14)
         self.edit.textChanged.connect(self.changed.emit)
-        self.setLayout(_row(self.edit))
+        self.note = QLabel()  # what the model's vocabulary says of the text
+        self.note.setObjectName("warning")
+        self.note.setStyleSheet("color: #f5a524;")
+        self.note.setWordWrap(True)
+        # the note wraps to the width the form has; it never asks the panel for more
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.note.setMinimumWidth(40)
+        self.note.hide()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.edit)
+        lay.addWidget(self.note)
+
+    def set_vocabulary(self, vocabulary: Any) -> None:
+        """Mark and complete the words of ``vocabulary`` (a
+        :class:`app.widgets.vocabulary.Vocabulary`, or None for no marks)."""
+        from app.widgets.vocabulary import attach  # noqa: PLC0415
+
+        attach(self.edit, self.note, vocabulary)
 
     def value(self) -> str:
         return self.edit.toPlainText()
@@ -376,6 +434,9 @@ class SeedEditor(ParamEditor):
 
 
 class PathEditor(ParamEditor):
+    """A file or folder path, typed or browsed. A file sent from a session result is shown by the
+    result's name (:meth:`show_source`), not by its content-hash file name."""
+
     param: api.PathParam
 
     def __init__(self, param: api.PathParam, parent: QWidget | None = None):
@@ -389,26 +450,44 @@ class PathEditor(ParamEditor):
         self.browse.setToolTip("Browse…")
         self._directory = directory
         self._filters = ";;".join(param.filters)
+        self._shown: tuple[str, str] | None = None  # (label shown, the path it stands for)
         self.browse.clicked.connect(self._pick)
         self.edit.textChanged.connect(lambda *_: self.changed.emit())
         self.setLayout(_row(self.edit, self.browse))
 
     def _pick(self) -> None:
+        start = self.value() or ""
         if self._directory:
-            p = _file_dialog().getExistingDirectory(self, f"Choose {self.param.label}", self.edit.text())
+            p = _file_dialog().getExistingDirectory(self, f"Choose {self.param.label}", start)
         elif self._save:
-            p, _ = _file_dialog().getSaveFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getSaveFileName(self, f"Choose {self.param.label}", start, self._filters)
         else:
-            p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", self.edit.text(), self._filters)
+            p, _ = _file_dialog().getOpenFileName(self, f"Choose {self.param.label}", start, self._filters)
         if p:
-            self.edit.setText(p)
+            self.set_value(p)
 
     def value(self) -> str | None:
         t = self.edit.text().strip()
+        if self._shown is not None and t == self._shown[0]:
+            return self._shown[1]
         return t or None
 
     def set_value(self, v: Any) -> None:
+        self._shown = None
+        self.edit.setToolTip("")
         self.edit.setText("" if v is None else str(v))
+
+    def show_source(self, label: str) -> None:
+        """Show ``label`` ("run #9 rl-record, trajectory") for the path set; the value stays the
+        path (its tooltip) until the field is edited."""
+        path = self.value()
+        if path:
+            self._shown = (label, path)
+            self.edit.blockSignals(True)
+            self.edit.setText(label)
+            self.edit.setCursorPosition(0)  # a narrow field shows the name's start, not its end
+            self.edit.blockSignals(False)
+            self.edit.setToolTip(path)
 
     def focus_widget(self) -> QWidget:
         return self.edit
@@ -734,6 +813,30 @@ class ParamForm(QWidget):
         self._errors[ed.name] = err
         self._last[ed.name] = ed.value()
         ed.changed.connect(lambda n=ed.name: self._on_changed(n))
+
+    # --- the model's vocabulary in the prompt boxes ----------------------------------------
+    def set_vocabulary_source(self, vocabulary_of: Callable[[Any], Any] | None) -> None:
+        """``vocabulary_of(model reference)`` gives the model's vocabulary
+        (:class:`app.widgets.vocabulary.Vocabulary`) or None; the prompt boxes follow the model
+        chosen in this form (or the tool's default model)."""
+        self._vocabulary_of = vocabulary_of
+        for ed in self.editors.values():
+            if isinstance(ed, ModelEditor) and not getattr(ed, "_vocabulary_wired", False):
+                ed.changed.connect(self._update_vocabulary)
+                ed._vocabulary_wired = True
+        self._update_vocabulary()
+
+    def _update_vocabulary(self) -> None:
+        fn = getattr(self, "_vocabulary_of", None)
+        prompts = [ed for n, ed in self.editors.items() if isinstance(ed, MultilineEditor) and "prompt" in n]
+        if not prompts:
+            return
+        model = next((ed.value() for ed in self.editors.values() if isinstance(ed, ModelEditor)), None)
+        if model is None:
+            model = next((p.default for p in self.tool.params if isinstance(p, api.ModelParam)), None)
+        vocab = fn(model) if fn is not None and model else None
+        for ed in prompts:
+            ed.set_vocabulary(vocab)
 
     # --- values -------------------------------------------------------------------
     def values(self) -> dict[str, Any]:

@@ -7,6 +7,11 @@ before/after view of the result (:class:`~app.widgets.image_view.SplitView`), an
 other declared parameter — the form generated from the ToolSpec
 (:class:`~app.widgets.form.ParamForm`). The panel never re-declares a parameter, so each one the
 tool declares has an editor in the window (:meth:`ImageEditPanel.editor_widgets` says which).
+
+In the window the mask is painted on the big canvas: the panel gives its canvas to the window's
+centre area (:meth:`ImageEditPanel.centre_widget`, see :mod:`app.widgets.centre`) and keeps the
+mask tools, the image's source and the form; the window's own before/after view shows results.
+Opened elsewhere (a dialog, a test) the panel keeps the canvas and a before/after tab itself.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from app import api
+from app.widgets.centre import CentrePage
 from app.widgets.form import ParamForm
 from app.widgets.image_view import SplitView
 from app.widgets.imaging import as_rgb, load_rgb
@@ -37,7 +43,9 @@ class ImageSourceRow(QWidget):
         super().__init__(parent)
         self.edit = QLineEdit(self)
         self.edit.setPlaceholderText(placeholder)
-        self.edit.editingFinished.connect(lambda: self.chosen.emit(self.edit.text()))
+        self.edit.editingFinished.connect(self._typed)
+        self._path = ""  # the file shown under a label (a session result's file)
+        self._label = ""
         self.browse = QPushButton("Open\u2026", self)
         self.browse.setToolTip("Open an image file")
         self.browse.clicked.connect(self._browse)
@@ -53,11 +61,24 @@ class ImageSourceRow(QWidget):
         if path:
             self.chosen.emit(path)
 
-    def text(self) -> str:
-        return self.edit.text().strip()
+    def _typed(self) -> None:
+        if self._label and self.edit.text().strip() == self._label:
+            return  # unchanged: still the labelled file
+        self._label = self._path = ""
+        self.chosen.emit(self.edit.text())
 
-    def set_text(self, path: str) -> None:
-        self.edit.setText(path)
+    def text(self) -> str:
+        """The path (the labelled file's while its label is shown unchanged)."""
+        t = self.edit.text().strip()
+        return self._path if self._label and t == self._label else t
+
+    def set_text(self, path: str, label: str = "") -> None:
+        """Show ``path``, or ``label`` for it (a session result's name instead of its file's
+        content-hash name; the path is the tooltip)."""
+        self._path, self._label = (str(path), label) if label else ("", "")
+        self.edit.setText(label or str(path))
+        self.edit.setCursorPosition(0)  # a narrow field shows the name's start ("run #1 …"), not its end
+        self.edit.setToolTip(str(path) if label else "")
 
 
 class ImageEditPanel(QWidget):
@@ -77,7 +98,9 @@ class ImageEditPanel(QWidget):
         self.image_param = image_param
         self.mask_param = mask_param
         self.history_param = history_param
+        self.mask_label = mask_label
         self._image: Optional[np.ndarray] = None
+        self.page: Optional[CentrePage] = None  # the canvas, once given to the window's centre
         self.source = ImageSourceRow(image_placeholder, self)
         self.source.chosen.connect(self.open_image)
         self.image_path = self.source.edit
@@ -93,6 +116,7 @@ class ImageEditPanel(QWidget):
         if isinstance(mask, api.MaskParam) and mask.optional:
             self.use_mask = QCheckBox(use_mask_text or f"use the painted {mask.label.lower()}", self)
             self.use_mask.setToolTip(mask.help)
+            self.editor.maskChanged.connect(self._painted)
         self.error = QLabel(self)
         self.error.setObjectName("error")
         self.error.setStyleSheet("color: #e5484d;")
@@ -105,13 +129,35 @@ class ImageEditPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.source)
         lay.addWidget(self.tabs, 1)
+        self._layout = lay
         if self.use_mask is not None:
             lay.addWidget(self.use_mask)
         lay.addWidget(self.error)
         lay.addWidget(self.form)
 
+    # --- the canvas in the window's centre ---------------------------------------------------
+    def centre_widget(self) -> CentrePage:
+        """Give the mask canvas to the host's centre area (:mod:`app.widgets.centre`): the panel
+        keeps the mask tools, the source and the form; the before/after tab goes (the window's
+        centre has its own)."""
+        if self.page is None:
+            canvas = self.editor.detach_canvas()
+            mask = self.tool.param(self.mask_param) if self.mask_param else None
+            what = ("Paint the region to edit (optional: without one the whole image is edited)."
+                    if getattr(mask, "optional", False) else "Paint the region to fill.")
+            self.page = CentrePage(canvas, title=self.mask_label if len(self.mask_label) <= 18 else "Mask", hint=(
+                f"{what}   Wheel: zoom · right-drag or Space+drag: pan · [ ]: brush size · "
+                "Ctrl+Z: undo"))
+            self.tabs.removeTab(self.tabs.indexOf(self.editor))
+            self._layout.replaceWidget(self.tabs, self.editor)
+            self.tabs.hide()
+            self.editor.show()
+            if self._image is not None:
+                self.page.request_front()
+        return self.page
+
     # --- the image and the result ------------------------------------------------------------
-    def open_image(self, source: Any) -> bool:
+    def open_image(self, source: Any, label: str = "") -> bool:
         """Show an image (a file path or an array) for painting; False (and the reason shown)
         when it cannot be read."""
         try:
@@ -119,7 +165,7 @@ class ImageEditPanel(QWidget):
                 if not str(source).strip():
                     return False
                 arr = load_rgb(source)
-                self.source.set_text(str(source))
+                self.source.set_text(str(source), label)
             else:
                 arr = as_rgb(source)
         except ValueError as exc:
@@ -130,10 +176,24 @@ class ImageEditPanel(QWidget):
         self.editor.set_image(arr)
         self.tabs.setCurrentIndex(0)
         self.tabs.setTabEnabled(1, False)
+        if self.page is not None:
+            self.page.request_front()
         return True
 
+    def _painted(self) -> None:
+        """Painting an optional mask means using it (clearing it does not untick the box)."""
+        doc = self.editor.canvas.doc
+        if self.use_mask is not None and doc is not None and doc.as_bool().any():
+            self.use_mask.setChecked(True)
+
+    def show_source(self, param: str, label: str) -> None:
+        """Name the image (a session result sent here) by ``label`` instead of its file name."""
+        if param == self.image_param and self.source.text():
+            self.source.set_text(self.source.text(), label)
+
     def set_result(self, image: np.ndarray) -> None:
-        """Show ``image`` against the source in the before/after tab."""
+        """Show ``image`` against the source in the before/after tab (standalone; in the window the
+        centre's before/after view shows results)."""
         if self._image is None:
             return
         self.split.set_images(self._image, np.asarray(image))

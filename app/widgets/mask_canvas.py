@@ -17,11 +17,12 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen, QShortcut
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QMessageBox, QSlider, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
+from app.widgets.flow import FlowLayout
 from app.widgets.imaging import to_qimage
 from app.widgets.maskops import MaskDocument, apply_stroke, load_mask_file, resize_mask
 
@@ -34,6 +35,7 @@ class MaskCanvas(QWidget):
     strokeMoved = Signal()  # a brush stroke grew while painted: stroke_mask() is the mask with it
     maskChanged = Signal()
     viewChanged = Signal()
+    brushChanged = Signal(float)  # the brush radius (image pixels), changed with [ and ]
 
     def __init__(self, image: Optional[np.ndarray] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -47,6 +49,7 @@ class MaskCanvas(QWidget):
         self.mask_colour = QColor(255, 0, 200)
         self.zoom = 1.0
         self.offset = QPointF(0, 0)
+        self._fit_mode = True  # the view follows the widget's size until zoomed or panned
         self._drag: list[tuple[float, float]] = []
         self._stroke_mask: Optional[np.ndarray] = None  # the mask with the stroke being painted, until release
         self._pan_from: Optional[QPointF] = None
@@ -58,8 +61,9 @@ class MaskCanvas(QWidget):
         self.doc: Optional[MaskDocument] = None
         if image is not None:
             self.set_image(image)
-        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
-        QShortcut(QKeySequence.StandardKey.Redo, self, activated=self.redo)
+        # Undo/Redo of strokes while the canvas has the focus (event(), keyPressEvent()): not
+        # QShortcuts, whose window-wide context made the window's own Ctrl+Z ambiguous (Qt then
+        # runs neither)
 
     # -- model -------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, keep_mask: bool = False) -> None:
@@ -72,6 +76,7 @@ class MaskCanvas(QWidget):
         if not (keep_mask and self.doc is not None and (self.doc.width, self.doc.height) == (w, h)):
             self.doc = MaskDocument(w, h)
         self._refresh_overlay()
+        self._update_cursor()
         self.fit()
 
     def mask(self) -> np.ndarray:
@@ -108,7 +113,18 @@ class MaskCanvas(QWidget):
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}")
         self.tool = tool
+        self._update_cursor()
         self.update()
+
+    def _update_cursor(self) -> None:
+        # the painted circle is the brush's cursor; the rectangle and lasso get a cross hair
+        brush = self.tool in ("brush", "eraser") and self.image is not None
+        self.setCursor(Qt.CursorShape.BlankCursor if brush else Qt.CursorShape.CrossCursor)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._cursor_img = None
+        self.update()
+        super().leaveEvent(event)
 
     def set_opacity(self, value: float) -> None:
         self.opacity = float(np.clip(value, 0.0, 1.0))
@@ -132,21 +148,38 @@ class MaskCanvas(QWidget):
 
     # -- view --------------------------------------------------------------------------------
     def fit(self) -> None:
+        self._fit_mode = True
         if self.image is None:
             return
         h, w = self.image.shape[:2]
-        self.zoom = max(min(self.width() / w, self.height() / h), 0.05)
+        margin = 8 if min(self.width(), self.height()) > 64 else 0
+        self.zoom = max(min((self.width() - 2 * margin) / w, (self.height() - 2 * margin) / h), 0.05)
         self.offset = QPointF((self.width() - w * self.zoom) / 2, (self.height() - h * self.zoom) / 2)
         self.viewChanged.emit()
         self.update()
 
     def set_zoom(self, zoom: float, anchor: Optional[QPointF] = None) -> None:
         zoom = float(np.clip(zoom, 0.05, 64.0))
+        self._fit_mode = False
         anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
         img_pt = self.to_image(anchor)
         self.zoom = zoom
         self.offset = QPointF(anchor.x() - img_pt.x() * zoom, anchor.y() - img_pt.y() * zoom)
         self.viewChanged.emit()
+        self.update()
+
+    def actual_size(self) -> None:
+        """Image pixels 1:1, centred."""
+        if self.image is None:
+            return
+        h, w = self.image.shape[:2]
+        self.set_zoom(1.0)
+        self.offset = QPointF((self.width() - w) / 2, (self.height() - h) / 2)
+        self.update()
+
+    def set_brush_size(self, radius: float) -> None:
+        self.brush_size = float(np.clip(radius, 1.0, 512.0))
+        self.brushChanged.emit(self.brush_size)
         self.update()
 
     def to_image(self, p: QPointF) -> QPointF:
@@ -157,7 +190,8 @@ class MaskCanvas(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
-        self.fit()
+        if self._fit_mode:
+            self.fit()
 
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
@@ -187,13 +221,22 @@ class MaskCanvas(QWidget):
             for x, y in self._drag[1:]:
                 path.lineTo(self.to_widget(QPointF(x, y)))
             p.drawPath(path)
-        if self._cursor_img is not None and self.tool in ("brush", "eraser"):
+        if self._cursor_img is not None and self.tool in ("brush", "eraser") and self.underMouse():
+            # the brush as it will paint: its radius at this zoom, the hard core dotted, its size
             c = self.to_widget(self._cursor_img)
             r = self.brush_size * self.zoom
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            p.setPen(QPen(QColor(0, 0, 0, 160), 3))
+            p.drawEllipse(c, r, r)
             p.setPen(QPen(QColor(255, 255, 255), 1))
             p.drawEllipse(c, r, r)
-            p.setPen(QPen(QColor(0, 0, 0), 1, Qt.PenStyle.DotLine))
+            p.setPen(QPen(QColor(255, 255, 255, 200), 1, Qt.PenStyle.DotLine))
             p.drawEllipse(c, r * max(self.hardness, 0.05), r * max(self.hardness, 0.05))
+            p.drawLine(c + QPointF(-3, 0), c + QPointF(3, 0))
+            p.drawLine(c + QPointF(0, -3), c + QPointF(0, 3))
+            label = f"{self.brush_size:.0f} px" + (" eraser" if self.tool == "eraser" else "")
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(c + QPointF(r + 6, -r - 2 if r > 10 else -6), label)
 
     # -- input -------------------------------------------------------------------------------
     def _pos(self, event) -> QPointF:
@@ -220,6 +263,7 @@ class MaskCanvas(QWidget):
             d = pos - self._pan_from
             self.offset += d
             self._pan_from = pos
+            self._fit_mode = False
             self.viewChanged.emit()
         elif self._drag:
             ip = self.to_image(pos)
@@ -263,13 +307,25 @@ class MaskCanvas(QWidget):
         steps = event.angleDelta().y() / 120.0
         self.set_zoom(self.zoom * (1.25 ** steps), self._pos(event))
 
+    def event(self, event) -> bool:  # noqa: D401
+        """With the focus, the canvas's Undo/Redo keys are its strokes', before the window's."""
+        if event.type() == QEvent.Type.ShortcutOverride and (
+                event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)):
+            event.accept()
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Space:
+        if event.matches(QKeySequence.StandardKey.Undo):
+            self.undo()
+        elif event.matches(QKeySequence.StandardKey.Redo):
+            self.redo()
+        elif event.key() == Qt.Key.Key_Space:
             self._space = True
         elif event.key() == Qt.Key.Key_BracketLeft:
-            self.brush_size = max(1.0, self.brush_size / 1.25)
+            self.set_brush_size(max(1.0, self.brush_size / 1.25))
         elif event.key() == Qt.Key.Key_BracketRight:
-            self.brush_size = min(512.0, self.brush_size * 1.25)
+            self.set_brush_size(min(512.0, self.brush_size * 1.25))
         else:
             super().keyPressEvent(event)
         self.update()
@@ -299,13 +355,11 @@ class MaskEditor(QWidget):
         self.loaded_from: Optional[str] = None
 
         # The tool bar in four short rows (tools; brush; mask operations; history and files) rather
-        # than two long ones: the panel sits in a dock about 400 px wide, where two rows of fourteen
-        # controls had to scroll sideways.
+        # than two long ones; each row wraps in a narrow panel instead of widening it.
         rows = []
         for _ in range(4):
-            row = QHBoxLayout()
-            row.setContentsMargins(0, 0, 0, 0)
-            rows.append(row)
+            box = QWidget(self)
+            rows.append(FlowLayout(box, spacing=4))
         tools_row, brush_row, ops_row, file_row = rows
         self.tool_buttons: dict[str, QToolButton] = {}
         group = QButtonGroup(self)
@@ -323,7 +377,7 @@ class MaskEditor(QWidget):
             tools_row.addWidget(b)
             self.tool_buttons[tool] = b
         self.tool_buttons["brush"].setChecked(True)
-        tools_row.addStretch(1)
+        tools_row.addStretch()
 
         def slider(lo, hi, value, tip, fn):
             s = QSlider(Qt.Orientation.Horizontal, self)
@@ -335,18 +389,25 @@ class MaskEditor(QWidget):
             s.valueChanged.connect(fn)
             return s
 
-        brush_row.addWidget(QLabel("Size", self))
-        self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius (pixels of the image)",
+        def labelled(text, w):
+            pair = QWidget(self)
+            row = QHBoxLayout(pair)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(4)
+            row.addWidget(QLabel(text, pair))
+            row.addWidget(w)
+            brush_row.addWidget(pair)
+
+        self.size_slider = slider(1, 128, int(self.canvas.brush_size), "brush radius in pixels of the image ([ and ])",
                                   lambda v: setattr(self.canvas, "brush_size", float(v)))
-        brush_row.addWidget(self.size_slider, 1)
-        brush_row.addWidget(QLabel("Hard", self))
+        self.canvas.brushChanged.connect(self._brush_from_canvas)
+        labelled("Size", self.size_slider)
         self.hardness_slider = slider(0, 100, int(self.canvas.hardness * 100), "brush hardness",
                                       lambda v: setattr(self.canvas, "hardness", v / 100.0))
-        brush_row.addWidget(self.hardness_slider, 1)
-        brush_row.addWidget(QLabel("Opacity", self))
+        labelled("Hard", self.hardness_slider)
         self.opacity_slider = slider(0, 100, int(self.canvas.opacity * 100), "mask overlay opacity",
                                      lambda v: self.canvas.set_opacity(v / 100.0))
-        brush_row.addWidget(self.opacity_slider, 1)
+        labelled("Opacity", self.opacity_slider)
 
         self.amount = QSpinBox(self)
         self.amount.setRange(1, 64)
@@ -369,18 +430,17 @@ class MaskEditor(QWidget):
                                     lambda: self.canvas.apply_op("shrink", self.amount.value()))
         self.feather_button = action(ops_row, "Feather", "soften the mask edge",
                                      lambda: self.canvas.apply_op("feather", float(self.amount.value())))
-        ops_row.addStretch(1)
         self.undo_button = action(file_row, "Undo", "undo (Ctrl+Z)", self.canvas.undo)
         self.redo_button = action(file_row, "Redo", "redo (Ctrl+Shift+Z)", self.canvas.redo)
         action(file_row, "Clear", "clear the mask", lambda: self.canvas.apply_op("clear"))
-        file_row.addStretch(1)
+        file_row.addStretch()
         action(file_row, "Load\u2026", "load a mask PNG", lambda: self.load_mask())
         action(file_row, "Save\u2026", "save the mask as PNG", lambda: self.save_mask())
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         for row in rows:
-            lay.addLayout(row)
+            lay.addWidget(row.parentWidget())
         lay.addWidget(self.canvas, 1)
         self.status = QLabel("", self)
         lay.addWidget(self.status)
@@ -394,6 +454,18 @@ class MaskEditor(QWidget):
             frac = float(doc.as_bool().mean())
             self.status.setText(f"{doc.width}x{doc.height} — mask covers {frac:.0%}" + (
                 f" — {self.message}" if self.message else ""))
+
+    def _brush_from_canvas(self, radius: float) -> None:
+        self.size_slider.blockSignals(True)
+        self.size_slider.setValue(int(round(radius)))
+        self.size_slider.blockSignals(False)
+
+    def detach_canvas(self) -> MaskCanvas:
+        """Take the canvas out of this editor (to show it elsewhere, e.g. the window's centre);
+        the tool bar goes on acting on it."""
+        self.layout().removeWidget(self.canvas)
+        self.canvas.setParent(None)
+        return self.canvas
 
     def _forget_source(self) -> None:
         self.loaded_from = None

@@ -284,3 +284,27 @@ def vocabulary() -> list[str]:
         if "-" in w:
             words.update(w.split("-"))
     return sorted(words)
+
+
+def vocabulary_by_role() -> dict[str, list[str]]:
+    """The words of :func:`vocabulary` by the role captions give them (a word may have several:
+    "red" is an object colour and a background colour; "white" only a background colour). The
+    studio's prompt box reads this from the model folder's ``implicit_studio.json``."""
+    import re
+
+    def words(texts) -> list[str]:
+        out: set[str] = set()
+        for t in texts:
+            out.update(re.findall(r"[a-z]+(?:-[a-z]+)*", t.lower()))
+        return sorted(out)
+
+    roles = {
+        "shape": words(SHAPES),
+        "object colour": words(COLOURS),
+        "background colour": words(BACKGROUNDS),
+        "size": words(w for ws in SIZE_WORDS.values() for w in ws),
+        "position": words(w for ws in POSITIONS.values() for w in ws),
+    }
+    named = {w for ws in roles.values() for w in ws}
+    roles["other"] = [w for w in vocabulary() if w not in named and re.fullmatch(r"[a-z]+(?:-[a-z]+)*", w)]
+    return roles

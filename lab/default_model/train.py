@@ -36,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab.default_model.shapes import vocabulary_by_role
 # The checkpoint helpers are shared with the distillation tool (plugins/diffusion_common/checkpoint.py:
 # safetensors + JSON meta, atomic writes, the meta also in the tensor file's header; threads on a shared CPU).
 from plugins.diffusion_common.checkpoint import adapt_threads  # noqa: F401
@@ -61,6 +62,22 @@ STUDIO_SETTINGS = {
              "the paper's (1 / 5 / 7.5) distort shapes and backgrounds here.",
     "h-edit": {"random": {"w_orig": 3.0, "w_src_edit": 2.0, "w_edit": 7.5}},
 }
+
+# The words its captions use, by role: the studio's prompt box marks the others and completes these.
+# Written beside the card as vocabulary.jsonl, a file the model's fingerprint does not cover (a
+# description of the model, not part of what it computes: adding it left the fingerprint, and the
+# one-step student's record of its teacher, as they were).
+VOCABULARY_ABOUT = ("The only words this model was trained on, by the role its captions give them; other words "
+                    "are read letter by letter and have no effect. White, black and gray are background colours "
+                    "only: no object was ever drawn in them.")
+
+
+def vocabulary_lines() -> str:
+    """vocabulary.jsonl: a first line {"about": ...}, then one {"role": ..., "words": [...]} a role."""
+    lines = [json.dumps({"about": VOCABULARY_ABOUT})]
+    lines += [json.dumps({"role": role, "words": words}) for role, words in vocabulary_by_role().items()]
+    return "\n".join(lines) + "\n"
+
 
 OBJECTIVE = "v_prediction"
 SCHEDULE = "squaredcos_cap_v2"
@@ -669,6 +686,7 @@ def export_pipeline(out: Path, dest: Path | None = None, log=print) -> Path:
         if not (tmp / "tokenizer" / name).exists():
             shutil.copy2(out / "tokenizer" / name, tmp / "tokenizer" / name)
     (tmp / "implicit_studio.json").write_text(json.dumps(STUDIO_SETTINGS, indent=2) + "\n")
+    (tmp / "vocabulary.jsonl").write_text(vocabulary_lines())
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

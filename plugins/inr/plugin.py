@@ -127,6 +127,11 @@ def studio_writers():
 def studio_viewers():
     return [
         ViewerSpec(id="inr-3d", title="3D SDF viewer", kind="mesh", widget="plugins.inr.view3d:SDFViewer", priority=10),
+        # an INR fit's weights (a file result) open in the viewer of their dimension
+        ViewerSpec(id="inr-3d-weights", title="3D SDF viewer", kind="file", widget="plugins.inr.view3d:SDFViewer",
+                   priority=10),
+        ViewerSpec(id="inr-2d-weights", title="2D INR viewer", kind="file", widget="plugins.inr.view2d:INRImageViewer",
+                   priority=10),
         ViewerSpec(id="inr-2d", title="2D INR viewer", kind="image", widget="plugins.inr.view2d:INRImageViewer",
                    priority=-10),
     ]

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize, Qt, QTimer
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QPushButton, QSlider, QVBoxLayout, QWidget)
+                               QListWidgetItem, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
 
 from .view2d import BackgroundTask
 
@@ -40,28 +40,33 @@ def qimage_from_array(img: np.ndarray) -> QImage:
 
 
 class ImageLabel(QLabel):
-    """Shows an image scaled to fit, keeping its aspect."""
+    """Shows an image scaled to fit, keeping its aspect. It paints the image itself rather than
+    holding a pixmap: a label's pixmap sets its size hint, and a new render then resized the
+    layout, which changed the 3D view's aspect, which asked for a new render, without end."""
 
     def __init__(self, text: str = ""):
         super().__init__(text)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(120, 120)
-        self._pix: QPixmap | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self._image: QImage | None = None
         self.array: np.ndarray | None = None
 
     def set_array(self, img: np.ndarray) -> None:
         self.array = img
-        self._pix = QPixmap.fromImage(qimage_from_array(img))
-        self._rescale()
+        self._image = qimage_from_array(img)
+        self.setText("")
+        self.update()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self._pix is not None:
-            self.setPixmap(self._pix.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.FastTransformation))
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self._image is None:
+            super().paintEvent(event)
+            return
+        p = QPainter(self)
+        scaled = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        x, y = (self.width() - scaled.width()) // 2, (self.height() - scaled.height()) // 2
+        p.drawImage(QRectF(x, y, scaled.width(), scaled.height()), self._image)
+        p.end()
 
 
 def _report_failure(viewer: SDFViewer, task: BackgroundTask) -> None:
@@ -244,10 +249,21 @@ class RenderPanel(QWidget):
         self.task = BackgroundTask(self)
         self.task.done.connect(self._on_traced)
         _report_failure(viewer, self.task)
+        # The camera is checked after the person moved it (a drag released, a wheel turn, a key),
+        # not polled: a timer polling it kept the window busy when nothing moved.
         self._cam_timer = QTimer(self)
-        self._cam_timer.setInterval(250)
+        self._cam_timer.setSingleShot(True)
+        self._cam_timer.setInterval(200)
         self._cam_timer.timeout.connect(self._poll_camera)
-        self._cam_timer.start()
+        if viewer.gl_ok:
+            viewer.gl_view.installEventFilter(self)
+
+    CAMERA_EVENTS = (QEvent.Type.MouseButtonRelease, QEvent.Type.Wheel, QEvent.Type.KeyRelease, QEvent.Type.Resize)
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 - Qt API
+        if ev.type() in self.CAMERA_EVENTS or (ev.type() == QEvent.Type.MouseMove and ev.buttons()):
+            self._cam_timer.start()
+        return False
 
     def camera_opts(self) -> dict[str, Any]:
         vw = self.viewer

@@ -22,11 +22,16 @@ from app.api import FileResult, ImageResult, MeshResult, ParamError, TableResult
 class _CtxAdapter:
     """Presents a RunContext as the fitting loops' context (progress fraction, metric, preview,
     cancelled). Progress is not forwarded once cancelled, so the loop can stop itself and keep
-    its best weights instead of being interrupted by :class:`app.api.Cancelled`."""
+    its best weights instead of being interrupted by :class:`app.api.Cancelled`.
 
-    def __init__(self, ctx: Any, start: float = 0.0, span: float = 1.0):
+    Progress is reported in the tool's own units (issue 28: the bar said "step 137/1000" while the
+    fit said "step 55/300"): a stage's fraction maps onto ``start .. start + span`` of ``total``
+    units, e.g. the optimiser steps ``0 .. steps`` of a fit whose ``total`` is ``steps + 1`` (the
+    last unit: rendering and saving)."""
+
+    def __init__(self, ctx: Any, start: float = 0.0, span: float = 100.0, total: int = 100):
         self.ctx = ctx
-        self.start, self.span = start, span
+        self.start, self.span, self.total = start, span, max(1, int(total))
 
     @property
     def cancelled(self) -> bool:
@@ -35,8 +40,8 @@ class _CtxAdapter:
     def progress(self, fraction: float, message: str = "") -> None:
         if self.ctx is None or self.cancelled:
             return
-        f = self.start + self.span * max(0.0, min(1.0, fraction))
-        self.ctx.progress(int(round(f * 1000)), 1000, message)
+        units = self.start + self.span * max(0.0, min(1.0, fraction))
+        self.ctx.progress(min(self.total, int(round(units))), self.total, message)
 
     def metric(self, name: str, step: int, value: float) -> None:
         fn = getattr(self.ctx, "log_metric", None)
@@ -125,7 +130,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     overrides = _arch_overrides(hidden, layers)
     if arch == "hashgrid":
         overrides = {"hidden_features": int(hidden), "hidden_layers": 1}
-    adapter = _CtxAdapter(ctx, 0.0, 0.9)
+    adapter = _CtxAdapter(ctx, 0, int(steps), total=int(steps) + 1)  # the optimiser's steps, then the render
     try:
         gen = fit_image_steps(img, arch, steps=int(steps), lr=lr or None, ctx=adapter, seed=int(seed),
                               preview_every=max(1, int(steps) // 20), config_overrides=overrides,
@@ -143,7 +148,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
     cfg_path = save_inr(model, folder / "inr-image", extra={"psnr": p, "ssim": s, "steps": result.steps})
     save_image(img, folder / "target.png")
     save_image(big, folder / "render.png")
-    adapter.progress(1.0, f"PSNR {p:.2f} dB, SSIM {s:.3f}")
+    _CtxAdapter(ctx, int(steps) + 1, 0, total=int(steps) + 1).progress(1.0, f"PSNR {p:.2f} dB, SSIM {s:.3f}")
     meta = {"inr": str(cfg_path), "ground_truth": str(folder / "target.png"), "arch": model.config.arch,
             "psnr": round(p, 3), "ssim": round(s, 4), "render_scale": int(render_scale)}
     table = TableResult(columns=("metric", "value"), rows=[
@@ -155,6 +160,7 @@ def fit_image(ctx, image, arch: str = "siren", steps: int = 300, hidden: int = 6
         ImageResult(image=big, label="render", metadata=meta),
         FileResult(path=str(cfg_path.with_suffix(".safetensors")), ext=".safetensors", label="weights", metadata=meta),
         table,
+        _curves(result.history, (("loss", "loss"), ("psnr", "PSNR (dB)"))),
     ]
 
 
@@ -206,7 +212,8 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     for w in warnings:
         ctx.logger.warning(w)
     bounds = np.array([[-1.0, -1, -1], [1, 1, 1]])
-    adapter = _CtxAdapter(ctx, 0.0, 0.75)
+    units = int(steps) + 2  # the optimiser's steps, the bake, then the mesh, metrics and render
+    adapter = _CtxAdapter(ctx, 0, int(steps), total=units)
     overrides = _arch_overrides(hidden, layers)
     if arch == "hashgrid":
         overrides = {"hidden_features": int(hidden), "hidden_layers": 1}
@@ -219,7 +226,7 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
         raise ToolError(str(exc)) from exc
     model = result.model
     whash = weights_hash(model)
-    bake_adapter = _CtxAdapter(ctx, 0.75, 0.15)
+    bake_adapter = _CtxAdapter(ctx, int(steps), 1, total=units)
     ev, grid, fitted = _bake_and_mesh(bake_adapter, model, bounds, int(resolution), weights_key=whash,
                                       device=ctx.device)
     # the network works in a frame where the shape is centred and scaled into [-0.8, 0.8]^3; the
@@ -237,7 +244,7 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
     cam = Camera.orbit(distance=2.8, azimuth=45, elevation=30, width=192, height=192)
     img, _ = render(ev, cam, mode="shaded", bounds=bounds, max_steps=64, eps=2e-3)
     save_image(img, folder / "render.png")
-    _CtxAdapter(ctx).progress(1.0, f"Chamfer {metrics['chamfer']:.4f}")
+    _CtxAdapter(ctx, units, 0, total=units).progress(1.0, f"Chamfer {metrics['chamfer']:.4f}")
     meta = {"inr": str(cfg_path), "reference_mesh": str(folder / "reference.ply"),
             "bounds": [target.to_source_frame(b).tolist() for b in bounds], "network_bounds": bounds.tolist(),
             "frame": frame, "iso_level": 0.0, "arch": model.config.arch, "chamfer": round(metrics["chamfer"], 6),
@@ -258,7 +265,20 @@ def fit_sdf(ctx, mesh: str | None = None, shape: str = "torus", arch: str = "sir
         ImageResult(image=img, label="render", metadata=meta),
         FileResult(path=str(cfg_path.with_suffix(".safetensors")), ext=".safetensors", label="weights", metadata=meta),
         table,
+        _curves(result.history, (("loss", "loss"),)),
     ]
+
+
+def _curves(history: dict, columns: tuple[tuple[str, str], ...], max_rows: int = 500) -> TableResult:
+    """The fit's curves as a table of steps (the window draws such a table as curves): every
+    step, or ``max_rows`` evenly spaced ones and the last for a long fit."""
+    n = min(len(history.get(key, ())) for key, _ in columns)
+    every = max(1, -(-n // max_rows))
+    steps = list(range(0, n, every))
+    if n and steps[-1] != n - 1:
+        steps.append(n - 1)
+    rows = [(i + 1, *(round(float(history[key][i]), 6) for key, _ in columns)) for i in steps]
+    return TableResult(columns=("step", *(title for _, title in columns)), rows=rows, label="curves")
 
 
 # ---------------------------------------------------------------------- inr-render (open any INR)
@@ -305,7 +325,7 @@ def render_inr(ctx, inr: str, config: str | None = None, width: int = 256, heigh
     bounds = c.domain()
     inside = "positive" if c.kind in ("occupancy", "density") else "negative"
     key = weights_hash(loaded.model) if hasattr(loaded.model, "state_dict") else None
-    ev, grid, m = _bake_and_mesh(_CtxAdapter(ctx, 0.0, 0.8), loaded.model, bounds, int(resolution),
+    ev, grid, m = _bake_and_mesh(_CtxAdapter(ctx, 0, 80, total=100), loaded.model, bounds, int(resolution),
                                  iso=c.iso_level, inside=inside, weights_key=key, device=ctx.device)
     results = [MeshResult(vertices=m.vertices, faces=m.faces, normals=m.normals, label="mesh",
                           metadata={**meta, "bounds": bounds.tolist(), "iso_level": c.iso_level})]

@@ -29,6 +29,12 @@ from PySide6.QtWidgets import (
 MAX_RENDER_SIDE = 1024
 
 
+def is_3d(meta: dict) -> bool:
+    """Whether an INR result's metadata is that of a 3D field (an SDF fit records its bounds and
+    reference mesh; a 2D fit its ground-truth image)."""
+    return "bounds" in meta or "reference_mesh" in meta
+
+
 class BackgroundTask(QObject):
     """Runs ``fn(cancel_event, emit)`` on a thread; ``emit(value)`` sends ``partial(token, value)``
     (e.g. a coarse grid while finer ones are baked); the return value arrives as ``done(token,
@@ -192,6 +198,14 @@ class INRImageViewer(QWidget):
         self.inr_panel.view.sigRangeChanged.connect(lambda *a: self._debounce.start())
 
     # ------------------------------------------------------------------ inputs
+    @classmethod
+    def accepts(cls, result: Any) -> bool:
+        """Images, and the weights file of a 2D INR (a fit's ``weights`` result)."""
+        meta = getattr(result, "metadata", None) or {}
+        if getattr(result, "kind", "") == "file":
+            return bool(meta.get("inr")) and not is_3d(meta)
+        return True
+
     def set_result(self, result: Any) -> None:
         meta = getattr(result, "metadata", {}) or {}
         gt = meta.get("ground_truth")

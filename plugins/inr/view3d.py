@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSplitter, QStackedWidget,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSplitter,
+                               QStackedWidget, QTabWidget, QVBoxLayout, QWidget)
+
+from app.widgets.flow import FlowLayout
 
 from .sdf_panels import GalleryPanel, ImageLabel, InterpolatePanel, RenderPanel, SlicePanel
-from .view2d import BackgroundTask
+from .view2d import BackgroundTask, is_3d
 
 BACKGROUND = (30, 30, 36)
 
@@ -102,12 +104,23 @@ class SDFViewer(QWidget):
         self.color_combo.currentIndexChanged.connect(lambda *_: self._update_mesh_item())
         export_btn = QPushButton("Export mesh…")
         export_btn.clicked.connect(self._export_dialog)
-        bar = QHBoxLayout()
-        for w in (open_btn, folder_btn, QLabel("Grid:"), self.res_combo, QLabel("Colour:"), self.color_combo, export_btn):
+        self.side_btn = QPushButton("Panels")
+        self.side_btn.setCheckable(True)
+        self.side_btn.setChecked(True)
+        self.side_btn.setToolTip("Show or hide the slice, render, interpolation, gallery and metrics panels")
+        self.side_btn.toggled.connect(lambda on: self.tabs.setVisible(on))
+        # the tool bar wraps in a narrow centre instead of widening the window
+        self.bar = QWidget()
+        bar = FlowLayout(self.bar, spacing=6)
+        for w in (open_btn, folder_btn, self._pair("Grid", self.res_combo), self._pair("Colour", self.color_combo),
+                  export_btn):
             bar.addWidget(w)
-        bar.addStretch(1)
+        bar.addStretch()
+        bar.addWidget(self.side_btn)
 
         self.view_stack = QStackedWidget()
+        self.view_stack.setMinimumSize(160, 160)
+        self.view_stack.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.gl_view = None
         self.mesh_item = None
         if self.gl_ok:
@@ -148,17 +161,52 @@ class SDFViewer(QWidget):
         mv.addStretch(1)
         self.tabs.addTab(metrics, "Metrics")
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.view_stack)
-        split.addWidget(self.tabs)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        # The 3D view takes the room; the side panels get a fixed share that the splitter moves (a
+        # side panel that asked for its form's width squeezed the view to a strip)
+        self.tabs.setMinimumWidth(160)
+        self.tabs.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.view_stack)
+        self.split.addWidget(self.tabs)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 0)
+        self.split.setCollapsible(0, False)
+        self.split.setCollapsible(1, True)
+        self._sized = False
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay = QVBoxLayout(self)
-        lay.addLayout(bar)
-        lay.addWidget(split, 1)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.split, 1)
         lay.addWidget(self.status)
 
+    @staticmethod
+    def _pair(text: str, w: QWidget) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(4)
+        row.addWidget(QLabel(text))
+        row.addWidget(w)
+        return box
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if not self._sized and self.split.width() > 0:
+            # the first time it has a size: the side panels get about a third, at most 360 px
+            side = min(360, max(160, self.split.width() // 3))
+            self.split.setSizes([max(1, self.split.width() - side), side])
+            self._sized = True
+
     # ------------------------------------------------------------------ inputs
+    @classmethod
+    def accepts(cls, result: Any) -> bool:
+        """Meshes, and the weights file of a 3D INR (an SDF fit's ``weights`` result)."""
+        if getattr(result, "kind", "") == "file":
+            meta = getattr(result, "metadata", None) or {}
+            return bool(meta.get("inr")) and is_3d(meta)
+        return True
+
     def set_result(self, result: Any) -> None:
         meta = getattr(result, "metadata", {}) or {}
         from .geometry import Mesh

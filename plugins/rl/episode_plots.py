@@ -485,6 +485,11 @@ class ComparePlots(QWidget):
         cache_static(self.ma, self.mb, self.w)
         self.note = pg.TextItem("Load a second agent or checkpoint (Compare…)", color=INK, anchor=(0.5, 0.5))
         cp.addItem(self.note)
+        # empty, the axes still say what they will hold: a probability from 0 to 1 (pyqtgraph's
+        # automatic range of no data ran from -0.4 to 0.4)
+        cp.setYRange(0, 1.02, padding=0)
+        cp.setXRange(0, 1, padding=0)
+        self.note.setPos(0.5, 0.5)
         self.a: EpisodeStats | None = None
         self.b: EpisodeStats | None = None
         self.w1: np.ndarray | None = None

@@ -152,7 +152,15 @@ class EpisodeViewer(QWidget):
     def set_result(self, result) -> None:
         """Studio viewer entry point: a DistributionSeries (its trajectory file when it exists)."""
         from .tools import series_to_trajectory
-        self.set_trajectory(series_to_trajectory(result), title=getattr(result, "label", ""))
+        traj = series_to_trajectory(result)
+        label = getattr(result, "label", "") or ""
+        # the bar already says "episode": a result labelled "episode" adds nothing to the title
+        extra = f" · {label}" if label and label.lower() not in ("episode", "episodes", "trajectory") else ""
+        self.set_trajectory(traj, title=f"{self._default_title(traj)}{extra}")
+
+    @staticmethod
+    def _default_title(traj: Trajectory) -> str:
+        return f"{traj.header.get('algo') or 'agent'} · {traj.env_id or 'unknown env'}"
 
     def set_trajectory(self, traj: Trajectory, title: str = "") -> None:
         if traj.dist is None:
@@ -160,7 +168,7 @@ class EpisodeViewer(QWidget):
         self.traj = traj
         self.compare_stats = None
         self.stats = compute_episode_stats(traj, self.risk.settings())
-        self.title.setText(title or f"{traj.header.get('algo') or 'agent'} · {traj.env_id or 'unknown env'}")
+        self.title.setText(title or self._default_title(traj))
         errs = [i for i in traj.issues if i.severity == "error"]
         if traj.issues:
             shown = "; ".join(str(i) for i in traj.issues[:4])

@@ -171,6 +171,13 @@ class TrajectoryViewer(QWidget):
         self._refresh()
 
     # -- public API ---------------------------------------------------------------------------
+    @classmethod
+    def accepts(cls, result: Any) -> bool:
+        """The window gives this viewer only the file results that hold a denoising trajectory
+        (an INR's weights or an RL trajectory go to their own viewers)."""
+        meta = getattr(result, "metadata", None) or {}
+        return meta.get("role") == "trajectory"
+
     def set_result(self, result: Any) -> None:
         tr = trajectory_from_result(result)
         if tr is None:

@@ -214,6 +214,8 @@ def test_runs_are_recorded_in_the_session(manager, store):
     assert job.state is JobState.FINISHED, job.error
     run = store.get_run(job.run_id)
     assert (run.tool_id, run.plugin, run.plugin_version, run.seed, run.status) == ("noise-image", "toy", "1.2.3", 5, "ok")
+    # one recorded duration: the run's in the session is the job's (the command line prints it)
+    assert run.duration_s == pytest.approx(job.elapsed_s, abs=1e-6) and run.finished_at == job.finished_at
     assert run.params["size"] == 12 and run.params["note"] == "hello" and run.device == "cpu"
     assert len(job.result_ids) == 2  # the image and the metrics table
     info = store.get_result(job.result_ids[0])

@@ -38,9 +38,12 @@ def test_smoke_training_runs_resumes_and_exports(tmp_path):
     pipe = StableDiffusionPipeline.from_pretrained(str(out / "pipeline"), local_files_only=True)
     assert pipe.vae.config.scaling_factor != 1.0  # set from the latent statistics
     # the export carries the settings the studio's tools use with this model, as the shipped one does
-    from lab.default_model.train import STUDIO_SETTINGS
+    from lab.default_model.train import STUDIO_SETTINGS, vocabulary_lines
 
     assert json.loads((out / "pipeline" / "implicit_studio.json").read_text()) == STUDIO_SETTINGS
     assert json.loads((MODEL_DIR / "implicit_studio.json").read_text()) == STUDIO_SETTINGS
+    # and its vocabulary by role, for the prompt box, as the shipped one does
+    assert (out / "pipeline" / "vocabulary.jsonl").read_text() == vocabulary_lines()
+    assert (MODEL_DIR / "vocabulary.jsonl").read_text() == vocabulary_lines()
     img = pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert img.shape == (64, 64, 3)

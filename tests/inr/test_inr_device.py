@@ -123,7 +123,7 @@ def test_the_fit_tools_take_device_and_dtype_from_the_run(tmp_path, torch_ops, c
     # recorder above stops the ONNX export, and the bake then takes torch, on the run's device too)
     res = fit_sdf(RunContext(device="cpu", plugin="inr"), shape="sphere", steps=2, hidden=16, layers=2, points=256,
                   resolution=32, save_to=str(tmp_path / "sdf2"))
-    assert dict(res[-1].rows)["evaluator"] == "onnx"
+    assert dict(next(r for r in res if r.label == "metrics").rows)["evaluator"] == "onnx"
 
 
 def test_evaluators_compute_where_they_are_told(tmp_path):

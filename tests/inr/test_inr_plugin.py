@@ -31,11 +31,18 @@ def test_fit_image_tool_and_render_back(data_env):
     from plugins.inr import tools
     from plugins.inr.image2d import load_image, psnr
 
-    metrics = []
-    ctx = api.RunContext(on_metric=lambda n, s, v: metrics.append(n))
+    metrics, progress = [], []
+    ctx = api.RunContext(on_metric=lambda n, s, v: metrics.append(n), on_progress=lambda *a: progress.append(a))
     img = api.ImageResult(image=(load_image(_image(data_env)) * 255).astype(np.uint8))
     out = tools.fit_image(ctx, img, steps=30, hidden=24, layers=2, render_scale=2, save_to=str(data_env / "fit"))
-    render, weights, table = out
+    render, weights, table, curves = out
+    # progress in the fit's own units: the bar's step is the step the message names (issue 28)
+    step, total, message = progress[9]
+    assert total == 31 and message.startswith(f"step {step}/30")
+    assert progress[-1][:2] == (31, 31)
+    # its loss and PSNR curves, one row a step, drawn as curves by the window
+    assert curves.columns == ("step", "loss", "PSNR (dB)") and len(curves.rows) == 30
+    assert curves.rows[-1][2] > curves.rows[0][2]
     assert isinstance(render, api.ImageResult) and render.image.shape == (48, 48, 3)
     assert weights.path.endswith(".safetensors") and (data_env / "fit" / "inr-image.json").exists()
     assert "psnr" in metrics
@@ -80,7 +87,8 @@ def test_fit_sdf_tool_with_mesh_and_bad_mesh(data_env):
     ctx = api.RunContext()
     out = tools.fit_sdf(ctx, mesh=str(path), steps=25, hidden=16, layers=2, points=512, resolution=32,
                         save_to=str(data_env / "sdf"))
-    mesh, render, weights, table = out
+    mesh, render, weights, table, curves = out
+    assert curves.columns == ("step", "loss") and len(curves.rows) == 25
     assert isinstance(mesh, api.MeshResult) and len(mesh.faces) > 100
     v = mesh.vertices[mesh.faces].astype(np.float64)
     signed_volume = np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6
@@ -222,7 +230,7 @@ def test_fit_sdf_exports_in_the_input_frame_and_units(data_env):
     torus.export(path)
     out = tools.fit_sdf(api.RunContext(), mesh=str(path), steps=200, hidden=32, layers=2, points=2048,
                         resolution=48, save_to=str(data_env / "sdf"))
-    mesh, _render, _weights, table = out
+    mesh, _render, _weights, table, _curves = out
     lo, hi = np.asarray(mesh.vertices).min(0), np.asarray(mesh.vertices).max(0)
     assert np.allclose(lo, torus.bounds[0], atol=6.0) and np.allclose(hi, torus.bounds[1], atol=6.0), (lo, hi)
     exported = load_mesh(data_env / "sdf" / "mesh.ply")

@@ -112,8 +112,8 @@ def test_3d_viewer_interpolation_endpoints_and_gallery(qtbot, viewer3d, samples)
     qtbot.waitUntil(lambda: all(v.gallery.list.item(i).icon().isNull() is False for i in range(n)), timeout=60000)
 
 
-@pytest.mark.gl
-def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
+def _gl_viewer(qtbot, monkeypatch, tmp_path):
+    """An SDFViewer with a real OpenGL view, 900x600, the coarsest grid (skips without OpenGL)."""
     reason = _no_gl_reason()
     if reason:
         pytest.skip(reason)
@@ -126,6 +126,12 @@ def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
     qtbot.addWidget(v)
     v.resize(900, 600)
     v.res_combo.setCurrentIndex(0)
+    return v
+
+
+@pytest.mark.gl
+def test_gl_viewer_draws_a_lit_mesh(qtbot, samples, monkeypatch, tmp_path):
+    v = _gl_viewer(qtbot, monkeypatch, tmp_path)
     v.slices.show3d.setChecked(False)
     v.show()
     v.open_inr(samples / "sdf-sphere.json")
@@ -158,3 +164,74 @@ def test_3d_viewer_shows_mesh_result_and_opens_its_inr(qtbot, viewer3d, samples)
     assert len(viewer3d.mesh.faces) == len(sphere.faces) or viewer3d.levels_done
     qtbot.waitUntil(lambda: len(viewer3d.levels_done) == 2, timeout=30000)
     assert viewer3d.config.kind == "sdf"
+
+
+def test_3d_view_takes_the_centre_and_its_splitter_moves(qtbot, samples, tmp_path, monkeypatch):
+    """Issue 28, item 3: in the window's centre the 3D view gets the room (it was a ~230 px strip)
+    and the splitter beside it moves; the render tab's picture does not size the layout."""
+    from plugins.inr.view3d import SDFViewer
+
+    monkeypatch.setenv("IMPLICIT_STUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    v = SDFViewer(use_gl=None if not _no_gl_reason() else False)
+    qtbot.addWidget(v)
+    v.resize(1100, 760)  # the centre of a 1600x1000 window
+    v.res_combo.setCurrentIndex(0)
+    v.show()
+    qtbot.waitExposed(v)
+    v.open_inr(samples / "sdf-torus.json")
+    qtbot.waitUntil(lambda: len(v.levels_done) == 2, timeout=60000)
+    v.tabs.setCurrentWidget(v.renderer)
+    v.renderer.request_trace()
+    qtbot.waitUntil(lambda: v.renderer.image is not None, timeout=60000)
+    v.wait_idle()
+    qtbot.wait(100)
+    view = v.view_stack
+    assert view.width() >= 0.6 * v.width(), (view.width(), v.width())
+    w, h = v.renderer._meta[:2]
+    assert w / h > 0.5  # the render follows the view's shape, not a tall strip (128x386 before)
+    hint = v.renderer.label.sizeHint()
+    v.renderer.label.set_array(np.zeros((400, 1200, 3), np.uint8))
+    assert v.renderer.label.sizeHint() == hint  # a new render never resizes the panels
+    sizes = v.split.sizes()
+    v.split.setSizes([sizes[0] - 200, sizes[1] + 200])
+    qtbot.wait(20)
+    assert abs(view.width() - (sizes[0] - 200)) <= 2
+    v.side_btn.setChecked(False)  # the panels fold away: the view takes everything
+    qtbot.wait(20)
+    assert view.width() >= v.width() - 20
+    v.close()
+    v.wait_idle()
+
+
+@pytest.mark.gl
+def test_the_3d_viewer_does_nothing_while_nothing_moves(qtbot, samples, monkeypatch, tmp_path):
+    """Issue 28, item 13: no timer polls the camera; a render follows a camera move, and then the
+    viewer is idle again."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    v = _gl_viewer(qtbot, monkeypatch, tmp_path)
+    v.show()
+    v.open_inr(samples / "sdf-sphere.json")
+    qtbot.waitUntil(lambda: len(v.levels_done) == 2, timeout=60000)
+    v.tabs.setCurrentWidget(v.renderer)
+    v.wait_idle()
+    qtbot.wait(500)
+    v.wait_idle()
+    traces = []
+    v.renderer.task.done.connect(lambda *a: traces.append(1))
+    qtbot.wait(1200)
+    assert traces == [] and not v.renderer._cam_timer.isActive()
+    distance = v.gl_view.opts["distance"]
+    pos = QPointF(v.gl_view.rect().center())
+    QApplication.sendEvent(v.gl_view, QWheelEvent(pos, QPointF(v.gl_view.mapToGlobal(pos.toPoint())), QPoint(0, 0),
+                                                  QPoint(0, -240), Qt.MouseButton.NoButton,
+                                                  Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False))
+    assert v.gl_view.opts["distance"] != distance
+    qtbot.waitUntil(lambda: len(traces) == 1, timeout=30000)  # the render followed the camera
+    v.wait_idle()
+    qtbot.wait(1200)
+    assert len(traces) == 1 and not v.renderer._cam_timer.isActive()
+    v.close()
+    v.wait_idle()

@@ -192,3 +192,26 @@ def test_pyside_refcount_workaround_is_active_where_needed():
         assert sys.getrefcount(None) > 10**8 and sys.getrefcount(True) > 10**8
     else:
         assert qtfix.protect_singletons() is False
+
+
+def test_the_title_does_not_say_episode_twice(viewer, tmp_path):
+    """Issue 28, item 15: a series labelled "episode" made the bar read "... episode episode"."""
+    from plugins.rl.tools import to_series
+    from plugins.rl.trajectory import write_trajectory
+    traj = synthetic("quantiles")
+    path = write_trajectory(tmp_path / "t.npz", traj)
+    viewer.set_result(to_series(traj, path=str(path), label="episode"))
+    assert viewer.title.text() == "quantiles · CartPole-v1"
+    viewer.set_result(to_series(traj, path=str(path), label="best run"))
+    assert viewer.title.text() == "quantiles · CartPole-v1 · best run"
+
+
+def test_the_empty_compare_plot_shows_probabilities(viewer):
+    """Issue 28, item 15: empty, the Compare plot's probability axis ran from -0.4 to 0.4."""
+    from PySide6.QtWidgets import QApplication
+    viewer.compare.show()
+    viewer.compare.resize(800, 600)
+    for _ in range(30):  # pyqtgraph ranges the empty plot when it is laid out and shown
+        QApplication.processEvents()
+    (x0, x1), (y0, y1) = viewer.compare.cdf.getPlotItem().getViewBox().viewRange()
+    assert y0 >= -0.01 and 0.99 <= y1 <= 1.1 and x0 >= -0.01

@@ -151,3 +151,14 @@ def test_format_history_and_export_run(store, record, png, tmp_path):
 
 def test_format_history_empty(store):
     assert "No runs" in format_history(store)
+
+
+def test_export_numbers_a_runs_files_from_1_as_run_out_does(store, png, tmp_path):
+    """Issue 28: `run --out` numbered a run's files from 1 and `export` from 0."""
+    rid = store.record_run(tool_id="text-to-image", plugin="text_to_image", plugin_version="0.1.0",
+                           params={"prompt": "two", "steps": 10}, seed=1,
+                           results=[{"kind": "image", "data": png(), "ext": "png", "width": 4, "height": 3},
+                                    {"kind": "image", "data": png(color=(0, 0, 255)), "ext": "png", "width": 4,
+                                     "height": 3}])
+    paths = export_run(store, rid, tmp_path / "out")
+    assert [p.name for p in paths] == [f"run-{rid}-1-image.png", f"run-{rid}-2-image.png", f"run-{rid}.json"]

@@ -82,3 +82,25 @@ def test_no_heavy_modules_after_window_is_shown(tmp_path):
     # every built-in plugin went through registration (loaded or reported), none was skipped
     for name in ("text_to_image", "h_edit", "inpaint", "inr", "rl"):
         assert name in plugins
+
+
+def test_the_windows_runs_wait_passively():
+    """Issue 28, item 14: OpenMP's threads spun at every barrier while another process held the
+    core they waited for (10-40x slower under load); the window's runs wait passively unless the
+    environment chose, and torch is not imported to do it."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from app.ui.launch import prepare_compute_threads\n"
+            "env = {}\n"
+            "assert prepare_compute_threads(env) and env == {'OMP_WAIT_POLICY': 'PASSIVE'}\n"
+            "env = {'OMP_WAIT_POLICY': 'ACTIVE'}\n"
+            "prepare_compute_threads(env)\n"
+            "assert env == {'OMP_WAIT_POLICY': 'ACTIVE'}, env\n"
+            "assert 'torch' not in sys.modules\n"
+            "import torch\n"
+            "assert not prepare_compute_threads({})\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -181,8 +181,11 @@ def test_queue_dock_eta_and_states(qtbot):
     q.add_job(1, "one")
     q.add_job(2, "two")
     assert q.summary.text() == "0 running · 2 waiting"
-    q.set_progress(1, 3, 10)
-    assert q.jobs[1].status == "running" and q.row_widget(1).bar.format().startswith("step 3/10")
+    q.set_progress(1, 3, 10, "step 3/10", eta_s=70.0)
+    # one progress model: the bar's share and the tool's own words agree; the ETA is the runner's
+    assert q.jobs[1].status == "running" and q.row_widget(1).bar.format().startswith("30% · ETA 1m 1")
+    assert q.row_widget(1).status.text() == "step 3/10"
+    assert 69.0 < q.jobs[1].eta() <= 70.0
     q.set_status(1, "failed", "boom")
     assert q.row_widget(1).status.text() == "failed" and q.row_widget(1).toolTip() == "boom"
     q.list.setCurrentItem(q._items[2])
@@ -284,3 +287,62 @@ def test_theme_follows_setting(qtbot, monkeypatch, theme):
     assert dark == (theme == "dark")
     window = app.palette().color(QPalette.ColorRole.Window)
     assert (window.lightness() < 128) == (theme == "dark")
+
+
+def test_a_zero_that_means_something_says_so(qtbot):
+    """Issue 28: Width/Height 0 gave no hint that it means the model's size."""
+    from app.widgets.form import IntEditor, special_value_text
+    from plugins.h_edit.plugin import studio_tools as h_edit_tools
+    from plugins.text_to_image.plugin import studio_tools
+
+    width = next(p for p in studio_tools()[0].params if p.name == "width")
+    ed = IntEditor(width)
+    qtbot.addWidget(ed)
+    ed.set_value(0)
+    assert ed.spin.text() == "native size" and ed.value() == 0
+    ed.set_value(512)
+    assert ed.spin.text() == "512"
+    w_orig = next(p for p in h_edit_tools()[0].params if p.name == "w_orig")
+    assert special_value_text(w_orig) == "default"
+    steps = next(p for p in studio_tools()[0].params if p.name == "steps")
+    assert special_value_text(steps) == ""  # its minimum, 1, means nothing special
+
+
+def test_plugin_group_titles():
+    from app.ui.main_window import _plugin_title
+
+    assert _plugin_title("h_edit") == "h-Edit"  # was "H edit"
+    assert _plugin_title("text_to_image") == "Text to image"
+    assert _plugin_title("rl") == "RL" and _plugin_title("inr") == "INR"
+
+
+def test_a_long_choice_does_not_widen_the_panel(qtbot):
+    """Issue 28, item 1: text-to-image's schedule labels made its form 415 px wide in a 346 px
+    dock (a horizontal scroll bar, the Guidance value cut off)."""
+    from app import api
+    from app.widgets.form import ChoiceEditor
+
+    long_label = "Karras (sigmas spaced for the model's noise levels, denser near the end of sampling)"
+    ed = ChoiceEditor(api.ChoiceParam(name="schedule", choices=("default", "karras"),
+                                      labels=("Model default", long_label), default="default"))
+    qtbot.addWidget(ed)
+    ed.set_value("karras")
+    fm = ed.combo.fontMetrics()
+    assert ed.minimumSizeHint().width() < 0.6 * fm.horizontalAdvance(long_label)
+    assert ed.combo.view().minimumWidth() >= fm.horizontalAdvance(long_label)  # the open list shows it whole
+    assert ed.combo.itemData(1, Qt.ItemDataRole.ToolTipRole) == long_label
+    assert ed.value() == "karras"
+
+
+def test_a_named_source_shows_its_start_in_a_narrow_field(qtbot):
+    """The walk's screenshot showed "n #1 text-to-image, seed 4083813968": the field scrolled to
+    the end of the name and cut "ru" off its start."""
+    from app.widgets.image_panel import ImageSourceRow
+
+    row = ImageSourceRow()
+    qtbot.addWidget(row)
+    row.resize(180, 30)
+    row.show()
+    row.set_text("/tmp/0123abcd.png", label="run #1 text-to-image, seed 4083813968")
+    assert row.edit.cursorPosition() == 0
+    assert row.text() == "/tmp/0123abcd.png"
