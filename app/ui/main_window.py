@@ -26,7 +26,8 @@ from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox
 
-from app.ui import window_actions, window_state
+from app.ui import window_actions, window_docks, window_state
+from app.ui.tool_panel import plugin_title
 from app.ui.result_area import ResultArea
 from app.ui.startup import ms_since_start
 from app.widgets.icons import icon
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from app.ui.viewers import ViewerRegistry
 
 log = logging.getLogger("implicit_studio.ui")
-
-_ACRONYMS = {"rl", "inr", "sdf", "ai", "gan", "vae", "onnx", "3d", "2d"}
-
 
 class MainWindow(QMainWindow):
     firstPainted = Signal(float)  # ms since process start
@@ -153,50 +151,11 @@ class MainWindow(QMainWindow):
         self.feedback.connect(self.jobs)
 
     def _build_secondary_docks(self) -> None:
-        if self.history is not None:
-            return
-        self._build_run_side()
-        from app.ui.history_dock import HistoryDock  # noqa: PLC0415
-        from app.ui.log_dock import LogDock  # noqa: PLC0415
-        from app.ui.queue_dock import QueueDock  # noqa: PLC0415
+        window_docks.build_secondary_docks(self)
 
-        self.log_view = LogDock()
-        self.log_view.attach()
-        self.history = HistoryDock()
-        self.queue = QueueDock()
-        for dock, w in ((self.history_dock, self.history), (self.queue_dock, self.queue), (self.log_dock, self.log_view)):
-            old = dock.widget()
-            dock.setWidget(w)
-            if old is not None:
-                old.deleteLater()
-        if not self._state_restored:
-            def default_sizes() -> None:
-                self.resizeDocks([self.log_dock], [90], Qt.Orientation.Vertical)
-                self.resizeDocks([self.history_dock, self.queue_dock], [440, 300], Qt.Orientation.Vertical)
-
-            QTimer.singleShot(0, default_sizes)
-        self.jobs.orderChanged.connect(self.queue.reorder)
-        self.queue.cancelRequested.connect(self._cancel_job)
-        self.queue.moveRequested.connect(self.controller.move)
-        self.queue.removeRequested.connect(self._remove_job)
-        self.queue.pauseToggled.connect(self.set_queue_paused)
-        self.queue.set_paused(self.controller.paused)
-        h, acts = self.history, self.run_actions
-        h.sendToRequested.connect(self.send_to)
-        h.set_targets_provider(lambda run_id, result_id: acts.targets_for(acts.sources_of(run_id, result_id)))
-        h.openRequested.connect(self.feedback.open_result)
-        h.useParamsRequested.connect(acts.use_run_params)
-        h.reproduceRequested.connect(acts.reproduce)
-        h.compareRequested.connect(acts.compare)
-        h.exportRequested.connect(acts.export_result)
-        h.set_known_tools(list(self.manager.tools))
-        window_actions.report_failed_plugins(self)
-        from app.ui.live import LiveMode  # noqa: PLC0415 - live mode (its switch under the form)
-
-        self.live = LiveMode(self)
-        from app.ui import batch_dock  # noqa: PLC0415
-
-        batch_dock.install(self)  # self.batch, self.batch_dock
+    def _result_caption(self, result_id: int) -> str:
+        """"run #3 text-to-image, image": how a stored result is named in input fields."""
+        return window_docks.result_caption(self, result_id)
 
     def _after_first_paint(self) -> None:
         """Work kept off the path to the first paint: the History, Queue and Log docks' contents,
@@ -221,13 +180,7 @@ class MainWindow(QMainWindow):
     def _on_session_opened(self) -> None:
         self.controller.attach(self._runner_given)
         self.history.set_source(self.session)
-        # runs recorded by another process (the command line) appear without a manual refresh
-        self._changes = QTimer(self)
-        self._changes.setSingleShot(True)
-        self._changes.setInterval(400)
-        self._changes.timeout.connect(lambda: self.history.refresh(keep_limit=True))
-        self.sessionChanged.connect(self._changes.start, Qt.ConnectionType.QueuedConnection)
-        self._watcher = self.session.watch(self._session_committed)
+        window_docks.watch_session(self)  # runs the command line records appear without a refresh
         self._ready = True
         self.update_status_right()
         self._update_run_enabled()
@@ -245,24 +198,6 @@ class MainWindow(QMainWindow):
 
             self._vocabularies[key] = read_vocabulary(self.manager.resolve_model, key)
         return self._vocabularies[key]
-
-    def _result_caption(self, result_id: int) -> str:
-        """"run #3 text-to-image, image": how a stored result is named in input fields."""
-        from app.session_view import result_label  # noqa: PLC0415
-
-        run_id = self.session.run_of_result(result_id)
-        if run_id is None:
-            return ""
-        run = self.session.run(run_id)
-        res = next((r for r in run.results if r.id == result_id), None)
-        what = (result_label(res) or res.kind) if res is not None else f"result {result_id}"
-        return f"run #{run.id} {run.tool_id}, {what}"
-
-    def _session_committed(self) -> None:  # on the watcher's thread
-        try:
-            self.sessionChanged.emit()
-        except RuntimeError:  # the window is gone
-            pass
 
     def is_ready(self) -> bool:
         """True once the session is open (or failed to open) and runs can be submitted."""
@@ -288,7 +223,7 @@ class MainWindow(QMainWindow):
 
     # --- tools and runs -----------------------------------------------------------------------
     def refresh_tools(self) -> None:
-        self.tool_panel.set_tools(list(self.manager.tools.values()), {n: _plugin_title(n) for n in self.manager.records})
+        self.tool_panel.set_tools(list(self.manager.tools.values()), {n: plugin_title(n) for n in self.manager.records})
         if self.history is not None:
             self.history.set_known_tools(list(self.manager.tools))
 
@@ -434,16 +369,7 @@ class MainWindow(QMainWindow):
         window_state.save_state(self)
         if getattr(self, "batch", None) is not None:
             self.batch.shutdown()  # batches driven here stop sending items; they can be resumed
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher = None
-        changes = getattr(self, "_changes", None)
-        if changes is not None:  # no refresh of the history may start from here on
-            changes.stop()
-            try:
-                self.sessionChanged.disconnect()
-            except (RuntimeError, TypeError):
-                pass
+        window_docks.stop_watching_session(self)
         if self.controller is not None:
             self.jobs.detach()
             self.controller.shutdown()
@@ -459,15 +385,3 @@ class MainWindow(QMainWindow):
             self._session_thread.join(30)
         self.session.close()
         super().closeEvent(ev)
-
-
-def _plugin_title(name: str) -> str:
-    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``, ``"h_edit"`` -> ``"h-Edit"``
-    (a one-letter first word is a prefix, as in the method's name, not "H edit")."""
-    words = [w.upper() if w in _ACRONYMS else w for w in name.replace("_", " ").replace("-", " ").split()]
-    if not words:
-        return name
-    if len(words) > 1 and len(words[0]) == 1 and words[0].isalpha():
-        return " ".join([f"{words[0].lower()}-{words[1].capitalize()}"] + words[2:])
-    first = words[0] if words[0].isupper() else words[0].capitalize()
-    return " ".join([first] + words[1:])

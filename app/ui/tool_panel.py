@@ -441,3 +441,18 @@ class ToolPanel(QWidget):
         if self.current_tool is None:
             return
         self.set_values(self.current_tool.defaults())
+
+
+_ACRONYMS = {"rl", "inr", "sdf", "ai", "gan", "vae", "onnx", "3d", "2d"}
+
+
+def plugin_title(name: str) -> str:
+    """``"text_to_image"`` -> ``"Text to image"``, ``"rl"`` -> ``"RL"``, ``"h_edit"`` -> ``"h-Edit"``
+    (a one-letter first word is a prefix, as in the method's name, not "H edit")."""
+    words = [w.upper() if w in _ACRONYMS else w for w in name.replace("_", " ").replace("-", " ").split()]
+    if not words:
+        return name
+    if len(words) > 1 and len(words[0]) == 1 and words[0].isalpha():
+        return " ".join([f"{words[0].lower()}-{words[1].capitalize()}"] + words[2:])
+    first = words[0] if words[0].isupper() else words[0].capitalize()
+    return " ".join([first] + words[1:])

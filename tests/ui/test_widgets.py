@@ -309,7 +309,7 @@ def test_a_zero_that_means_something_says_so(qtbot):
 
 
 def test_plugin_group_titles():
-    from app.ui.main_window import _plugin_title
+    from app.ui.tool_panel import plugin_title as _plugin_title
 
     assert _plugin_title("h_edit") == "h-Edit"  # was "H edit"
     assert _plugin_title("text_to_image") == "Text to image"
