@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.batch_eval import add_engine_options, batch_mode
+
 METHODS = {
     "h-edit-explicit": dict(variant="explicit"),
     "h-edit-implicit": dict(variant="implicit"),
@@ -180,6 +182,8 @@ def save_examples(examples: dict, folder: Path, limit: int = 12) -> None:
 
 
 def run(args) -> dict:
+    if batch_mode(args):
+        return run_as_batch(args)
     import tempfile
 
     import torch
@@ -194,8 +198,7 @@ def run(args) -> dict:
         one) or the paper's scripts' values for the method's inversion (``--weights paper``)."""
         if getattr(args, "weights", "model") != "paper":
             return {}
-        det = kw["variant"] == "baseline-ddim"
-        return dict(w_orig=1.0, w_src_edit=9.0 if det else 5.0, w_edit=10.0 if det else 7.5)
+        return paper_weights(kw)
 
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,15 +236,23 @@ def run(args) -> dict:
                     bucket.append(time.perf_counter() - t0)
             timing[name] = dict(first_edit_s=float(np.mean(t_first)) if t_first else float("nan"),
                                 cached_edit_s=float(np.mean(t_cached)) if t_cached else float("nan"))
+    if args.examples:
+        save_examples(examples, args.examples)
+    return summarise(args, sources, roundtrips, rows, timing)
+
+
+def summarise(args, sources: list[dict], roundtrips: list[np.ndarray], rows: dict[str, list[dict]], timing: dict,
+              **extra) -> dict:
+    """The result: per method, the means of the scored edits (``rows``) and the timing."""
+
+    def mean(vals):
+        vals = [v for v in vals if not math.isnan(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
     summary = {}
     for name, rs in rows.items():
         ed = [r for r in rs if r["kind"] != "null"]
         nl = [r for r in rs if r["kind"] == "null"]
-
-        def mean(vals):
-            vals = [v for v in vals if not math.isnan(v)]
-            return float(np.mean(vals)) if vals else float("nan")
-
         summary[name] = dict(
             edits=len(ed),
             success=mean([r["success"] for r in ed]),
@@ -253,14 +264,113 @@ def run(args) -> dict:
             null_psnr_vs_roundtrip=mean([r["psnr_whole_vs_roundtrip"] for r in nl]),
             **timing[name],
         )
-    if args.examples:
-        save_examples(examples, args.examples)
     vae_psnr = float(np.mean([psnr(r, s["image"]) for r, s in zip(roundtrips, sources)])) if sources else float("nan")
     return dict(model=args.model if not args.smoke else "tiny-random", steps=args.steps, sources=len(sources),
                 weights=getattr(args, "weights", "model"),
                 source=args.source,
                 timing_steps=args.timing_steps,
-                vae_roundtrip_psnr=vae_psnr, methods=summary)
+                vae_roundtrip_psnr=vae_psnr, methods=summary, **extra)
+
+
+def paper_weights(kw: dict) -> dict:
+    """The paper's scripts' guidance weights for a method's inversion (``--weights paper``)."""
+    det = kw["variant"] == "baseline-ddim"
+    return dict(w_orig=1.0, w_src_edit=9.0 if det else 5.0, w_edit=10.0 if det else 7.5)
+
+
+# -- as a batch plan (--engine / --plan-only / --from-batch) ----------------------------------------
+
+
+def write_batch_plan(args, folder: Path, log) -> Path:
+    """Generate the sources (in this process: the detector keeps the readable ones), save them and
+    their VAE round trips under ``folder/inputs`` and write the h-edit plan: one CSV row per
+    method x edit, in the order of the in-process loop."""
+    import torch
+
+    from lab import batch_eval as B
+    from plugins.diffusion_common import editing as D
+
+    torch.set_num_threads(args.threads)
+    pipe, _hash = load_eval_model(args.model, args.smoke, folder)
+    model_ref = str(folder / "tiny") if args.smoke else args.model
+    sources = generate_sources(pipe, args.sources, args.gen_steps, args.seed, args.smoke, log, args.source)
+    edits = make_edits(sources, args.null_edits)
+    with torch.no_grad():
+        roundtrips = [D.tensor_to_uint8(D.vae_decode(pipe, D.vae_encode(pipe, D.image_to_tensor(s["image"]))))
+                      for s in sources]
+    srcs = []
+    for k, (src, rt) in enumerate(zip(sources, roundtrips)):
+        obj = src["obj"]
+        srcs.append(dict(image=B.save_png(src["image"], folder / B.INPUTS / f"source-{k:04d}.png"),
+                         roundtrip=B.save_png(rt, folder / B.INPUTS / f"roundtrip-{k:04d}.png"),
+                         caption=src["caption"], colour=obj.colour, shape=obj.shape, obj_cell=list(obj.cell),
+                         background=src["background"], cell=list(src["cell"]), seed=src["seed"]))
+    rows, specs = [], []
+    for name, kw in METHODS.items():
+        for k, e in enumerate(edits):
+            src = srcs[e["src"]]
+            rows.append(dict(image=src["image"], source_prompt=src["caption"], target_prompt=e["target"],
+                             seed=src["seed"], variant=kw["variant"],
+                             **(paper_weights(kw) if args.weights == "paper" else {})))
+            specs.append(dict(method=name, edit=k))
+    meta = dict(evaluation="lab.hedit_eval", model=args.model, smoke=args.smoke, steps=args.steps,
+                weights=args.weights, source=args.source, sources=srcs, edits=edits, items=specs)
+    name = f"h-Edit evaluation: {len(sources)} sources, {len(edits)} edits x {len(METHODS)} methods"
+    plan_name = Path(args.plan_only).name if args.plan_only else "plan.toml"
+    return B.write_plan(folder, "h-edit", name, dict(steps=args.steps, model=model_ref), rows, meta, plan_name)
+
+
+def score_batch(args, batch_id: int, log) -> dict:
+    """Score a finished batch of a plan :func:`write_batch_plan` wrote, as the in-process loop does.
+    Time per edit is the median of the items' run times (inversion included, at ``--steps``);
+    nothing is cached between items, so there is no re-edit time (NaN)."""
+    from types import SimpleNamespace
+
+    from lab import batch_eval as B
+
+    items, meta = B.batch_outputs(args.session, batch_id)
+    B.check_outputs(items, meta, "lab.hedit_eval")
+    for key in ("steps", "weights", "source", "smoke"):
+        setattr(args, key, meta[key])
+    args.model = meta["model"]
+    args.timing_steps = meta["steps"]
+    sources = [dict(image=B.load_png(s["image"]), caption=s["caption"],
+                    obj=SimpleNamespace(colour=s["colour"], shape=s["shape"], cell=tuple(s["obj_cell"])),
+                    background=s["background"], cell=tuple(s["cell"]), seed=s["seed"]) for s in meta["sources"]]
+    roundtrips = [B.load_png(s["roundtrip"]) for s in meta["sources"]]
+    edits = meta["edits"]
+    rows: dict[str, list] = {m: [] for m in METHODS}
+    seconds: dict[str, list] = {m: [] for m in METHODS}
+    examples: dict[int, dict] = {}
+    for it, spec in zip(items, meta["items"]):
+        e = edits[spec["edit"]]
+        src = sources[e["src"]]
+        rows[spec["method"]].append(dict(kind=e["kind"], **score_edit(src, e, it.image, roundtrips[e["src"]])))
+        if e["kind"] != "null":
+            seconds[spec["method"]].append(it.seconds)
+        examples.setdefault(spec["edit"], {"source": src["image"], "target": e["target"]})[spec["method"]] = it.image
+    # the median: a worker's first item also loads the model
+    timing = {m: dict(first_edit_s=float(np.median(v)) if v else float("nan"), cached_edit_s=float("nan"))
+              for m, v in seconds.items()}
+    if args.examples:
+        save_examples(examples, args.examples)
+    log(f"scored batch {batch_id}: {len(items)} items")
+    return summarise(args, sources, roundtrips, rows, timing, batch_id=batch_id, engine=args.engine or "batch")
+
+
+def run_as_batch(args) -> dict:
+    """``--engine``/``--plan-only``/``--from-batch``: the same evaluation through app.batch."""
+    from lab import batch_eval as B
+
+    log = B.stderr_log(args.quiet)
+    if args.from_batch is not None:
+        return score_batch(args, args.from_batch, log)
+    folder = B.work_dir(args, "h-edit")
+    plan = write_batch_plan(args, folder, log)
+    if args.plan_only:
+        return dict(plan=str(plan))
+    batch_id = B.run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log)
+    return score_batch(args, batch_id, log)
 
 
 def format_table(result: dict) -> str:
@@ -299,11 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny random model, 1 source, 2 steps")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--examples", type=Path, default=None, help="save a PNG grid of example edits in this folder")
+    add_engine_options(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.sources, args.null_edits, args.steps, args.gen_steps = 1, 1, 2, 2
         args.timing_steps, args.timing_edits = 2, 1
-    result = run(args)
+    try:
+        result = run(args)
+    except RuntimeError as exc:  # a batch that could not run or be scored: its sentence
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 1
+    if "plan" in result:
+        print(f"plan written: {result['plan']}\nrun it: implicit-studio batch {result['plan']} --engine ray "
+              f"[--ray-address ADDR] [--workers N] [--session S]\nscore it: {p.prog} --from-batch ID [--session S]")
+        return 0
     print(format_table(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
