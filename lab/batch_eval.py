@@ -44,6 +44,16 @@ def add_engine_options(p: Any) -> None:
                    help="score a batch of a plan written by --plan-only (with --session)")
 
 
+def chosen_methods(args: Any, known: Any) -> list[str]:
+    """The methods of ``known`` that ``--methods`` names (a comma-separated list; all by default),
+    in ``known``'s order; exits with a sentence for an unknown one."""
+    names = [n.strip() for n in (getattr(args, "methods", None) or ",".join(known)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise SystemExit(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+    return [n for n in known if n in names]
+
+
 def batch_mode(args: Any) -> bool:
     return bool(args.engine or args.plan_only or args.from_batch is not None)
 
@@ -225,3 +235,9 @@ def check_outputs(items: list[ItemOutput], meta: dict[str, Any], evaluation: str
 
 def stderr_log(quiet: bool):
     return (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+
+
+def plan_written(prog: str, plan: str) -> int:
+    print(f"plan written: {plan}\nrun it: implicit-studio batch {plan} [--engine ray --ray-address ADDR] "
+          f"[--workers N] [--session S]\nscore it: {prog} --from-batch ID [--session S]")
+    return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.batch_eval import add_engine_options, batch_mode
+from lab.batch_eval import add_engine_options, batch_mode, chosen_methods, plan_written
 
 METHODS = {
     "h-edit-explicit": dict(variant="explicit"),
@@ -40,6 +40,11 @@ METHODS = {
     "baseline-ef": dict(variant="baseline-ef"),
     "baseline-ddim": dict(variant="baseline-ddim"),
 }
+
+
+def chosen(args) -> dict:
+    """The methods ``--methods`` names (all by default), in the table's order."""
+    return {n: METHODS[n] for n in chosen_methods(args, METHODS)}
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
@@ -208,12 +213,12 @@ def run(args) -> dict:
         with torch.no_grad():
             roundtrips = [D.tensor_to_uint8(D.vae_decode(pipe, D.vae_encode(pipe, D.image_to_tensor(s["image"]))))
                           for s in sources]
-        rows = {m: [] for m in METHODS}
+        rows = {m: [] for m in chosen(args)}
         timing = {}
         # one cache for all methods: the random-inversion variants share each source's inversion
         cache = C.InversionCache(max_items=2 * len(sources) + 2)
         examples: dict[int, dict] = {}
-        for name, kw in METHODS.items():
+        for name, kw in chosen(args).items():
             for k, e in enumerate(edits):
                 src = sources[e["src"]]
                 st = C.HEditSettings(num_steps=args.steps, seed=src["seed"], **kw, **weights(kw))
@@ -306,7 +311,7 @@ def write_batch_plan(args, folder: Path, log) -> Path:
                          caption=src["caption"], colour=obj.colour, shape=obj.shape, obj_cell=list(obj.cell),
                          background=src["background"], cell=list(src["cell"]), seed=src["seed"]))
     rows, specs = [], []
-    for name, kw in METHODS.items():
+    for name, kw in chosen(args).items():
         for k, e in enumerate(edits):
             src = srcs[e["src"]]
             rows.append(dict(image=src["image"], source_prompt=src["caption"], target_prompt=e["target"],
@@ -315,7 +320,7 @@ def write_batch_plan(args, folder: Path, log) -> Path:
             specs.append(dict(method=name, edit=k))
     meta = dict(evaluation="lab.hedit_eval", model=args.model, smoke=args.smoke, steps=args.steps,
                 weights=args.weights, source=args.source, sources=srcs, edits=edits, items=specs)
-    name = f"h-Edit evaluation: {len(sources)} sources, {len(edits)} edits x {len(METHODS)} methods"
+    name = f"h-Edit evaluation: {len(sources)} sources, {len(edits)} edits x {len(chosen(args))} methods"
     plan_name = Path(args.plan_only).name if args.plan_only else "plan.toml"
     return B.write_plan(folder, "h-edit", name, dict(steps=args.steps, model=model_ref), rows, meta, plan_name)
 
@@ -339,8 +344,9 @@ def score_batch(args, batch_id: int, log) -> dict:
                     background=s["background"], cell=tuple(s["cell"]), seed=s["seed"]) for s in meta["sources"]]
     roundtrips = [B.load_png(s["roundtrip"]) for s in meta["sources"]]
     edits = meta["edits"]
-    rows: dict[str, list] = {m: [] for m in METHODS}
-    seconds: dict[str, list] = {m: [] for m in METHODS}
+    methods = list(dict.fromkeys(spec["method"] for spec in meta["items"]))
+    rows: dict[str, list] = {m: [] for m in methods}
+    seconds: dict[str, list] = {m: [] for m in methods}
     examples: dict[int, dict] = {}
     for it, spec in zip(items, meta["items"]):
         e = edits[spec["edit"]]
@@ -406,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("model", "paper"), default="model",
                    help="guidance weights: the tool's defaults (the model's recommended weights where it ships "
                         "them) or the paper's (1 / 5 / 7.5 R, 1 / 9 / 10 D) for every method")
+    p.add_argument("--methods", default=None, help=f"comma-separated methods to run (default all: {', '.join(METHODS)})")
     p.add_argument("--smoke", action="store_true", help="tiny random model, 1 source, 2 steps")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--examples", type=Path, default=None, help="save a PNG grid of example edits in this folder")
@@ -420,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.prog}: {exc}", file=sys.stderr)
         return 1
     if "plan" in result:
-        print(f"plan written: {result['plan']}\nrun it: implicit-studio batch {result['plan']} --engine ray "
-              f"[--ray-address ADDR] [--workers N] [--session S]\nscore it: {p.prog} --from-batch ID [--session S]")
-        return 0
+        return plan_written(p.prog, result["plan"])
     print(format_table(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lab.batch_eval import add_engine_options, batch_mode, chosen_methods, plan_written
 from lab.hedit_eval import load_eval_model, psnr
 
 METHOD_NAMES = ("copaint", "copaint-tt", "repaint", "blend")
 MASK_TYPES = ("box", "half", "strokes")
+
+
+def chosen(args) -> list[str]:
+    """The methods ``--methods`` names (all by default), in the table's order."""
+    return chosen_methods(args, METHOD_NAMES)
 
 
 def make_mask(kind: str, obj_mask: np.ndarray, cell: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -116,11 +122,12 @@ def save_examples(examples: dict, folder: Path) -> None:
 
 
 def run(args) -> dict:
+    if batch_mode(args):
+        return run_as_batch(args)
     import tempfile
 
     import torch
 
-    from lab.default_model.detector import detect
     from lab.hedit_eval import generate_sources, object_mask
     from plugins.inpaint import compute as I
 
@@ -135,9 +142,9 @@ def run(args) -> dict:
             om = object_mask(src["image"], src["obj"].colour, src["background"])
             for kind in MASK_TYPES:
                 cases.append(dict(src=k, kind=kind, mask=make_mask(kind, om, src["cell"], rng)))
-        rows = {m: [] for m in METHOD_NAMES}
+        rows = {m: [] for m in chosen(args)}
         examples: dict[str, list] = {}
-        for name in METHOD_NAMES:
+        for name in chosen(args):
             for c in cases:
                 src = sources[c["src"]]
                 st = I.InpaintSettings(method=name, num_steps=args.steps, seed=src["seed"] + 17,
@@ -145,22 +152,18 @@ def run(args) -> dict:
                 t0 = time.perf_counter()
                 res = I.inpaint(pipe, src["image"], c["mask"], src["caption"], st)
                 dt = time.perf_counter() - t0
-                det = detect(res.image)
-                obj = src["obj"]
-                found = any(d.colour == obj.colour and d.shape == obj.shape and d.cell == src["cell"]
-                            for d in det.objects)
                 if len(examples.setdefault(name, [])) < 12:
                     examples[name].append((src["image"], c["mask"], res.image))
-                rows[name].append(dict(
-                    kind=c["kind"], object=float(found), seconds=dt,
-                    psnr_masked=psnr(res.image, src["image"], c["mask"]),
-                    psnr_known_raw=psnr(res.raw, src["image"], ~c["mask"]),
-                    seam=seam_error(res.image, src["image"], c["mask"]),
-                ))
+                rows[name].append(score_case(src, c["mask"], res.image, res.raw, dt, c["kind"]))
             log(f"{name}: done ({len(cases)} cases)")
 
     if args.examples:
         save_examples(examples, args.examples)
+    return summarise(args, rows, len(sources))
+
+
+def summarise(args, rows: dict[str, list[dict]], n_images: int, **extra) -> dict:
+    """The result: per method and mask type, the means of the scored cases (``rows``)."""
 
     def mean(vals):
         vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
@@ -175,9 +178,109 @@ def run(args) -> dict:
                                                                  "seconds")}
             entry[kind]["n"] = len(sel)
         summary[name] = entry
-    return dict(model=args.model if not args.smoke else "tiny-random", steps=args.steps, images=len(sources),
+    return dict(model=args.model if not args.smoke else "tiny-random", steps=args.steps, images=n_images,
                 source=args.source,
-                resamplings=args.resamplings, methods=summary)
+                resamplings=args.resamplings, methods=summary, **extra)
+
+
+def score_case(src: dict, mask: np.ndarray, image: np.ndarray, raw: np.ndarray | None, seconds: float,
+               kind: str) -> dict:
+    from lab.default_model.detector import detect
+
+    det = detect(image)
+    obj = src["obj"]
+    found = any(d.colour == obj.colour and d.shape == obj.shape and d.cell == src["cell"] for d in det.objects)
+    return dict(kind=kind, object=float(found), seconds=seconds,
+                psnr_masked=psnr(image, src["image"], mask),
+                psnr_known_raw=psnr(raw, src["image"], ~mask) if raw is not None else float("nan"),
+                seam=seam_error(image, src["image"], mask))
+
+
+# -- as a batch plan (--engine / --plan-only / --from-batch) ----------------------------------------
+
+
+def write_batch_plan(args, folder: Path, log) -> Path:
+    """Generate the ground truths (in this process), save them and the masks under
+    ``folder/inputs`` and write the inpaint plan: one CSV row per method x case, in the order of the
+    in-process loop."""
+    import torch
+
+    from lab import batch_eval as B
+    from lab.hedit_eval import generate_sources, object_mask
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    pipe, _hash = load_eval_model(args.model, args.smoke, folder)
+    model_ref = str(folder / "tiny") if args.smoke else args.model
+    sources = generate_sources(pipe, args.images, args.gen_steps, args.seed, args.smoke, log, args.source)
+    srcs, cases = [], []
+    for k, src in enumerate(sources):
+        obj = src["obj"]
+        srcs.append(dict(image=B.save_png(src["image"], folder / B.INPUTS / f"truth-{k:04d}.png"),
+                         caption=src["caption"], colour=obj.colour, shape=obj.shape, cell=list(src["cell"]),
+                         seed=src["seed"]))
+        om = object_mask(src["image"], obj.colour, src["background"])
+        for kind in MASK_TYPES:
+            mask = make_mask(kind, om, src["cell"], rng)
+            cases.append(dict(src=k, kind=kind, mask=B.save_png(mask, folder / B.INPUTS / f"mask-{k:04d}-{kind}.png")))
+    rows, specs = [], []
+    for name in chosen(args):
+        for j, c in enumerate(cases):
+            src = srcs[c["src"]]
+            rows.append(dict(image=src["image"], mask=c["mask"], prompt=src["caption"], method=name,
+                             seed=src["seed"] + 17))
+            specs.append(dict(method=name, case=j))
+    meta = dict(evaluation="lab.inpaint_eval", model=args.model, smoke=args.smoke, steps=args.steps,
+                resamplings=args.resamplings, source=args.source, sources=srcs, cases=cases, items=specs)
+    name = f"inpainting evaluation: {len(sources)} images, {len(cases)} masks x {len(chosen(args))} methods"
+    plan_name = Path(args.plan_only).name if args.plan_only else "plan.toml"
+    params = dict(steps=args.steps, resamplings=args.resamplings, lr=args.lr, model=model_ref)
+    return B.write_plan(folder, "inpaint", name, params, rows, meta, plan_name)
+
+
+def score_batch(args, batch_id: int, log) -> dict:
+    """Score a finished batch of a plan :func:`write_batch_plan` wrote, as the in-process loop does.
+    The tool returns the composited result only, so ``psnr_known_raw`` (the raw decoded output's
+    known region) is NaN; ``seconds`` is each item's run time."""
+    from types import SimpleNamespace
+
+    from lab import batch_eval as B
+
+    items, meta = B.batch_outputs(args.session, batch_id)
+    B.check_outputs(items, meta, "lab.inpaint_eval")
+    for key in ("steps", "resamplings", "source", "smoke", "model"):
+        setattr(args, key, meta[key])
+    sources = [dict(image=B.load_png(s["image"]), obj=SimpleNamespace(colour=s["colour"], shape=s["shape"]),
+                    cell=tuple(s["cell"])) for s in meta["sources"]]
+    masks = [B.load_png(c["mask"], mask=True) for c in meta["cases"]]
+    rows: dict[str, list] = {m: [] for m in dict.fromkeys(spec["method"] for spec in meta["items"])}
+    examples: dict[str, list] = {}
+    for it, spec in zip(items, meta["items"]):
+        c = meta["cases"][spec["case"]]
+        src = sources[c["src"]]
+        mask = masks[spec["case"]]
+        rows[spec["method"]].append(score_case(src, mask, it.image, None, it.seconds, c["kind"]))
+        if len(examples.setdefault(spec["method"], [])) < 12:
+            examples[spec["method"]].append((src["image"], mask, it.image))
+    if args.examples:
+        save_examples(examples, args.examples)
+    log(f"scored batch {batch_id}: {len(items)} items")
+    return summarise(args, rows, len(sources), batch_id=batch_id, engine=args.engine or "batch")
+
+
+def run_as_batch(args) -> dict:
+    """``--engine``/``--plan-only``/``--from-batch``: the same evaluation through app.batch."""
+    from lab import batch_eval as B
+
+    log = B.stderr_log(args.quiet)
+    if args.from_batch is not None:
+        return score_batch(args, args.from_batch, log)
+    folder = B.work_dir(args, "inpaint")
+    plan = write_batch_plan(args, folder, log)
+    if args.plan_only:
+        return dict(plan=str(plan))
+    batch_id = B.run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log)
+    return score_batch(args, batch_id, log)
 
 
 def format_table(result: dict) -> str:
@@ -206,13 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods to run (default all: {', '.join(METHOD_NAMES)})")
     p.add_argument("--smoke", action="store_true", help="tiny random model, 1 image, 2 steps")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--examples", type=Path, default=None, help="save a PNG grid of example results in this folder")
+    add_engine_options(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.images, args.steps, args.gen_steps, args.resamplings = 1, 2, 2, 2
-    result = run(args)
+    try:
+        result = run(args)
+    except RuntimeError as exc:  # a batch that could not run or be scored: its sentence
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 1
+    if "plan" in result:
+        return plan_written(p.prog, result["plan"])
     print(format_table(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
