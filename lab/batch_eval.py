@@ -75,6 +75,24 @@ def work_dir(args: Any, tool: str) -> Path:
     return (session_dir(args.session) / "evaluations" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
 
 
+def plan_name(args: Any) -> str:
+    return Path(args.plan_only).name if args.plan_only else "plan.toml"
+
+
+def run_as_batch(args: Any, tool: str, write: Any, score: Any) -> dict[str, Any]:
+    """Write the evaluation's plan (``write(args, folder, log) -> plan path``), run it on
+    ``args.engine`` and score the batch (``score(args, batch_id, log) -> result``); with
+    ``--plan-only`` stop after writing (``{"plan": path}``), with ``--from-batch`` only score."""
+    log = stderr_log(args.quiet)
+    if args.from_batch is not None:
+        return score(args, args.from_batch, log)
+    plan = write(args, work_dir(args, tool), log)
+    if args.plan_only:
+        return dict(plan=str(plan))
+    batch_id = run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log)
+    return score(args, batch_id, log)
+
+
 def save_png(array: np.ndarray, path: Path) -> str:
     """A uint8 image (HxWx3) or a boolean mask (HxW, white = True) as a lossless PNG."""
     from PIL import Image
@@ -237,7 +255,21 @@ def stderr_log(quiet: bool):
     return (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
 
 
-def plan_written(prog: str, plan: str) -> int:
-    print(f"plan written: {plan}\nrun it: implicit-studio batch {plan} [--engine ray --ray-address ADDR] "
-          f"[--workers N] [--session S]\nscore it: {prog} --from-batch ID [--session S]")
+def run_and_report(prog: str, args: Any, run: Any, format_table: Any) -> int:
+    """An evaluation's ``main`` after parsing: run it (in-process or as a batch), print its table
+    (or where the plan was written), write ``--out``; the exit status."""
+    try:
+        result = run(args)
+    except RuntimeError as exc:  # a batch that could not run or be scored: its sentence
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    if "plan" in result:
+        plan = result["plan"]
+        print(f"plan written: {plan}\nrun it: implicit-studio batch {plan} [--engine ray --ray-address ADDR] "
+              f"[--workers N] [--session S]\nscore it: {prog} --from-batch ID [--session S]")
+        return 0
+    print(format_table(result))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
     return 0

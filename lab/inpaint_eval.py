@@ -2,6 +2,8 @@
 
     python -m lab.inpaint_eval [--model default] [--images 12] [--steps 25] [--out results.json]
     python -m lab.inpaint_eval --smoke        # tiny random model, 1 image, 2 steps
+    python -m lab.inpaint_eval --engine local|ray [--workers N] [--ray-address ADDR] [--session S]
+    python -m lab.inpaint_eval --plan-only OUT.toml   # then: implicit-studio batch OUT.toml ...; --from-batch ID
 
 Protocol (issue "Quality, measured"):
 
@@ -24,7 +26,6 @@ Protocol (issue "Quality, measured"):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.batch_eval import add_engine_options, batch_mode, chosen_methods, plan_written
+from lab.batch_eval import add_engine_options, batch_mode, chosen_methods, run_and_report
 from lab.hedit_eval import load_eval_model, psnr
 
 METHOD_NAMES = ("copaint", "copaint-tt", "repaint", "blend")
@@ -233,9 +234,8 @@ def write_batch_plan(args, folder: Path, log) -> Path:
     meta = dict(evaluation="lab.inpaint_eval", model=args.model, smoke=args.smoke, steps=args.steps,
                 resamplings=args.resamplings, source=args.source, sources=srcs, cases=cases, items=specs)
     name = f"inpainting evaluation: {len(sources)} images, {len(cases)} masks x {len(chosen(args))} methods"
-    plan_name = Path(args.plan_only).name if args.plan_only else "plan.toml"
     params = dict(steps=args.steps, resamplings=args.resamplings, lr=args.lr, model=model_ref)
-    return B.write_plan(folder, "inpaint", name, params, rows, meta, plan_name)
+    return B.write_plan(folder, "inpaint", name, params, rows, meta, B.plan_name(args))
 
 
 def score_batch(args, batch_id: int, log) -> dict:
@@ -272,15 +272,7 @@ def run_as_batch(args) -> dict:
     """``--engine``/``--plan-only``/``--from-batch``: the same evaluation through app.batch."""
     from lab import batch_eval as B
 
-    log = B.stderr_log(args.quiet)
-    if args.from_batch is not None:
-        return score_batch(args, args.from_batch, log)
-    folder = B.work_dir(args, "inpaint")
-    plan = write_batch_plan(args, folder, log)
-    if args.plan_only:
-        return dict(plan=str(plan))
-    batch_id = B.run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log)
-    return score_batch(args, batch_id, log)
+    return B.run_as_batch(args, "inpaint", write_batch_plan, score_batch)
 
 
 def format_table(result: dict) -> str:
@@ -318,18 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.images, args.steps, args.gen_steps, args.resamplings = 1, 2, 2, 2
-    try:
-        result = run(args)
-    except RuntimeError as exc:  # a batch that could not run or be scored: its sentence
-        print(f"{p.prog}: {exc}", file=sys.stderr)
-        return 1
-    if "plan" in result:
-        return plan_written(p.prog, result["plan"])
-    print(format_table(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    return 0
+    return run_and_report(p.prog, args, run, format_table)
 
 
 if __name__ == "__main__":
