@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ def add_engine_options(p: Any) -> None:
     g.add_argument("--session", metavar="PATH", default=None,
                    help="session that records the batch (default: the default session)")
     g.add_argument("--work", type=Path, default=None, metavar="DIR",
-                   help="folder for the plan and its input images (default: a new folder in the session's)")
+                   help="folder for the plan and its input images (default: a new folder under the studio's "
+                        "data folder, evaluations/)")
     g.add_argument("--plan-only", type=Path, default=None, metavar="OUT.toml",
                    help="write the plan (inputs beside it) and stop; run it with `implicit-studio batch OUT.toml`")
     g.add_argument("--from-batch", type=int, default=None, metavar="ID",
@@ -72,7 +74,9 @@ def work_dir(args: Any, tool: str) -> Path:
         return Path(args.plan_only).expanduser().resolve().parent
     if args.work:
         return Path(args.work).expanduser().resolve()
-    return (session_dir(args.session) / "evaluations" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    from app.settings import data_dir
+
+    return (data_dir() / "evaluations" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}").resolve()
 
 
 def plan_name(args: Any) -> str:
