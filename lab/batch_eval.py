@@ -35,6 +35,8 @@ def add_engine_options(p: Any) -> None:
                    help="run the evaluation's items as a batch plan on this engine and score them from the session")
     g.add_argument("--workers", type=int, default=1, metavar="N", help="batch workers (default 1)")
     g.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster (default: a local Ray)")
+    g.add_argument("--device", metavar="D", default=None,
+                   help="the workers' device: auto, cpu, cuda, cuda:N or mps (on Ray, cuda asks one GPU per worker)")
     g.add_argument("--session", metavar="PATH", default=None,
                    help="session that records the batch (default: the default session)")
     g.add_argument("--work", type=Path, default=None, metavar="DIR",
@@ -90,10 +92,12 @@ def run_as_batch(args: Any, tool: str, write: Any, score: Any) -> dict[str, Any]
     log = stderr_log(args.quiet)
     if args.from_batch is not None:
         return score(args, args.from_batch, log)
+    if not args.plan_only:
+        check_engine(args.engine, args.device)  # before the inputs are made
     plan = write(args, work_dir(args, tool), log)
     if args.plan_only:
         return dict(plan=str(plan))
-    batch_id = run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log)
+    batch_id = run_plan(plan, args.engine, args.workers, args.ray_address, args.session, log, args.device)
     return score(args, batch_id, log)
 
 
@@ -148,19 +152,32 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"a plan parameter must be a number, text or true/false, got {type(v).__name__}")
 
 
+def check_engine(engine: Optional[str], device: Optional[str]) -> None:
+    """``RuntimeError`` (a sentence) for Ray when it is not installed, or a device that does not exist."""
+    from app.batch.engine import RAY_INSTALL_HINT, ray_available
+
+    if engine == "ray" and not ray_available():
+        raise RuntimeError(RAY_INSTALL_HINT)
+    if device:
+        from app import devices
+
+        try:
+            devices.parse_device(device)
+        except devices.DeviceError as exc:
+            raise RuntimeError(f"--device: {exc}") from None
+
+
 def run_plan(plan_path: Path, engine: str, workers: int, ray_address: Optional[str], session: Optional[str],
-             log: Any) -> int:
+             log: Any, device: Optional[str] = None) -> int:
     """Run a plan as ``implicit-studio batch`` does; the batch id. ``RuntimeError`` when the engine is
     missing, the plan is refused or no worker could run the items."""
     from app.batch.driver import BatchDriver
-    from app.batch.engine import RAY_INSTALL_HINT, ray_available
     from app.batch.plan import load_plan
     from app.jobs import open_session
     from app.plugins import get_manager
     from app.settings import Settings
 
-    if engine == "ray" and not ray_available():
-        raise RuntimeError(RAY_INSTALL_HINT)
+    check_engine(engine, device)
     plan = load_plan(plan_path)
     manager = get_manager(Settings())
 
@@ -173,7 +190,7 @@ def run_plan(plan_path: Path, engine: str, workers: int, ray_address: Optional[s
     store = open_session(session_dir(session))
     try:
         driver = BatchDriver(store, manager.tool, engine=engine, workers=max(1, int(workers)),
-                             ray_address=ray_address, listener=on_event)
+                             ray_address=ray_address, device=device, listener=on_event)
         batch_id = driver.create(plan)
         log(f"batch {batch_id}: {plan.count} item(s) of {plan.tool}, engine {engine}, session {store.folder}")
         summary = driver.run(batch_id)

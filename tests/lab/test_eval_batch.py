@@ -118,3 +118,7 @@ def test_from_batch_refuses_a_batch_that_is_not_an_evaluation(tmp_path, capsys):
     assert "not written by an evaluation" in capsys.readouterr().err
     assert hedit_eval.main(["--quiet", "--from-batch", "7", "--session", str(session)]) == 1
     assert "7" in capsys.readouterr().err
+    # a wrong device is refused before any input is made
+    assert hedit_eval.main(["--smoke", "--quiet", "--engine", "local", "--device", "gpu7", "--work",
+                            str(tmp_path / "w"), "--session", str(session)]) == 1
+    assert "unknown device 'gpu7'" in capsys.readouterr().err and not (tmp_path / "w").exists()
