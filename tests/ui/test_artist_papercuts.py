@@ -105,7 +105,10 @@ def test_the_wheel_over_an_unfocused_spin_box_scrolls_the_panel(qtbot, studio_en
     wheel(steps.slider, -120)
     wheel(steps.spin, -120)
     assert steps.slider.value() == slider_value and steps.value() == slider_value
-    # once focused (clicked, or Tab), the spin box takes the wheel
+    # once focused (clicked, or Tab), the spin box takes the wheel (a real X server gives focus
+    # only to a widget of the active window)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow)
     amount.setFocus()
     qtbot.waitUntil(amount.hasFocus)
     wheel(amount, 120)
