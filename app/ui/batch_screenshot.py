@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1600x1000")
     ap.add_argument("--timeout", type=float, default=900)
     args = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="studio-batch-shot-"))
-    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
-        os.environ.setdefault(key, str(tmp / sub))
+    from app.ui.screenshot import isolate
+
+    tmp = isolate("studio-batch-shot-")
     os.environ.setdefault("IMPLICIT_STUDIO_THEME", "dark")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from PySide6.QtCore import Qt
 

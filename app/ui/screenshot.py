@@ -35,6 +35,16 @@ def pump_until(app, cond, timeout: float) -> bool:
     return cond()
 
 
+def isolate(prefix: str) -> Path:
+    """A new temporary folder for a screenshot process's settings and logs (unless the environment
+    already names them; the user's own are left alone), with the hub kept offline."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
+        os.environ.setdefault(key, str(tmp / sub))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return tmp
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Grab a screenshot of the Implicit Studio window.")
     ap.add_argument("out")
@@ -47,12 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="studio-shot-"))
-    for key, sub in (("IMPLICIT_STUDIO_CONFIG_DIR", "config"), ("IMPLICIT_STUDIO_LOG_DIR", "logs")):
-        os.environ.setdefault(key, str(tmp / sub))
+    tmp = isolate("studio-shot-")
     if args.theme != "system":
         os.environ["IMPLICIT_STUDIO_THEME"] = args.theme
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from app.ui import main_window as mw
     from app.ui.launch import ensure_app
